@@ -1,0 +1,195 @@
+#include "core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace parakeet {
+
+size_t dtype_size(DType dtype) {
+    switch (dtype) {
+        case DType::kF32: return 4;
+        case DType::kF64: return 8;
+        case DType::kF16: return 2;
+        case DType::kBF16: return 2;
+        case DType::kI64: return 8;
+        case DType::kI32: return 4;
+        case DType::kI16: return 2;
+        case DType::kI8: return 1;
+        case DType::kU8: return 1;
+        case DType::kBool: return 1;
+    }
+    return 0;
+}
+
+const char* dtype_name(DType dtype) {
+    switch (dtype) {
+        case DType::kF32: return "float32";
+        case DType::kF64: return "float64";
+        case DType::kF16: return "float16";
+        case DType::kBF16: return "bfloat16";
+        case DType::kI64: return "int64";
+        case DType::kI32: return "int32";
+        case DType::kI16: return "int16";
+        case DType::kI8: return "int8";
+        case DType::kU8: return "uint8";
+        case DType::kBool: return "bool";
+    }
+    return "?";
+}
+
+std::string Device::str() const {
+    switch (type) {
+        case DeviceType::kCPU: return "cpu";
+        case DeviceType::kCUDA: return fmt::format("cuda:{}", index);
+    }
+    return "?";
+}
+
+Device Device::parse(const std::string& s) {
+    if (s == "cpu") return Device{DeviceType::kCPU, 0};
+    if (s == "cuda") return Device{DeviceType::kCUDA, 0};
+    if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.size() < 9) {
+        int index = 0;
+        for (size_t i = 5; i < s.size(); ++i) {
+            PK_CHECK(s[i] >= '0' && s[i] <= '9', kInvalidArgument, "bad device '{}' (expected cpu, cuda or cuda:N)", s);
+            index = index * 10 + (s[i] - '0');
+        }
+        return Device{DeviceType::kCUDA, index};
+    }
+    PK_THROW(kInvalidArgument, "bad device '{}' (expected cpu, cuda or cuda:N)", s);
+}
+
+std::string shape_str(const Shape& shape) {
+    std::string out = "[";
+    for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+    return out + "]";
+}
+
+int64_t shape_numel(const Shape& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) {
+        PK_CHECK(d >= 0, kFormat, "negative dimension in shape {}", shape_str(shape));
+        PK_CHECK(!__builtin_mul_overflow(n, d, &n), kFormat, "shape {} has too many elements", shape_str(shape));
+    }
+    return n;
+}
+
+namespace {
+std::shared_ptr<Storage> heap_storage(size_t nbytes) {
+    auto storage = std::make_shared<Storage>();
+    // 64-byte alignment for SIMD and BLAS.
+    size_t rounded = (nbytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded ? rounded : 64);
+    PK_CHECK(p != nullptr, kInternal, "out of memory allocating {} bytes", nbytes);
+    storage->data = p;
+    storage->nbytes = nbytes;
+    storage->owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+    return storage;
+}
+}  // namespace
+
+Tensor Tensor::empty(const Shape& shape, DType dtype) {
+    Tensor t;
+    t.shape_ = shape;
+    t.dtype_ = dtype;
+    int64_t n = shape_numel(shape);
+    size_t bytes = 0;
+    PK_CHECK(!__builtin_mul_overflow(static_cast<size_t>(n), dtype_size(dtype), &bytes), kFormat,
+             "tensor {} too large", shape_str(shape));
+    t.storage_ = heap_storage(bytes);
+    return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype) {
+    Tensor t = empty(shape, dtype);
+    std::memset(t.raw(), 0, t.nbytes());
+    return t;
+}
+
+Tensor Tensor::view(void* data, const Shape& shape, DType dtype, std::shared_ptr<void> owner) {
+    Tensor t;
+    t.shape_ = shape;
+    t.dtype_ = dtype;
+    t.storage_ = std::make_shared<Storage>();
+    t.storage_->data = data;
+    t.storage_->nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+    t.storage_->owner = std::move(owner);
+    return t;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+    PK_CHECK(shape_numel(shape) == numel(), kInternal, "cannot reshape {} to {}", shape_str(shape_), shape_str(shape));
+    Tensor t = *this;
+    t.shape_ = shape;
+    return t;
+}
+
+Tensor Tensor::slice0(int64_t begin, int64_t end) const {
+    PK_CHECK(rank() >= 1 && begin >= 0 && begin <= end && end <= shape_[0], kInternal,
+             "bad slice [{}, {}) of {}", begin, end, shape_str(shape_));
+    Tensor t = *this;
+    int64_t row = shape_[0] ? numel() / shape_[0] : 0;
+    t.offset_ += static_cast<size_t>(begin * row) * dtype_size(dtype_);
+    t.shape_[0] = end - begin;
+    return t;
+}
+
+Tensor Tensor::clone() const {
+    Tensor t = empty(shape_, dtype_);
+    if (nbytes()) std::memcpy(t.raw(), raw(), nbytes());
+    return t;
+}
+
+namespace {
+float half_to_float(uint16_t h) {
+    uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else {  // subnormal
+            exp = 127 - 15 + 1;
+            while ((mant & 0x400) == 0) {
+                mant <<= 1;
+                --exp;
+            }
+            bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+}  // namespace
+
+Tensor Tensor::to_f32() const {
+    if (dtype_ == DType::kF32) return *this;
+    Tensor t = empty(shape_, DType::kF32);
+    float* out = t.data<float>();
+    int64_t n = numel();
+    for (int64_t i = 0; i < n; ++i) {
+        switch (dtype_) {
+            case DType::kF32: out[i] = data<float>()[i]; break;
+            case DType::kF64: out[i] = static_cast<float>(data<double>()[i]); break;
+            case DType::kF16: out[i] = half_to_float(data<uint16_t>()[i]); break;
+            case DType::kBF16: {
+                uint32_t bits = static_cast<uint32_t>(data<uint16_t>()[i]) << 16;
+                std::memcpy(&out[i], &bits, 4);
+                break;
+            }
+            case DType::kI64: out[i] = static_cast<float>(data<int64_t>()[i]); break;
+            case DType::kI32: out[i] = static_cast<float>(data<int32_t>()[i]); break;
+            case DType::kI16: out[i] = static_cast<float>(data<int16_t>()[i]); break;
+            case DType::kI8: out[i] = static_cast<float>(data<int8_t>()[i]); break;
+            case DType::kU8: out[i] = static_cast<float>(data<uint8_t>()[i]); break;
+            case DType::kBool: out[i] = data<uint8_t>()[i] ? 1.f : 0.f; break;
+        }
+    }
+    return t;
+}
+
+}  // namespace parakeet
