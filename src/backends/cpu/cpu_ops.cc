@@ -1,0 +1,210 @@
+#include "backends/cpu/cpu_ops.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace parakeet::cpu {
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    if (m == 0 || n == 0) return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+                static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+void add_bias_rows(float* y, const float* bias, int64_t rows, int64_t cols) {
+#pragma omp parallel for if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+        float* yr = y + r * cols;
+        for (int64_t c = 0; c < cols; ++c) yr[c] += bias[c];
+    }
+}
+
+void layer_norm(const float* x, const float* gamma, const float* beta, float eps, int64_t rows, int64_t cols,
+                float* y) {
+#pragma omp parallel for if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * cols;
+        float* yr = y + r * cols;
+        double sum = 0.0;
+        for (int64_t c = 0; c < cols; ++c) sum += xr[c];
+        const float mean = static_cast<float>(sum / cols);
+        double var = 0.0;
+        for (int64_t c = 0; c < cols; ++c) {
+            const double d = xr[c] - mean;
+            var += d * d;
+        }
+        const float rstd = static_cast<float>(1.0 / std::sqrt(var / cols + eps));
+        for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - mean) * rstd * gamma[c] + beta[c];
+    }
+}
+
+void silu(float* x, int64_t n) {
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::exp(-x[i]));
+}
+
+void relu(float* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+
+void add_scaled(float* y, const float* x, float alpha, int64_t n) {
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void glu(const float* x, int64_t rows, int64_t cols, float* y) {
+#pragma omp parallel for if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* a = x + r * 2 * cols;
+        const float* g = a + cols;
+        float* yr = y + r * cols;
+        for (int64_t c = 0; c < cols; ++c) yr[c] = a[c] * (1.f / (1.f + std::exp(-g[c])));
+    }
+}
+
+void depthwise_conv1d(const float* x, const float* w, const float* bias, int64_t batch, int64_t t, int64_t c,
+                      int64_t k, int64_t pad_left, float* y) {
+    // w is [C, K]; transpose once to [K, C] so the inner loop runs over contiguous channels.
+    std::vector<float> wt(static_cast<size_t>(k * c));
+    for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t j = 0; j < k; ++j) wt[j * c + ch] = w[ch * k + j];
+#pragma omp parallel for collapse(2) if (batch * t * c > 32768)
+    for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t ti = 0; ti < t; ++ti) {
+            float* yr = y + (b * t + ti) * c;
+            for (int64_t ch = 0; ch < c; ++ch) yr[ch] = bias ? bias[ch] : 0.f;
+            for (int64_t j = 0; j < k; ++j) {
+                const int64_t src = ti + j - pad_left;
+                if (src < 0 || src >= t) continue;
+                const float* xr = x + (b * t + src) * c;
+                const float* wr = wt.data() + j * c;
+                for (int64_t ch = 0; ch < c; ++ch) yr[ch] += wr[ch] * xr[ch];
+            }
+        }
+    }
+}
+
+void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* p,
+                       const float* pos_bias_u, const float* pos_bias_v, float* out) {
+    const int64_t d_model = a.n_heads * a.d_head;
+    const int64_t n_key = a.n_key;
+    const float denom = std::sqrt(static_cast<float>(a.d_head));  // NeMo divides after the sum
+    constexpr int64_t kBlock = 256;
+    std::vector<float> qu(static_cast<size_t>(kBlock * a.d_head)), qv(qu.size());
+    std::vector<float> ac, bd;
+    for (int64_t b = 0; b < a.batch; ++b) {
+        const int64_t kb = a.key_begin ? a.key_begin[b] : 0;
+        const int64_t ke = a.key_end ? a.key_end[b] : n_key;
+        const int64_t nq_valid = a.q_valid ? a.q_valid[b] : a.n_query;
+        const float* qb = q + b * a.n_query * d_model;
+        const float* kb_ptr = k + b * n_key * d_model;
+        const float* vb_ptr = v + b * n_key * d_model;
+        float* ob = out + b * a.n_query * d_model;
+        for (int64_t h = 0; h < a.n_heads; ++h) {
+            const float* u = pos_bias_u + h * a.d_head;
+            const float* vv = pos_bias_v + h * a.d_head;
+            for (int64_t i0 = 0; i0 < a.n_query; i0 += kBlock) {
+                const int64_t i1 = std::min(i0 + kBlock, a.n_query);
+                const int64_t nb = i1 - i0;
+                // Key range touched by this block: valid keys within the widest context of its rows.
+                int64_t j0 = kb, j1 = ke;
+                if (a.att_left >= 0) j0 = std::max(j0, a.n_cache + i0 - a.att_left);
+                if (a.att_right >= 0) j1 = std::min(j1, a.n_cache + i1 - 1 + a.att_right + 1);
+                const int64_t valid_rows = std::clamp<int64_t>(nq_valid - i0, 0, nb);
+                for (int64_t i = 0; i < nb; ++i)
+                    for (int64_t c = 0; c < a.d_head; ++c) {
+                        const float x = qb[(i0 + i) * d_model + h * a.d_head + c];
+                        qu[i * a.d_head + c] = x + u[c];
+                        qv[i * a.d_head + c] = x + vv[c];
+                    }
+                int64_t d_max = (a.n_cache + i1 - 1) - j0;
+                int64_t d_min = (a.n_cache + i0) - (j1 - 1);
+                if (a.att_left >= 0) d_max = std::min(d_max, a.att_left);
+                if (a.att_right >= 0) d_min = std::max(d_min, -a.att_right);
+                if (j1 <= j0 || valid_rows == 0 || d_max < d_min) {
+                    for (int64_t i = 0; i < nb; ++i)
+                        std::fill_n(ob + (i0 + i) * d_model + h * a.d_head, a.d_head, 0.f);
+                    continue;
+                }
+                const int64_t nk = j1 - j0;
+                // Distances (C+i) - j over the block span rows r = (N-1) - d of p, a contiguous range.
+                const int64_t r0 = a.pos_first - d_max;
+                const int64_t nr = d_max - d_min + 1;
+                ac.resize(static_cast<size_t>(nb * nk));
+                bd.resize(static_cast<size_t>(nb * nr));
+                sgemm(false, true, nb, nk, a.d_head, 1.f, qu.data(), a.d_head, kb_ptr + j0 * d_model + h * a.d_head,
+                      d_model, 0.f, ac.data(), nk);
+                sgemm(false, true, nb, nr, a.d_head, 1.f, qv.data(), a.d_head, p + r0 * d_model + h * a.d_head,
+                      d_model, 0.f, bd.data(), nr);
+#pragma omp parallel for if (nb * nk > 16384)
+                for (int64_t i = 0; i < nb; ++i) {
+                    float* row = ac.data() + i * nk;
+                    const float* bdr = bd.data() + i * nr;
+                    const int64_t qpos = a.n_cache + i0 + i;
+                    int64_t lo = 0, hi = nk;  // allowed keys of this row, relative to j0
+                    if (a.att_left >= 0) lo = std::max<int64_t>(lo, qpos - a.att_left - j0);
+                    if (a.att_right >= 0) hi = std::min<int64_t>(hi, qpos + a.att_right + 1 - j0);
+                    if (i >= valid_rows || hi <= lo) {
+                        std::fill_n(row, nk, 0.f);
+                        continue;
+                    }
+                    float mx = -std::numeric_limits<float>::infinity();
+                    for (int64_t j = lo; j < hi; ++j) {
+                        const int64_t r = a.pos_first - (qpos - (j0 + j)) - r0;
+                        row[j] = (row[j] + bdr[r]) / denom;
+                        mx = std::max(mx, row[j]);
+                    }
+                    float sum = 0.f;
+                    for (int64_t j = lo; j < hi; ++j) {
+                        row[j] = std::exp(row[j] - mx);
+                        sum += row[j];
+                    }
+                    const float inv = 1.f / sum;
+                    for (int64_t j = 0; j < nk; ++j) row[j] = (j >= lo && j < hi) ? row[j] * inv : 0.f;
+                }
+                sgemm(false, false, nb, a.d_head, nk, 1.f, ac.data(), nk, vb_ptr + j0 * d_model + h * a.d_head,
+                      d_model, 0.f, ob + i0 * d_model + h * a.d_head, d_model);
+            }
+        }
+    }
+}
+
+}  // namespace parakeet::cpu
+
+namespace parakeet::cpu {
+
+void conv2d_3x3_s2(const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
+                   int64_t c_out, bool depthwise, float* y) {
+    const int64_t t2 = (t - 1) / 2 + 1, f2 = (f - 1) / 2 + 1;
+#pragma omp parallel for if (c_out * t2 * f2 > 16384)
+    for (int64_t co = 0; co < c_out; ++co) {
+        const float* xin = x + (depthwise ? co : 0) * t * f;
+        const float* wk = w + co * 9;
+        float* yo = y + co * t2 * f2;
+        for (int64_t ti = 0; ti < t2; ++ti) {
+            for (int64_t fi = 0; fi < f2; ++fi) {
+                float acc = 0.f;
+                for (int64_t i = 0; i < 3; ++i) {
+                    const int64_t ts = 2 * ti + i - 1;
+                    if (ts < 0 || ts >= t) continue;
+                    for (int64_t j = 0; j < 3; ++j) {
+                        const int64_t fs = 2 * fi + j - 1;
+                        if (fs < 0 || fs >= f) continue;
+                        acc += wk[i * 3 + j] * xin[ts * f + fs];
+                    }
+                }
+                yo[ti * f2 + fi] = acc + bias[co];
+            }
+        }
+    }
+    (void)c_in;
+}
+
+}  // namespace parakeet::cpu

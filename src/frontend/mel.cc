@@ -1,0 +1,170 @@
+#include "frontend/mel.h"
+
+#include <kissfft/kiss_fftr.h>
+
+#include <cmath>
+#include <memory>
+
+#include "core/error.h"
+
+namespace parakeet {
+
+namespace {
+
+double hz_to_mel(double f) {
+    const double f_sp = 200.0 / 3, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp;
+    const double logstep = std::log(6.4) / 27.0;
+    return f < min_log_hz ? f / f_sp : min_log_mel + std::log(f / min_log_hz) / logstep;
+}
+
+double mel_to_hz(double m) {
+    const double f_sp = 200.0 / 3, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp;
+    const double logstep = std::log(6.4) / 27.0;
+    return m < min_log_mel ? f_sp * m : min_log_hz * std::exp(logstep * (m - min_log_mel));
+}
+
+}  // namespace
+
+std::vector<float> slaney_mel_filterbank(int sample_rate, int n_fft, int n_mels, double fmin, double fmax) {
+    const int n_bins = n_fft / 2 + 1;
+    std::vector<double> fft_freqs(n_bins), mel_f(n_mels + 2);
+    for (int k = 0; k < n_bins; ++k) fft_freqs[k] = static_cast<double>(k) * sample_rate / n_fft;
+    const double mmin = hz_to_mel(fmin), mmax = hz_to_mel(fmax);
+    for (int i = 0; i < n_mels + 2; ++i) mel_f[i] = mel_to_hz(mmin + (mmax - mmin) * i / (n_mels + 1));
+    std::vector<float> fb(static_cast<size_t>(n_mels) * n_bins);
+    for (int m = 0; m < n_mels; ++m) {
+        const double lower_w = mel_f[m + 1] - mel_f[m], upper_w = mel_f[m + 2] - mel_f[m + 1];
+        const double enorm = 2.0 / (mel_f[m + 2] - mel_f[m]);
+        for (int k = 0; k < n_bins; ++k) {
+            const double lower = (fft_freqs[k] - mel_f[m]) / lower_w;
+            const double upper = (mel_f[m + 2] - fft_freqs[k]) / upper_w;
+            const float tri = static_cast<float>(std::max(0.0, std::min(lower, upper)));
+            fb[static_cast<size_t>(m) * n_bins + k] = static_cast<float>(tri * enorm);
+        }
+    }
+    return fb;
+}
+
+MelFrontend::MelFrontend(const PreprocessorConfig& config, const Tensor& window, const Tensor& fb,
+                         FrontendVersion version)
+    : config_(config), version_(version) {
+    n_fft_ = config.n_fft;
+    win_ = config.win_length();
+    hop_ = config.hop_length();
+    n_mels_ = config.features;
+    n_bins_ = n_fft_ / 2 + 1;
+    PK_CHECK(win_ > 0 && win_ <= n_fft_ && hop_ > 0 && n_fft_ % 2 == 0, kUnsupported,
+             "unsupported frontend window {} / n_fft {} / hop {}", win_, n_fft_, hop_);
+    std::vector<float> w(win_);
+    if (window.defined()) {
+        PK_CHECK(window.numel() == win_, kFormat, "preprocessor.featurizer.window has {} values, expected {}",
+                 window.numel(), win_);
+        Tensor wf = window.to_f32();
+        for (int i = 0; i < win_; ++i) w[i] = wf.data<float>()[i];
+    } else {
+        // torch.hann_window(win, periodic=False), computed as torch does in float32.
+        for (int i = 0; i < win_; ++i)
+            w[i] = static_cast<float>(0.5 - 0.5 * std::cos(2.0 * M_PI * i / (win_ - 1)));
+    }
+    window_.assign(n_fft_, 0.f);
+    const int left = (n_fft_ - win_) / 2;
+    for (int i = 0; i < win_; ++i) window_[left + i] = w[i];
+
+    if (fb.defined()) {
+        PK_CHECK(fb.numel() == static_cast<int64_t>(n_mels_) * n_bins_, kFormat,
+                 "preprocessor.featurizer.fb has shape {}, expected [1, {}, {}]", shape_str(fb.shape()), n_mels_,
+                 n_bins_);
+        Tensor f = fb.to_f32();
+        fb_.assign(f.data<float>(), f.data<float>() + f.numel());
+    } else {
+        const double fmax = config.highfreq > 0 ? config.highfreq : config.sample_rate / 2.0;
+        fb_ = slaney_mel_filterbank(config.sample_rate, n_fft_, n_mels_, config.lowfreq, fmax);
+    }
+}
+
+int64_t MelFrontend::num_frames(int64_t n_samples) const {
+    if (n_samples <= 0) return 0;
+    const int64_t f = n_samples / hop_;
+    return version_ == FrontendVersion::kNemo25 ? f : f + 1;
+}
+
+Tensor MelFrontend::log_mel(const float* samples, int64_t n) const {
+    const int64_t n_frames = num_frames(n);
+    Tensor out = Tensor::zeros({n_frames, n_mels_});
+    if (n_frames == 0) return out;
+    for (int64_t i = 0; i < n; ++i)
+        PK_CHECK(std::isfinite(samples[i]), kInvalidArgument, "audio contains NaN or Inf samples (at sample {})", i);
+    const int pad = n_fft_ / 2;
+    if (version_ == FrontendVersion::kNemo24)
+        PK_CHECK(n > pad, kInvalidArgument, "audio too short ({} samples) for the NeMo 2.4 frontend's reflect padding",
+                 n);
+    // Pre-emphasis, product rounded before the subtraction (built with -ffp-contract=off).
+    const float preemph = static_cast<float>(config_.preemph);
+    std::vector<float> padded(static_cast<size_t>(n + 2 * pad), 0.f);
+    float* y = padded.data() + pad;
+    y[0] = samples[0];
+    for (int64_t i = 1; i < n; ++i) {
+        const float prod = preemph * samples[i - 1];
+        y[i] = samples[i] - prod;
+    }
+    if (version_ == FrontendVersion::kNemo24) {
+        for (int i = 1; i <= pad; ++i) {
+            y[-i] = y[i];
+            y[n - 1 + i] = y[n - 1 - i];
+        }
+    }
+    const float guard = static_cast<float>(config_.log_zero_guard_value);
+    const float* fb = fb_.data();
+    float* o = out.data<float>();
+#pragma omp parallel
+    {
+        std::unique_ptr<kiss_fftr_state, decltype(&kiss_fftr_free)> cfg(kiss_fftr_alloc(n_fft_, 0, nullptr, nullptr),
+                                                                          &kiss_fftr_free);
+        std::vector<float> frame(n_fft_), power(n_bins_);
+        std::vector<kiss_fft_cpx> spec(n_bins_);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < n_frames; ++t) {
+            const float* src = padded.data() + t * hop_;
+            for (int i = 0; i < n_fft_; ++i) frame[i] = src[i] * window_[i];
+            kiss_fftr(cfg.get(), frame.data(), spec.data());
+            for (int k = 0; k < n_bins_; ++k) {
+                const float re2 = spec[k].r * spec[k].r, im2 = spec[k].i * spec[k].i;
+                const float mag = std::sqrt(re2 + im2);
+                power[k] = mag * mag;
+            }
+            for (int m = 0; m < n_mels_; ++m) {
+                const float* row = fb + static_cast<size_t>(m) * n_bins_;
+                float acc = 0.f;
+                for (int k = 0; k < n_bins_; ++k) acc += row[k] * power[k];
+                o[t * n_mels_ + m] = std::log(acc + guard);
+            }
+        }
+    }
+    return out;
+}
+
+void normalize_per_feature(float* x, int64_t n_frames, int n_mels) {
+    if (n_frames == 0) return;
+    for (int m = 0; m < n_mels; ++m) {
+        double sum = 0.0;
+        for (int64_t t = 0; t < n_frames; ++t) sum += x[t * n_mels + m];
+        const float mean = static_cast<float>(sum / n_frames);
+        double sq = 0.0;
+        for (int64_t t = 0; t < n_frames; ++t) {
+            const float d = x[t * n_mels + m] - mean;
+            sq += static_cast<double>(d) * d;
+        }
+        // Unbiased std; NeMo >= 2.5 turns the NaN of a single frame into 0. Epsilon added to the std.
+        float std_dev = n_frames > 1 ? static_cast<float>(std::sqrt(sq / (n_frames - 1))) : 0.f;
+        std_dev += 1e-5f;
+        for (int64_t t = 0; t < n_frames; ++t) x[t * n_mels + m] = (x[t * n_mels + m] - mean) / std_dev;
+    }
+}
+
+Tensor MelFrontend::compute(const float* samples, int64_t n) const {
+    Tensor feats = log_mel(samples, n);
+    if (config_.normalize == "per_feature") normalize_per_feature(feats.data<float>(), feats.dim(0), n_mels_);
+    return feats;
+}
+
+}  // namespace parakeet

@@ -1,0 +1,159 @@
+#include "ops/ops.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+
+#include "backends/cpu/cpu_ops.h"
+#include "ops/dispatch.h"
+
+namespace parakeet {
+
+void set_cpu_threads(int n_threads) {
+    PK_CHECK(n_threads >= 1 && n_threads <= 1024, kInvalidArgument, "bad thread count {}", n_threads);
+    openblas_set_num_threads(n_threads);
+    omp_set_num_threads(n_threads);
+}
+
+}  // namespace parakeet
+
+namespace parakeet::ops {
+
+namespace {
+void check_f32(const Tensor& t, const char* op, const char* what) {
+    PK_CHECK(t.defined() && t.dtype() == DType::kF32, kInternal, "{}: {} must be a defined float32 tensor", op, what);
+}
+int64_t rows_of(const Tensor& t) { return t.numel() / t.dim(-1); }
+}  // namespace
+
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, float beta) {
+    check_f32(x, "linear", "x");
+    check_f32(w, "linear", "w");
+    const int64_t k = x.dim(-1), n = w.dim(0), m = rows_of(x);
+    PK_CHECK(w.rank() == 2 && w.dim(1) == k, kInternal, "linear: x {} vs w {}", shape_str(x.shape()),
+             shape_str(w.shape()));
+    PK_CHECK(y.dim(-1) == n && rows_of(y) == m, kInternal, "linear: y {} for x {} w {}", shape_str(y.shape()),
+             shape_str(x.shape()), shape_str(w.shape()));
+    PK_CHECK(!bias || bias->numel() == n, kInternal, "linear: bias size {} != {}", bias->numel(), n);
+    dispatch(ctx, "linear", [&] {
+        cpu::sgemm(false, true, m, n, k, 1.f, x.data<float>(), k, w.data<float>(), k, beta, y.data<float>(), n);
+        if (bias) cpu::add_bias_rows(y.data<float>(), bias->data<float>(), m, n);
+    });
+}
+
+void matmul(const ExecContext& ctx, const Tensor& a, const Tensor& b, Tensor& y, float alpha) {
+    PK_CHECK(a.rank() == 2 && b.rank() == 2 && y.rank() == 2 && a.dim(1) == b.dim(0) && y.dim(0) == a.dim(0) &&
+                 y.dim(1) == b.dim(1),
+             kInternal, "matmul: {} x {} -> {}", shape_str(a.shape()), shape_str(b.shape()), shape_str(y.shape()));
+    dispatch(ctx, "matmul", [&] {
+        cpu::sgemm(false, false, a.dim(0), b.dim(1), a.dim(1), alpha, a.data<float>(), a.dim(1), b.data<float>(),
+                   b.dim(1), 0.f, y.data<float>(), b.dim(1));
+    });
+}
+
+void layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                Tensor& y) {
+    const int64_t cols = x.dim(-1);
+    PK_CHECK(gamma.numel() == cols && beta.numel() == cols && y.numel() == x.numel(), kInternal,
+             "layer_norm: x {} gamma {} beta {}", shape_str(x.shape()), shape_str(gamma.shape()),
+             shape_str(beta.shape()));
+    dispatch(ctx, "layer_norm", [&] {
+        cpu::layer_norm(x.data<float>(), gamma.data<float>(), beta.data<float>(), eps, rows_of(x), cols,
+                        y.data<float>());
+    });
+}
+
+void silu_(const ExecContext& ctx, Tensor& x) {
+    dispatch(ctx, "silu", [&] { cpu::silu(x.data<float>(), x.numel()); });
+}
+
+void relu_(const ExecContext& ctx, Tensor& x) {
+    dispatch(ctx, "relu", [&] { cpu::relu(x.data<float>(), x.numel()); });
+}
+
+void add_scaled_(const ExecContext& ctx, Tensor& y, const Tensor& x, float alpha) {
+    PK_CHECK(y.numel() == x.numel(), kInternal, "add: {} vs {}", shape_str(y.shape()), shape_str(x.shape()));
+    dispatch(ctx, "add", [&] { cpu::add_scaled(y.data<float>(), x.data<float>(), alpha, y.numel()); });
+}
+
+void glu(const ExecContext& ctx, const Tensor& x, Tensor& y) {
+    const int64_t cols = y.dim(-1);
+    PK_CHECK(x.dim(-1) == 2 * cols && rows_of(x) == rows_of(y), kInternal, "glu: {} -> {}", shape_str(x.shape()),
+             shape_str(y.shape()));
+    dispatch(ctx, "glu", [&] { cpu::glu(x.data<float>(), rows_of(x), cols, y.data<float>()); });
+}
+
+void depthwise_conv1d(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, int pad_left,
+                      Tensor& y) {
+    PK_CHECK(x.rank() == 3 && w.rank() == 2 && w.dim(0) == x.dim(2) && y.shape() == x.shape(), kInternal,
+             "depthwise_conv1d: x {} w {}", shape_str(x.shape()), shape_str(w.shape()));
+    dispatch(ctx, "depthwise_conv1d", [&] {
+        cpu::depthwise_conv1d(x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr, x.dim(0),
+                              x.dim(1), x.dim(2), w.dim(1), pad_left, y.data<float>());
+    });
+}
+
+void rel_pos_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& p,
+                       const Tensor& pos_bias_u, const Tensor& pos_bias_v, const AttentionParams& params,
+                       Tensor& out) {
+    PK_CHECK(q.rank() == 3 && k.rank() == 3 && v.shape() == k.shape() && out.shape() == q.shape() &&
+                 k.dim(0) == q.dim(0) && k.dim(2) == q.dim(2),
+             kInternal, "attention: q {} k {} v {}", shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+    const int64_t d_model = q.dim(2);
+    const int64_t n_key = k.dim(1);
+    const int64_t pos_first = params.pos_first >= 0 ? params.pos_first : n_key - 1;
+    // Rows needed: the largest and smallest distance any allowed (query, key) pair can have.
+    const int64_t d_hi = params.att_left >= 0 ? std::min<int64_t>(params.att_left, n_key - 1) : n_key - 1;
+    const int64_t d_lo = params.att_right >= 0 ? -std::min<int64_t>(params.att_right, n_key - 1) : -(n_key - 1);
+    PK_CHECK(p.rank() == 2 && p.dim(1) == d_model && pos_first >= d_hi && pos_first - d_lo < p.dim(0), kInternal,
+             "attention: p {} (first distance {}) does not cover distances {}..{}", shape_str(p.shape()), pos_first,
+             d_hi, d_lo);
+    PK_CHECK(d_model % params.n_heads == 0 && pos_bias_u.numel() == d_model && pos_bias_v.numel() == d_model,
+             kInternal, "attention: bad heads/biases");
+    PK_CHECK(params.n_cache >= 0 && params.n_cache + q.dim(1) == n_key, kInternal,
+             "attention: {} cached + {} queries != {} keys", params.n_cache, q.dim(1), n_key);
+    cpu::AttentionArgs a{q.dim(0), q.dim(1), n_key, params.n_heads, d_model / params.n_heads, params.n_cache,
+                         params.att_left, params.att_right, pos_first, params.key_begin, params.key_end, params.q_valid};
+    dispatch(ctx, "rel_pos_attention", [&] {
+        cpu::rel_pos_attention(a, q.data<float>(), k.data<float>(), v.data<float>(), p.data<float>(),
+                               pos_bias_u.data<float>(), pos_bias_v.data<float>(), out.data<float>());
+    });
+}
+
+void rel_positions(int64_t first, int64_t n, int d_model, Tensor& out) {
+    PK_CHECK(out.rank() == 2 && out.dim(0) == n && out.dim(1) == d_model && d_model % 2 == 0, kInternal,
+             "rel_positions: out {}", shape_str(out.shape()));
+    // NeMo PositionalEncoding.create_pe, in float32: div = exp(2i · -(ln 10000 / d)), pe = sin/cos(p · div).
+    const float neg_log = static_cast<float>(-(std::log(10000.0) / d_model));
+    std::vector<float> div(static_cast<size_t>(d_model / 2));
+    for (int i = 0; i < d_model / 2; ++i) div[i] = std::exp(static_cast<float>(2 * i) * neg_log);
+    float* o = out.data<float>();
+#pragma omp parallel for if (n * d_model > 65536)
+    for (int64_t r = 0; r < n; ++r) {
+        const float pos = static_cast<float>(first - r);
+        for (int i = 0; i < d_model / 2; ++i) {
+            const float arg = pos * div[i];
+            o[r * d_model + 2 * i] = std::sin(arg);
+            o[r * d_model + 2 * i + 1] = std::cos(arg);
+        }
+    }
+}
+
+}  // namespace parakeet::ops
+
+namespace parakeet::ops {
+void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, bool depthwise,
+                   Tensor& y) {
+    const int64_t c_in = x.dim(0), t = x.dim(1), f = x.dim(2), c_out = w.dim(0);
+    PK_CHECK(x.rank() == 3 && w.rank() == 4 && w.dim(1) == 1 && w.dim(2) == 3 && w.dim(3) == 3 &&
+                 bias.numel() == c_out && (depthwise ? c_in == c_out : c_in == 1),
+             kInternal, "conv2d_3x3_s2: x {} w {}", shape_str(x.shape()), shape_str(w.shape()));
+    PK_CHECK(y.shape() == (Shape{c_out, (t - 1) / 2 + 1, (f - 1) / 2 + 1}), kInternal, "conv2d_3x3_s2: y {}",
+             shape_str(y.shape()));
+    dispatch(ctx, "conv2d_3x3_s2", [&] {
+        cpu::conv2d_3x3_s2(x.data<float>(), c_in, t, f, w.data<float>(), bias.data<float>(), c_out, depthwise,
+                           y.data<float>());
+    });
+}
+}  // namespace parakeet::ops

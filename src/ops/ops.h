@@ -1,0 +1,65 @@
+// Device-agnostic op entry points. Each checks shapes and dtypes, sizes nothing implicitly (outputs are
+// passed in, so hot loops allocate nothing), and dispatches to the backend of ctx.device.
+// Layout conventions: activations are row-major [rows, features] where rows = batch x time.
+#pragma once
+
+#include "core/context.h"
+#include "core/tensor.h"
+
+namespace parakeet::ops {
+
+// y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]) (+ beta · y). PyTorch Linear layout for w.
+void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
+            float beta = 0.f);
+// y[M, N] = a[M, K] · b[K, N] (row-major, no transposes), alpha scaled.
+void matmul(const ExecContext& ctx, const Tensor& a, const Tensor& b, Tensor& y, float alpha = 1.f);
+
+// y = LayerNorm(x) over the last dimension with gamma/beta; eps inside the square root.
+void layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                Tensor& y);
+// In place: x = x · σ(x).
+void silu_(const ExecContext& ctx, Tensor& x);
+void relu_(const ExecContext& ctx, Tensor& x);
+// y += alpha · x (same shape).
+void add_scaled_(const ExecContext& ctx, Tensor& y, const Tensor& x, float alpha);
+// GLU over the last dimension: x[R, 2C] -> y[R, C] = x[:, :C] · σ(x[:, C:]).
+void glu(const ExecContext& ctx, const Tensor& x, Tensor& y);
+
+// Depthwise 1-D convolution over time, channels last: x[B, T, C], w[C, K] (+ bias[C]) -> y[B, T, C].
+// Reads x[t + k - pad_left] and zero outside [0, T). The BatchNorm of the conv module is folded in.
+void depthwise_conv1d(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias,
+                      int pad_left, Tensor& y);
+
+// Rel-pos multi-head attention core (Transformer-XL, NeMo RelPositionMultiHeadAttention) for one batch.
+// q[B, T, H·dk], k/v[B, N, H·dk] with N = C + T keys (C cached rows first), p[P, H·dk] the projected
+// positional rows for distances (N-1) ... -(N-1) (P = 2N - 1), pos_bias_u/v[H, dk].
+// key_begin[b]/key_end[b]: valid keys of item b; q_valid[b]: valid queries (rows beyond are zeroed).
+// window: -1 = full context, else |(C+i) - j| <= window (local attention, symmetric) — and for
+// regular limited context models left/right limits (att_left/att_right, -1 = unlimited).
+struct AttentionParams {
+    int n_heads = 1;
+    int n_cache = 0;     // C
+    int att_left = -1;   // keys allowed from query_pos - att_left
+    int att_right = -1;  // to query_pos + att_right
+    const int* key_begin = nullptr;  // [B] first valid key (cache offset), nullptr = 0
+    const int* key_end = nullptr;    // [B] one past the last valid key, nullptr = N
+    const int* q_valid = nullptr;    // [B] valid query rows, nullptr = T
+    // Distance held by row 0 of p (row r: pos_first - r). -1 = N - 1, the full table of 2N - 1 rows.
+    // Local attention passes a table covering only the distances its window reaches.
+    int64_t pos_first = -1;
+};
+void rel_pos_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& p, const Tensor& pos_bias_u, const Tensor& pos_bias_v,
+                       const AttentionParams& params, Tensor& out);
+
+// Sinusoidal rows pe(p) for p = first, first-1, ..., first-n+1 (NeMo PositionalEncoding.create_pe).
+void rel_positions(int64_t first, int64_t n, int d_model, Tensor& out);
+
+}  // namespace parakeet::ops
+
+namespace parakeet::ops {
+// 3x3 / stride 2 / padding 1 convolution of one item: x[C_in, T, F] -> y[C_out, ceil(T/2), ceil(F/2)].
+// Dense from one input channel (C_in = 1) or depthwise (C_in = C_out). w[C_out, 1, 3, 3], bias[C_out].
+void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, bool depthwise,
+                   Tensor& y);
+}  // namespace parakeet::ops

@@ -1,0 +1,5 @@
+#include "commands.h"
+
+namespace parakeet::cli {
+void add_bench(CLI::App& app) { (void)app; }
+}  // namespace parakeet::cli
