@@ -470,15 +470,16 @@ def enc_outputs(m, wavs):
     return out
 
 
-def joint_hidden_samples(m, encs, n_random_states=12, seed=0):
-    """Joint hidden activations act(f_t + p) for all frames against the SOS state and a few random states."""
+def joint_hidden_samples(m, encs, n_random_states=64, seed=0):
+    """Joint hidden activations act(f_t + p) for all frames against the SOS state and predictor states reached
+    by random token sequences of length 1..8 (the states greedy decoding will visit)."""
     tr = R.Transducer(m)
-    g, st = tr.predict(m.hp.blank, tr.initial_state())
+    g, st0 = tr.predict(m.hp.blank, tr.initial_state())
     ps = [tr.project_pred(g)]
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(n_random_states):
-        s = st
-        for tok in torch.randint(0, m.hp.vocab_size, (3,), generator=gen).tolist():
+    for i in range(n_random_states):
+        s = st0
+        for tok in torch.randint(0, m.hp.vocab_size, (1 + i % 8,), generator=gen).tolist():
             g2, s = tr.predict(tok, s)
         ps.append(tr.project_pred(g2))
     zs = []

@@ -1,0 +1,157 @@
+// Parity with NeMo's own goldens for the tiny-a checkpoint (tests/data/tiny-a, made by NeMo 2.6 on CPU fp32).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "io/audio.h"
+#include "io/npy.h"
+#include "ops/ops.h"
+#include "runtime/transcriber.h"
+
+namespace parakeet {
+namespace {
+
+const std::string kDir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
+
+std::shared_ptr<const Model> tiny_a() {
+    static auto model = Model::load(kDir + "/model/tiny-a.nemo");
+    return model;
+}
+
+nlohmann::json manifest() {
+    std::ifstream in(kDir + "/manifest.json");
+    return nlohmann::json::parse(in);
+}
+
+// Max |a - b| over all elements; shapes must match.
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+    EXPECT_EQ(shape_str(a.shape()), shape_str(b.shape()));
+    if (a.shape() != b.shape()) return INFINITY;
+    Tensor fa = a.to_f32(), fb = b.to_f32();
+    double m = 0;
+    for (int64_t i = 0; i < fa.numel(); ++i)
+        m = std::max(m, static_cast<double>(std::fabs(fa.data<float>()[i] - fb.data<float>()[i])));
+    return m;
+}
+
+std::vector<int64_t> ints(const Tensor& t) {
+    std::vector<int64_t> v;
+    for (int64_t i = 0; i < t.numel(); ++i)
+        v.push_back(t.dtype() == DType::kI64 ? t.data<int64_t>()[i] : t.data<int32_t>()[i]);
+    return v;
+}
+
+ExecContext cpu_ctx() {
+    ExecContext ctx;
+    ctx.n_threads = 1;
+    set_cpu_threads(1);
+    return ctx;
+}
+
+class TinyAClip : public ::testing::TestWithParam<int> {};
+
+TEST_P(TinyAClip, MatchesNemoGoldens) {
+    const int clip = GetParam();
+    const std::string golden = kDir + "/golden/clip" + std::to_string(clip) + "/";
+    auto model = tiny_a();
+    std::map<std::string, Tensor> dumped;
+    TranscribeOptions opt;
+    opt.sink = [&](const std::string& name, const Tensor& t) { dumped[name] = t.clone(); };
+    auto audio = load_audio(kDir + "/inputs/clip" + std::to_string(clip) + ".wav", 16000);
+    Transcript tr = transcribe(*model, cpu_ctx(), {audio}, opt)[0];
+
+    // Tolerances: docs/PARITY.md. Features and encoder output within 1e-4 absolute (fp32).
+    EXPECT_LT(max_abs_diff(dumped["features"], read_npy(golden + "features.npy")), 1e-4);
+    EXPECT_LT(max_abs_diff(dumped["encoder_output"], read_npy(golden + "encoder_output.npy")), 1e-4);
+    EXPECT_EQ(ints(dumped["features_len"]), ints(read_npy(golden + "features_len.npy")));
+    EXPECT_EQ(ints(dumped["encoded_len"]), ints(read_npy(golden + "encoded_len.npy")));
+    EXPECT_EQ(ints(dumped["tokens"]), ints(read_npy(golden + "tokens.npy")));
+    EXPECT_EQ(ints(dumped["token_frames"]), ints(read_npy(golden + "token_frames.npy")));
+    EXPECT_EQ(ints(dumped["token_durations"]), ints(read_npy(golden + "token_durations.npy")));
+    const auto ref = manifest()["results"]["clip" + std::to_string(clip)]["greedy_batch"];
+    EXPECT_EQ(tr.text, ref["text"].get<std::string>());
+    // Token pieces and timestamps: 80 ms per encoder frame.
+    ASSERT_EQ(tr.tokens.size(), ref["pieces"].size());
+    for (size_t i = 0; i < tr.tokens.size(); ++i) {
+        EXPECT_EQ(tr.tokens[i].piece, ref["pieces"][i].get<std::string>());
+        EXPECT_NEAR(tr.tokens[i].start, ref["frame_index"][i].get<int>() * 0.08, 1e-9);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Clips, TinyAClip, ::testing::Values(0, 1, 2, 3));
+
+TEST(TinyA, Clip0Probes) {
+    auto model = tiny_a();
+    const std::string probes = kDir + "/golden/clip0/probes/";
+    std::map<std::string, Tensor> dumped;
+    TranscribeOptions opt;
+    opt.sink = [&](const std::string& name, const Tensor& t) { dumped[name] = t.clone(); };
+    auto audio = load_audio(kDir + "/inputs/clip0.wav", 16000);
+    transcribe(*model, cpu_ctx(), {audio}, opt);
+    for (const char* name : {"pre_encode_out", "pos_enc_x", "pos_emb", "layer0_out", "layer1_out"})
+        EXPECT_LT(max_abs_diff(dumped[name], read_npy(probes + name + ".npy")), 1e-5) << name;
+
+    // Prediction net at the SOS state, and the raw joint logits of every frame against it.
+    Predictor::State st = model->predictor().initial_state();
+    std::vector<float> g(model->predictor().hidden());
+    model->predictor().step(model->config().blank_id(), st, g.data());
+    const int64_t h = model->predictor().hidden();
+    EXPECT_LT(max_abs_diff(Tensor::view(g.data(), {1, 1, h}, DType::kF32, nullptr),
+                           read_npy(probes + "decoder_sos_out.npy")), 1e-6);
+    EXPECT_LT(max_abs_diff(Tensor::view(st.h.data(), {1, 1, h}, DType::kF32, nullptr),
+                           read_npy(probes + "decoder_sos_h.npy")), 1e-6);
+    EXPECT_LT(max_abs_diff(Tensor::view(st.c.data(), {1, 1, h}, DType::kF32, nullptr),
+                           read_npy(probes + "decoder_sos_c.npy")), 1e-6);
+    const Joint& joint = model->joint();
+    Tensor enc = dumped["layer1_out"];
+    const int64_t t = enc.dim(1);
+    Tensor f = Tensor::empty({t, joint.hidden()});
+    joint.project_encoder(cpu_ctx(), enc.reshape({t, enc.dim(2)}), f);
+    std::vector<float> p(joint.hidden()), scratch(joint.hidden());
+    joint.project_prediction(g.data(), p.data());
+    Tensor logits = Tensor::empty({1, t, 1, joint.n_outputs()});
+    for (int64_t i = 0; i < t; ++i)
+        joint.logits(f.data<float>() + i * joint.hidden(), p.data(), scratch.data(),
+                     logits.data<float>() + i * joint.n_outputs());
+    EXPECT_LT(max_abs_diff(logits, read_npy(probes + "joint_logits_u0.npy")), 1e-4);
+}
+
+TEST(TinyA, BatchedEncoderMatchesNemoBatch) {
+    auto model = tiny_a();
+    std::vector<Tensor> feats;
+    for (int c = 0; c < 3; ++c) {
+        auto audio = load_audio(kDir + "/inputs/clip" + std::to_string(c) + ".wav", 16000);
+        feats.push_back(model->frontend().compute(audio.data(), static_cast<int64_t>(audio.size())));
+    }
+    std::vector<int> lengths;
+    Tensor enc = model->encoder().forward(cpu_ctx(), feats, lengths, {});
+    Tensor ref = read_npy(kDir + "/golden/batch/encoder_output.npy");  // [3, D, T]
+    EXPECT_EQ(std::vector<int64_t>(lengths.begin(), lengths.end()),
+              ints(read_npy(kDir + "/golden/batch/encoded_len.npy")));
+    ASSERT_EQ(enc.dim(1), ref.dim(2));
+    const int64_t d = ref.dim(1), t = ref.dim(2);
+    double worst = 0;
+    for (int b = 0; b < 3; ++b)
+        for (int i = 0; i < lengths[b]; ++i)
+            for (int64_t c = 0; c < d; ++c)
+                worst = std::max(worst, static_cast<double>(std::fabs(enc.data<float>()[(b * t + i) * d + c] -
+                                                                      ref.data<float>()[(b * d + c) * t + i])));
+    EXPECT_LT(worst, 1e-4);
+}
+
+TEST(TinyA, LocalAttentionWiderThanInputEqualsFullContext) {
+    auto model = tiny_a();
+    auto audio = load_audio(kDir + "/inputs/clip1.wav", 16000);
+    Tensor feats = model->frontend().compute(audio.data(), static_cast<int64_t>(audio.size()));
+    std::vector<int> lengths;
+    Tensor full = model->encoder().forward(cpu_ctx(), {feats}, lengths, {});
+    Tensor local = model->encoder().forward(cpu_ctx(), {feats}, lengths, {100, 100});
+    EXPECT_LT(max_abs_diff(full, local), 1e-6);
+    Tensor narrow = model->encoder().forward(cpu_ctx(), {feats}, lengths, {4, 4});
+    EXPECT_GT(max_abs_diff(full, narrow), 1e-3);  // a real band limit changes the output
+}
+
+}  // namespace
+}  // namespace parakeet
