@@ -75,6 +75,21 @@ int64_t shape_numel(const Shape& shape) {
 }
 
 namespace {
+DeviceMemory g_device_memory[2];
+
+std::shared_ptr<Storage> device_storage(size_t nbytes, Device device) {
+    const DeviceMemory& mem = device_memory(device.type);
+    auto storage = std::make_shared<Storage>();
+    void* p = mem.alloc(nbytes ? nbytes : 64, device.index);
+    storage->data = p;
+    storage->nbytes = nbytes;
+    storage->device = device;
+    auto free_fn = mem.free;
+    const int index = device.index;
+    storage->owner = std::shared_ptr<void>(p, [free_fn, index](void* q) { free_fn(q, index); });
+    return storage;
+}
+
 std::shared_ptr<Storage> heap_storage(size_t nbytes) {
     auto storage = std::make_shared<Storage>();
     // 64-byte alignment for SIMD and BLAS.
@@ -88,7 +103,18 @@ std::shared_ptr<Storage> heap_storage(size_t nbytes) {
 }
 }  // namespace
 
-Tensor Tensor::empty(const Shape& shape, DType dtype) {
+void register_device_memory(DeviceType type, const DeviceMemory& memory) {
+    g_device_memory[static_cast<int>(type)] = memory;
+}
+
+const DeviceMemory& device_memory(DeviceType type) {
+    const DeviceMemory& m = g_device_memory[static_cast<int>(type)];
+    PK_CHECK(m.alloc != nullptr, kUnsupported, "unsupported device {}: this build has no backend for it",
+             Device{type, 0}.str());
+    return m;
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     Tensor t;
     t.shape_ = shape;
     t.dtype_ = dtype;
@@ -96,13 +122,26 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
     size_t bytes = 0;
     PK_CHECK(!__builtin_mul_overflow(static_cast<size_t>(n), dtype_size(dtype), &bytes), kFormat,
              "tensor {} too large", shape_str(shape));
-    t.storage_ = heap_storage(bytes);
+    t.storage_ = device.type == DeviceType::kCPU ? heap_storage(bytes) : device_storage(bytes, device);
     return t;
 }
 
-Tensor Tensor::zeros(const Shape& shape, DType dtype) {
-    Tensor t = empty(shape, dtype);
-    std::memset(t.raw(), 0, t.nbytes());
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+    Tensor t = empty(shape, dtype, device);
+    if (device.type == DeviceType::kCPU) {
+        std::memset(t.raw(), 0, t.nbytes());
+    } else {
+        device_memory(device.type).memset0(t.raw(), t.nbytes(), device.index);
+    }
+    return t;
+}
+
+Tensor Tensor::to(Device target) const {
+    if (device() == target) return *this;
+    Tensor t = empty(shape_, dtype_, target);
+    const Device src = device();
+    const DeviceType other = target.type != DeviceType::kCPU ? target.type : src.type;
+    device_memory(other).copy(t.raw(), target, raw(), src, nbytes());
     return t;
 }
 
@@ -135,8 +174,13 @@ Tensor Tensor::slice0(int64_t begin, int64_t end) const {
 }
 
 Tensor Tensor::clone() const {
-    Tensor t = empty(shape_, dtype_);
-    if (nbytes()) std::memcpy(t.raw(), raw(), nbytes());
+    Tensor t = empty(shape_, dtype_, device());
+    if (!nbytes()) return t;
+    if (is_cpu()) {
+        std::memcpy(t.raw(), raw(), nbytes());
+    } else {
+        device_memory(device().type).copy(t.raw(), device(), raw(), device(), nbytes());
+    }
     return t;
 }
 
@@ -168,6 +212,7 @@ float half_to_float(uint16_t h) {
 
 Tensor Tensor::to_f32() const {
     if (dtype_ == DType::kF32) return *this;
+    PK_CHECK(is_cpu(), kInternal, "to_f32 needs a CPU tensor");
     Tensor t = empty(shape_, DType::kF32);
     float* out = t.data<float>();
     int64_t n = numel();

@@ -40,13 +40,25 @@ struct Storage {
     std::shared_ptr<void> owner;
 };
 
+// Memory functions of a non-CPU device, registered by its backend (the core never links CUDA).
+struct DeviceMemory {
+    void* (*alloc)(size_t nbytes, int index) = nullptr;
+    void (*free)(void* p, int index) = nullptr;
+    void (*memset0)(void* p, size_t nbytes, int index) = nullptr;
+    // Copies nbytes; either side may be host or device memory of this device type.
+    void (*copy)(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) = nullptr;
+};
+void register_device_memory(DeviceType type, const DeviceMemory& memory);
+// Throws kUnsupported when no backend for `type` was built or registered.
+const DeviceMemory& device_memory(DeviceType type);
+
 class Tensor {
 public:
     Tensor() = default;
-    // New zero-filled CPU tensor.
-    static Tensor zeros(const Shape& shape, DType dtype = DType::kF32);
-    // New uninitialised CPU tensor.
-    static Tensor empty(const Shape& shape, DType dtype = DType::kF32);
+    // New zero-filled tensor (CPU unless a device is given).
+    static Tensor zeros(const Shape& shape, DType dtype = DType::kF32, Device device = {});
+    // New uninitialised tensor (CPU unless a device is given).
+    static Tensor empty(const Shape& shape, DType dtype = DType::kF32, Device device = {});
     // View of external memory; `owner` keeps it alive (may be null when the caller guarantees lifetime).
     static Tensor view(void* data, const Shape& shape, DType dtype, std::shared_ptr<void> owner);
 
@@ -67,8 +79,11 @@ public:
     Tensor reshape(const Shape& shape) const;
     // Rows [begin, end) of the first dimension, as a view.
     Tensor slice0(int64_t begin, int64_t end) const;
-    // Deep copy (CPU).
+    // Deep copy on the same device.
     Tensor clone() const;
+    // Copy to another device (returns *this when already there).
+    Tensor to(Device device) const;
+    bool is_cpu() const { return device().type == DeviceType::kCPU; }
     // Convert to float32 (copy); returns *this when already float32.
     Tensor to_f32() const;
 

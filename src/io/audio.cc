@@ -32,7 +32,7 @@ std::string sndfile_format_name(int format) {
 
 // Opens `path` with libsndfile after the checks that give clearer messages than sf_strerror.
 SNDFILE* open_sndfile(const std::string& path, SF_INFO* sfinfo) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
         PK_THROW(kIo, "cannot open audio file '{}': {}", path, std::strerror(errno));
     }
@@ -70,7 +70,8 @@ float s32_to_float(int32_t v) {
 void check_finite(const float* samples, size_t n, const std::string& what) {
     for (size_t i = 0; i < n; ++i) {
         if (!std::isfinite(samples[i])) {
-            PK_THROW(kFormat, "{}: audio contains NaN or Inf samples (first at sample {})", what, i);
+            PK_THROW(kFormat, "{}: audio contains NaN or Inf samples (first at sample {})", what,
+                     i);
         }
     }
 }
@@ -138,7 +139,8 @@ RawFormat parse_raw_format(const std::string& name) {
     if (name == "s16le") return RawFormat::kS16LE;
     if (name == "s32le") return RawFormat::kS32LE;
     if (name == "f32le") return RawFormat::kF32LE;
-    PK_THROW(kInvalidArgument, "unknown raw audio format '{}' (expected s16le, s32le or f32le)", name);
+    PK_THROW(kInvalidArgument, "unknown raw audio format '{}' (expected s16le, s32le or f32le)",
+             name);
 }
 
 const char* raw_format_name(RawFormat fmt) {
@@ -258,7 +260,8 @@ std::vector<float> Resampler::process(const float* in, size_t n) {
     std::vector<float> out;
     if (n == 0) return out;
     const double ratio = static_cast<double>(out_rate_) / in_rate_;
-    std::vector<float> buf(static_cast<size_t>(std::ceil(n * ratio + soxr_delay(impl_->soxr))) + 64);
+    std::vector<float> buf(static_cast<size_t>(std::ceil(n * ratio + soxr_delay(impl_->soxr))) +
+                           64);
     while (n > 0) {
         size_t idone = 0, odone = 0;
         soxr_error_t err = soxr_process(impl_->soxr, in, n, &idone, buf.data(), buf.size(), &odone);
@@ -295,9 +298,7 @@ void Resampler::reset() {
     PK_CHECK(err == nullptr, kInternal, "resampler reset failed: {}", err);
 }
 
-double Resampler::delay() const {
-    return impl_ && impl_->soxr ? soxr_delay(impl_->soxr) : 0.0;
-}
+double Resampler::delay() const { return impl_ && impl_->soxr ? soxr_delay(impl_->soxr) : 0.0; }
 
 std::vector<float> resample(const std::vector<float>& in, int in_rate, int out_rate) {
     check_rate(in_rate, "resample input rate");

@@ -4,8 +4,8 @@
 // passed through unchanged). The pipeline mirrors what NeMo does for a file path:
 //   decode (soundfile == libsndfile, float read) -> average channels -> resample (librosa, soxr_hq)
 // Integer PCM is scaled by 2^-(bits-1): int16 x / 32768, int24 x / 2^23, int32 x / 2^31, signed
-// 8-bit x / 128, unsigned 8-bit (x - 128) / 128. This is libsndfile's normalised float read, the one
-// soundfile (and so NeMo) uses; float32/float64 files are passed through.
+// 8-bit x / 128, unsigned 8-bit (x - 128) / 128. This is libsndfile's normalised float read, the
+// one soundfile (and so NeMo) uses; float32/float64 files are passed through.
 //
 // Errors are parakeet::Error with a one-line message naming the file:
 //   kIo              missing file, a directory, unreadable file, stream read failure
@@ -104,10 +104,13 @@ public:
     // Feeds `n` input samples; returns the output samples that became available (possibly none:
     // the filter holds back about delay() output samples until more input or flush()).
     std::vector<float> process(const float* in, size_t n);
-    std::vector<float> process(const std::vector<float>& in) { return process(in.data(), in.size()); }
+    std::vector<float> process(const std::vector<float>& in) {
+        return process(in.data(), in.size());
+    }
 
     // Ends the input and returns the remaining output. The total output after flush() is
-    // round(n_in * out_rate / in_rate) samples. Afterwards the resampler is reset and may be reused.
+    // round(n_in * out_rate / in_rate) samples. Afterwards the resampler is reset and may be
+    // reused.
     std::vector<float> flush();
 
     // Drops all state, as if newly constructed.

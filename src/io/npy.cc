@@ -42,16 +42,26 @@ DescrInfo parse_descr(const std::string& descr, const std::string& name) {
     PK_CHECK(order == '<' || order == '>' || order == '|' || order == '=', kFormat,
              "{}: bad .npy dtype '{}'", name, descr);
     DType dtype;
-    if (code == "f4") dtype = DType::kF32;
-    else if (code == "f8") dtype = DType::kF64;
-    else if (code == "f2") dtype = DType::kF16;
-    else if (code == "i8") dtype = DType::kI64;
-    else if (code == "i4") dtype = DType::kI32;
-    else if (code == "i2") dtype = DType::kI16;
-    else if (code == "i1") dtype = DType::kI8;
-    else if (code == "u1") dtype = DType::kU8;
-    else if (code == "b1") dtype = DType::kBool;
-    else PK_THROW(kUnsupported, "{}: unsupported .npy dtype '{}'", name, descr);
+    if (code == "f4")
+        dtype = DType::kF32;
+    else if (code == "f8")
+        dtype = DType::kF64;
+    else if (code == "f2")
+        dtype = DType::kF16;
+    else if (code == "i8")
+        dtype = DType::kI64;
+    else if (code == "i4")
+        dtype = DType::kI32;
+    else if (code == "i2")
+        dtype = DType::kI16;
+    else if (code == "i1")
+        dtype = DType::kI8;
+    else if (code == "u1")
+        dtype = DType::kU8;
+    else if (code == "b1")
+        dtype = DType::kBool;
+    else
+        PK_THROW(kUnsupported, "{}: unsupported .npy dtype '{}'", name, descr);
     return {dtype, order == '>' && dtype_size(dtype) > 1};
 }
 
@@ -106,8 +116,8 @@ private:
     }
     char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
     void skip_space() {
-        while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' ||
-                                    s_[pos_] == '\r')) {
+        while (pos_ < s_.size() &&
+               (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) {
             ++pos_;
         }
     }
@@ -147,7 +157,8 @@ private:
             if (peek() < '0' || peek() > '9') fail("expected a dimension");
             int64_t v = 0;
             while (peek() >= '0' && peek() <= '9') {
-                if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, peek() - '0', &v)) {
+                if (__builtin_mul_overflow(v, 10, &v) ||
+                    __builtin_add_overflow(v, peek() - '0', &v)) {
                     fail("dimension too large");
                 }
                 ++pos_;
@@ -268,7 +279,8 @@ std::string serialize_npy(const Tensor& tensor) {
     out.push_back(static_cast<char>(major));
     out.push_back('\0');
     const size_t len = header.size();
-    for (size_t i = 0; i < (major == 1 ? 2u : 4u); ++i) out.push_back(static_cast<char>(len >> (8 * i)));
+    for (size_t i = 0; i < (major == 1 ? 2u : 4u); ++i)
+        out.push_back(static_cast<char>(len >> (8 * i)));
     out += header;
     out.append(static_cast<const char*>(tensor.raw()), tensor.nbytes());
     return out;

@@ -103,42 +103,33 @@ int FastConformerEncoder::encoded_length(int n_frames) const {
 Tensor FastConformerEncoder::subsample(const ExecContext& ctx, const Tensor& features) const {
     const int64_t t = features.dim(0), f = features.dim(1), ch = config_.subsampling_conv_channels;
     const int64_t d = config_.d_model;
-    if (t == 0) return Tensor::zeros({0, d});
+    const Device dev = ctx.device;
+    if (t == 0) return Tensor::zeros({0, d}, DType::kF32, dev);
     // [T, F] is already the [1, T, F] single-channel image NeMo convolves (height = time, width = mel).
-    Tensor x = features.reshape({1, t, f});
+    Tensor x = features.to(dev).reshape({1, t, f});
     int64_t tt = (t - 1) / 2 + 1, ft = (f - 1) / 2 + 1;
-    Tensor y = Tensor::empty({ch, tt, ft});
+    Tensor y = Tensor::empty({ch, tt, ft}, DType::kF32, dev);
     ops::conv2d_3x3_s2(ctx, x, conv0_w_, conv0_b_, false, y);
     ops::relu_(ctx, y);
     for (int s = 1; s < n_stages_; ++s) {
         const int64_t t2 = (tt - 1) / 2 + 1, f2 = (ft - 1) / 2 + 1;
-        Tensor z = Tensor::empty({ch, t2, f2});
+        Tensor z = Tensor::empty({ch, t2, f2}, DType::kF32, dev);
         ops::conv2d_3x3_s2(ctx, y, dw_w_[s - 1], dw_b_[s - 1], true, z);
-        // Pointwise conv: [C, C] · [C, T2·F2].
-        Tensor zp = Tensor::empty({ch, t2 * f2});
+        // Pointwise conv: [C, C] · [C, T2·F2] + bias per channel.
+        Tensor zp = Tensor::empty({ch, t2 * f2}, DType::kF32, dev);
         ops::matmul(ctx, pw_w_[s - 1], z.reshape({ch, t2 * f2}), zp);
-        for (int64_t c = 0; c < ch; ++c) {
-            float* row = zp.data<float>() + c * t2 * f2;
-            const float bias = pw_b_[s - 1].data<float>()[c];
-            for (int64_t i = 0; i < t2 * f2; ++i) row[i] += bias;
-        }
+        ops::add_row_bias_(ctx, zp, pw_b_[s - 1]);
         ops::relu_(ctx, zp);
         y = zp.reshape({ch, t2, f2});
         tt = t2;
         ft = f2;
     }
     // [C, T', F'] -> [T', C·F'] channel-major, then Linear to d_model.
-    Tensor flat = Tensor::empty({tt, ch * ft});
-    for (int64_t ti = 0; ti < tt; ++ti)
-        for (int64_t c = 0; c < ch; ++c)
-            for (int64_t fi = 0; fi < ft; ++fi)
-                flat.data<float>()[ti * ch * ft + c * ft + fi] = y.data<float>()[(c * tt + ti) * ft + fi];
-    Tensor out = Tensor::empty({tt, d});
+    Tensor flat = Tensor::empty({tt, ch * ft}, DType::kF32, dev);
+    ops::flatten_channels(ctx, y, flat);
+    Tensor out = Tensor::empty({tt, d}, DType::kF32, dev);
     ops::linear(ctx, flat, out_w_, &out_b_, out);
-    if (config_.xscaling) {
-        const float xscale = static_cast<float>(std::sqrt(static_cast<double>(d)));
-        for (int64_t i = 0; i < out.numel(); ++i) out.data<float>()[i] *= xscale;
-    }
+    if (config_.xscaling) ops::scale_(ctx, out, static_cast<float>(std::sqrt(static_cast<double>(d))));
     return out;
 }
 
@@ -147,9 +138,11 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
                                          const AttentionContext& att) const {
     const int64_t batch = x.dim(0), t = x.dim(1), d = x.dim(2);
     const int64_t ff = d * config_.ff_expansion_factor;
-    Tensor norm = Tensor::empty({batch, t, d});
-    Tensor hidden = Tensor::empty({batch, t, ff});
-    Tensor tmp = Tensor::empty({batch, t, d});
+    const Device dev = ctx.device;
+    auto empty = [dev](const Shape& shape) { return Tensor::empty(shape, DType::kF32, dev); };
+    Tensor norm = empty({batch, t, d});
+    Tensor hidden = empty({batch, t, ff});
+    Tensor tmp = empty({batch, t, d});
 
     auto feed_forward = [&](const Tensor& nw, const Tensor& nb, const Tensor& w1, const Tensor& b1,
                             const Tensor& w2, const Tensor& b2) {
@@ -165,13 +158,13 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
 
     // Self-attention.
     ops::layer_norm(ctx, x, w.att_norm_w, w.att_norm_b, 1e-5f, norm);
-    Tensor q = Tensor::empty({batch, t, d}), k = Tensor::empty({batch, t, d}), v = Tensor::empty({batch, t, d});
+    Tensor q = empty({batch, t, d}), k = empty({batch, t, d}), v = empty({batch, t, d});
     ops::linear(ctx, norm, w.q_w, w.q_b.defined() ? &w.q_b : nullptr, q);
     ops::linear(ctx, norm, w.k_w, w.k_b.defined() ? &w.k_b : nullptr, k);
     ops::linear(ctx, norm, w.v_w, w.v_b.defined() ? &w.v_b : nullptr, v);
-    Tensor p = Tensor::empty({pos.dim(0), d});
+    Tensor p = empty({pos.dim(0), d});
     ops::linear(ctx, pos, w.pos_w, nullptr, p);
-    Tensor att_out = Tensor::empty({batch, t, d});
+    Tensor att_out = empty({batch, t, d});
     ops::AttentionParams params;
     params.n_heads = config_.n_heads;
     params.att_left = att.left;
@@ -185,13 +178,12 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
 
     // Convolution module: pointwise (2d) -> GLU -> pad mask -> depthwise+BN -> SiLU -> pointwise.
     ops::layer_norm(ctx, x, w.conv_norm_w, w.conv_norm_b, 1e-5f, norm);
-    Tensor pw1 = Tensor::empty({batch, t, 2 * d});
+    Tensor pw1 = empty({batch, t, 2 * d});
     ops::linear(ctx, norm, w.pw1_w, w.pw1_b.defined() ? &w.pw1_b : nullptr, pw1);
-    Tensor glu = Tensor::empty({batch, t, d});
+    Tensor glu = empty({batch, t, d});
     ops::glu(ctx, pw1, glu);
-    for (int64_t b = 0; b < batch; ++b)
-        for (int64_t ti = lengths[b]; ti < t; ++ti) std::fill_n(glu.data<float>() + (b * t + ti) * d, d, 0.f);
-    Tensor dw = Tensor::empty({batch, t, d});
+    ops::zero_after_lengths_(ctx, glu, lengths.data());
+    Tensor dw = empty({batch, t, d});
     ops::depthwise_conv1d(ctx, glu, w.dw_w, &w.dw_b, config_.conv_context_size[0], dw);
     ops::silu_(ctx, dw);
     ops::linear(ctx, dw, w.pw2_w, w.pw2_b.defined() ? &w.pw2_b : nullptr, tmp);
@@ -215,25 +207,29 @@ Tensor FastConformerEncoder::forward(const ExecContext& ctx, const std::vector<T
         lengths[b] = static_cast<int>(sub[b].dim(0));
         t_max = std::max<int64_t>(t_max, lengths[b]);
     }
-    Tensor x = Tensor::zeros({batch, t_max, d});
-    for (int64_t b = 0; b < batch; ++b)
-        if (lengths[b]) std::copy_n(sub[b].data<float>(), sub[b].numel(), x.data<float>() + b * t_max * d);
+    Tensor x = Tensor::zeros({batch, t_max, d}, DType::kF32, ctx.device);
+    for (int64_t b = 0; b < batch; ++b) {
+        if (!lengths[b]) continue;
+        Tensor dst = x.slice0(b, b + 1).reshape({t_max, d}).slice0(0, lengths[b]);
+        ops::copy_(ctx, dst, sub[b]);
+    }
     if (t_max == 0) return x;
-    if (sink) sink("pre_encode_out", x);
+    if (sink) sink("pre_encode_out", x.to(Device{}));
     // Positional rows for distances t_max-1 ... -(t_max-1), computed for the length at hand.
     // With a limited context only the distances the window reaches are needed (long audio).
     const int64_t pos_first = att.left >= 0 ? std::min<int64_t>(att.left, t_max - 1) : t_max - 1;
     const int64_t pos_last = att.right >= 0 ? std::min<int64_t>(att.right, t_max - 1) : t_max - 1;
     const int64_t n_pos = pos_first + pos_last + 1;
-    Tensor pos = Tensor::empty({n_pos, d});
-    ops::rel_positions(pos_first, n_pos, static_cast<int>(d), pos);
+    Tensor pos_host = Tensor::empty({n_pos, d});
+    ops::rel_positions(pos_first, n_pos, static_cast<int>(d), pos_host);
+    Tensor pos = pos_host.to(ctx.device);
     if (sink) {
-        sink("pos_enc_x", x);
-        sink("pos_emb", pos.reshape({1, n_pos, d}));
+        sink("pos_enc_x", x.to(Device{}));
+        sink("pos_emb", pos_host.reshape({1, n_pos, d}));
     }
     for (size_t l = 0; l < layers_.size(); ++l) {
         layer_forward(ctx, layers_[l], x, pos, pos_first, lengths, att);
-        if (sink) sink(fmt::format("layer{}_out", l), x);
+        if (sink) sink(fmt::format("layer{}_out", l), x.to(Device{}));
     }
     return x;
 }

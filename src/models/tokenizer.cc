@@ -20,7 +20,9 @@ char32_t next_code_point(const std::string& s, size_t pos, size_t* len) {
     auto cont = [&](size_t i) {
         return pos + i < s.size() && (static_cast<unsigned char>(s[pos + i]) & 0xC0) == 0x80;
     };
-    auto byte = [&](size_t i) { return static_cast<char32_t>(static_cast<unsigned char>(s[pos + i]) & 0x3F); };
+    auto byte = [&](size_t i) {
+        return static_cast<char32_t>(static_cast<unsigned char>(s[pos + i]) & 0x3F);
+    };
     if (b0 < 0x80) {
         *len = 1;
         return b0;

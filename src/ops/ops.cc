@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "backends/cpu/cpu_ops.h"
 #include "ops/dispatch.h"
@@ -156,4 +157,44 @@ void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, con
                            y.data<float>());
     });
 }
+}  // namespace parakeet::ops
+
+namespace parakeet::ops {
+
+void add_row_bias_(const ExecContext& ctx, Tensor& y, const Tensor& bias) {
+    PK_CHECK(y.rank() == 2 && bias.numel() == y.dim(0), kInternal, "add_row_bias: y {} bias {}",
+             shape_str(y.shape()), shape_str(bias.shape()));
+    dispatch(ctx, "add_row_bias", [&] { cpu::add_row_bias(y.data<float>(), bias.data<float>(), y.dim(0), y.dim(1)); });
+}
+
+void scale_(const ExecContext& ctx, Tensor& x, float alpha) {
+    dispatch(ctx, "scale", [&] { cpu::scale(x.data<float>(), alpha, x.numel()); });
+}
+
+void flatten_channels(const ExecContext& ctx, const Tensor& x, Tensor& y) {
+    PK_CHECK(x.rank() == 3 && y.rank() == 2 && y.dim(0) == x.dim(1) && y.dim(1) == x.dim(0) * x.dim(2), kInternal,
+             "flatten_channels: {} -> {}", shape_str(x.shape()), shape_str(y.shape()));
+    dispatch(ctx, "flatten_channels",
+             [&] { cpu::flatten_channels(x.data<float>(), x.dim(0), x.dim(1), x.dim(2), y.data<float>()); });
+}
+
+void zero_after_lengths_(const ExecContext& ctx, Tensor& x, const int* lengths) {
+    PK_CHECK(x.rank() == 3, kInternal, "zero_after_lengths: x {}", shape_str(x.shape()));
+    dispatch(ctx, "zero_after_lengths",
+             [&] { cpu::zero_after_lengths(x.data<float>(), lengths, x.dim(0), x.dim(1), x.dim(2)); });
+}
+
+void copy_(const ExecContext& ctx, Tensor& dst, const Tensor& src) {
+    PK_CHECK(dst.numel() == src.numel() && dst.dtype() == src.dtype(), kInternal, "copy: {} <- {}",
+             shape_str(dst.shape()), shape_str(src.shape()));
+    if (!src.nbytes()) return;
+    if (dst.is_cpu() && src.is_cpu()) {
+        std::memcpy(dst.raw(), src.raw(), src.nbytes());
+        return;
+    }
+    (void)ctx;
+    const DeviceType type = dst.is_cpu() ? src.device().type : dst.device().type;
+    device_memory(type).copy(dst.raw(), dst.device(), src.raw(), src.device(), src.nbytes());
+}
+
 }  // namespace parakeet::ops

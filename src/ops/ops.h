@@ -63,3 +63,16 @@ namespace parakeet::ops {
 void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, bool depthwise,
                    Tensor& y);
 }  // namespace parakeet::ops
+
+namespace parakeet::ops {
+// y[r, :] += bias[r] for y[R, N] (channel-first bias, e.g. the subsampling's pointwise convs).
+void add_row_bias_(const ExecContext& ctx, Tensor& y, const Tensor& bias);
+// x *= alpha.
+void scale_(const ExecContext& ctx, Tensor& x, float alpha);
+// [C, T, F] -> [T, C·F] with feature index c·F + f (NeMo's subsampling flatten, channel-major).
+void flatten_channels(const ExecContext& ctx, const Tensor& x, Tensor& y);
+// Zeroes x[b, t, :] for t >= lengths[b] (host array of B lengths), x[B, T, D].
+void zero_after_lengths_(const ExecContext& ctx, Tensor& x, const int* lengths);
+// dst = src (same element count and dtype; devices may differ).
+void copy_(const ExecContext& ctx, Tensor& dst, const Tensor& src);
+}  // namespace parakeet::ops

@@ -26,8 +26,7 @@ class AudioTest : public ::testing::Test {
 protected:
     void SetUp() override {
         const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-        dir_ = fs::temp_directory_path() /
-               fmt::format("pk_audio_{}_{}", ::getpid(), info->name());
+        dir_ = fs::temp_directory_path() / fmt::format("pk_audio_{}_{}", ::getpid(), info->name());
         fs::remove_all(dir_);
         fs::create_directories(dir_);
     }
@@ -47,10 +46,14 @@ protected:
         if (sf == nullptr) return false;
         const sf_count_t frames = static_cast<sf_count_t>(interleaved.size() / channels);
         sf_count_t written = 0;
-        if constexpr (std::is_same_v<T, int16_t>) written = sf_writef_short(sf, interleaved.data(), frames);
-        if constexpr (std::is_same_v<T, int32_t>) written = sf_writef_int(sf, interleaved.data(), frames);
-        if constexpr (std::is_same_v<T, float>) written = sf_writef_float(sf, interleaved.data(), frames);
-        if constexpr (std::is_same_v<T, double>) written = sf_writef_double(sf, interleaved.data(), frames);
+        if constexpr (std::is_same_v<T, int16_t>)
+            written = sf_writef_short(sf, interleaved.data(), frames);
+        if constexpr (std::is_same_v<T, int32_t>)
+            written = sf_writef_int(sf, interleaved.data(), frames);
+        if constexpr (std::is_same_v<T, float>)
+            written = sf_writef_float(sf, interleaved.data(), frames);
+        if constexpr (std::is_same_v<T, double>)
+            written = sf_writef_double(sf, interleaved.data(), frames);
         sf_close(sf);
         return written == frames;
     }
@@ -91,13 +94,15 @@ void expect_error(ErrorCode code, const std::string& needle, const std::function
     } catch (const Error& e) {
         EXPECT_EQ(e.code(), code) << e.what();
         EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-        EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "multi-line: " << e.what();
+        EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos)
+            << "multi-line: " << e.what();
     }
 }
 
 TEST_F(AudioTest, Pcm16MonoIsScaledByOneOver32768Exactly) {
     std::vector<int16_t> pcm = {0, 1, -1, 32767, -32768, 16384, -16384, 12345};
-    for (float v : sine(440, 16000, 1600)) pcm.push_back(static_cast<int16_t>(std::lrint(v * 32767)));
+    for (float v : sine(440, 16000, 1600))
+        pcm.push_back(static_cast<int16_t>(std::lrint(v * 32767)));
     const std::string file = path("pcm16.wav");
     ASSERT_TRUE(write(file, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1, pcm));
 
@@ -229,7 +234,8 @@ TEST_F(AudioTest, UpsamplingPreservesFrequency) {
 
 TEST_F(AudioTest, FlacIsLossless) {
     std::vector<int16_t> pcm;
-    for (float v : sine(300, 16000, 4000, 0.9)) pcm.push_back(static_cast<int16_t>(std::lrint(v * 32767)));
+    for (float v : sine(300, 16000, 4000, 0.9))
+        pcm.push_back(static_cast<int16_t>(std::lrint(v * 32767)));
     pcm.push_back(-32768);
     const std::string file = path("pcm16.flac");
     ASSERT_TRUE(write(file, SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 16000, 1, pcm));
@@ -253,7 +259,8 @@ TEST_F(AudioTest, OggVorbisDecodes) {
 }
 
 TEST_F(AudioTest, Mp3DecodesThroughLibsndfile) {
-    // Debian's libsndfile 1.2 decodes MPEG layer I/II/III with mpg123 and encodes layer III with LAME.
+    // Debian's libsndfile 1.2 decodes MPEG layer I/II/III with mpg123 and encodes layer III with
+    // LAME.
     const std::vector<float> src = sine(440, 16000, 32000, 0.5);
     const std::string file = path("sine.mp3");
     if (!write(file, SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III, 16000, 1, src)) {
@@ -277,7 +284,8 @@ TEST_F(AudioTest, EmptyAndOneSampleFiles) {
     EXPECT_TRUE(load_audio(empty, 8000).empty());
 
     const std::string one = path("one.wav");
-    ASSERT_TRUE(write(one, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1, std::vector<int16_t>{-16384}));
+    ASSERT_TRUE(
+        write(one, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1, std::vector<int16_t>{-16384}));
     EXPECT_EQ(load_audio(one, 16000), std::vector<float>{-0.5f});
     EXPECT_EQ(load_audio(one, 48000).size(), 3u);  // ceil(1 * 3)
 }
@@ -424,7 +432,8 @@ TEST(RawPcm, S32leAndF32le) {
     const std::vector<int32_t> ints = {0, -2147483647 - 1, 2147483647, 65536};
     std::string bytes;
     for (int32_t v : ints) {
-        for (int b = 0; b < 4; ++b) bytes.push_back(static_cast<char>(static_cast<uint32_t>(v) >> (8 * b)));
+        for (int b = 0; b < 4; ++b)
+            bytes.push_back(static_cast<char>(static_cast<uint32_t>(v) >> (8 * b)));
     }
     std::istringstream in(bytes);
     std::vector<float> x = read_raw_pcm(in, 16000, RawFormat::kS32LE, 1, 16000);
@@ -503,7 +512,8 @@ TEST(Resample, StreamingMatchesOneShot) {
         out.insert(out.end(), tail.begin(), tail.end());
         EXPECT_EQ(out.size(), static_cast<size_t>(std::lround(20000 * 16000.0 / 44100))) << chunk;
         ASSERT_LE(out.size(), whole.size());
-        for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], whole[i]) << "chunk " << chunk << " i " << i;
+        for (size_t i = 0; i < out.size(); ++i)
+            ASSERT_EQ(out[i], whole[i]) << "chunk " << chunk << " i " << i;
     }
 }
 

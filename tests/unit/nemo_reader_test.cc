@@ -28,6 +28,7 @@ namespace parakeet {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace std::string_literals;
 
 const std::string kDataDir = PARAKEET_TEST_DATA_DIR;
 const std::string kTinyNemo = kDataDir + "/tiny-a/model/tiny-a.nemo";
@@ -339,7 +340,7 @@ double value_at(const Tensor& t, int64_t i) {
         case DType::kU8: return t.data<uint8_t>()[i];
         case DType::kBool: return t.data<uint8_t>()[i];
         case DType::kF16:
-        case DType::kBF16: return t.slice0(0, t.dim(0)).to_f32().data<float>()[i];
+        case DType::kBF16: return t.to_f32().data<float>()[i];
     }
     return NAN;
 }
@@ -435,8 +436,8 @@ TEST(NemoReader, GzipCompressedLoadsIdenticalTensors) {
 TEST(NemoReader, TarDialectsMapWeightsInPlace) {
     std::string original = read_bytes(kTinyNemo);
     Members members = tar_members(original);
-    members.insert(members.begin(), {"./" + std::string(150, 'n') + "_long_name.txt", "long"});
     for (auto& [name, data] : members) name = "./" + name;
+    members.insert(members.begin(), {"./" + std::string(150, 'n') + "_long_name.txt", "long"});
     NemoArchive reference = open_nemo(kTinyNemo);
 
     struct Case {
@@ -659,7 +660,7 @@ TEST(NemoReaderErrors, CheckpointProblems) {
         return [ckpt] { open_nemo_from_memory(to_vec(make_nemo(ckpt)), "m.nemo"); };
     };
     expect_error(load(make_checkpoint(pickle, storage, {.method = 8})), ErrorCode::kUnsupported,
-                 "m.nemo: model_weights.ckpt: zip entry 'archive/data.pkl' is compressed (method 8)");
+                 "m.nemo: model_weights.ckpt: zip entry 'archive/byteorder' is compressed (method 8)");
     expect_error(load(make_checkpoint(pickle, storage, {}, "big")), ErrorCode::kUnsupported,
                  "byte order 'big' is not supported");
     expect_error(load(make_checkpoint(pickle, {})), ErrorCode::kFormat,
@@ -668,7 +669,7 @@ TEST(NemoReaderErrors, CheckpointProblems) {
     expect_error(load("not a zip at all, just some text that is long enough"), ErrorCode::kFormat,
                  "m.nemo: model_weights.ckpt: not a zip archive");
     std::string zip = make_checkpoint(pickle, storage);
-    zip[zip.size() - 6] = 0x7f;  // central directory offset far past the end
+    zip[zip.size() - 3] = 0x7f;  // central directory offset far past the end
     expect_error(load(zip), ErrorCode::kFormat, "central directory");
 }
 
@@ -698,28 +699,14 @@ TEST(Unpickler, ReadsTinyAStateDict) {
     EXPECT_EQ(sd.storages.at("1").dtype, DType::kF32);
 
     // Every strict prefix is a truncated pickle: an Error, never a crash.
-    for (size_t n = 0; n < bytes.size(); n += 7) {
+    for (size_t n = 0; n < bytes.size(); n += 13) {
         EXPECT_THROW(unpickle(std::string(bytes.substr(0, n))), Error) << n;
     }
 }
 
 TEST(Unpickler, ProtocolFourOpcodes) {
     // FRAME, SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL, BINGET, SHORT_BINBYTES in a small state_dict.
-    std::string p = "\x80\x04\x95";
-    std::string body;
-    body += "\x8c\x0b" "collections\x94\x8c\x0bOrderedDict\x94\x93\x94)R\x94";
-    body += "\x8c\x01w\x94";
-    body += "\x8c\x0ctorch._utils\x94\x8c\x12_rebuild_tensor_v2\x94\x93\x94";
-    body += "(\x8c\x07storage\x94\x8c\x05torch\x94\x8c\x0c" "FloatStorage\x94\x93\x94\x8c\x01" "0\x8c\x03" "cpu";
-    body += "K\x03t\x94Q";
-    body += "K\x01K\x02\x85K\x01\x85\x89h\x00)R\x86\x86R\x94";  // (pid, 1, (2,), (1,), False, OrderedDict())
-    body.replace(body.size() - 5, 5, "\x85\x85");  // placeholder removed below
-    (void)body;
-
-    PickleWriter w;
-    std::string t;
-    t += "\x80\x04";
-    t += "\x95";
+    std::string head = "\x80\x04\x95";
     std::string inner;
     inner += "\x8c\x0b" "collections" "\x94" "\x8c\x0b" "OrderedDict" "\x94" "\x93" "\x94" ")R\x94";
     inner += "\x8c\x01" "w" "\x94";
@@ -727,14 +714,14 @@ TEST(Unpickler, ProtocolFourOpcodes) {
     inner += "(";                                           // args
     inner += "(\x8c\x07" "storage" "\x8c\x05" "torch" "\x8c\x0c" "FloatStorage" "\x93";
     inner += "\x8c\x01" "0" "\x8c\x03" "cpu" "K\x03" "tQ";  // persistent id
-    inner += "K\x01" "K\x02\x85" "K\x01\x85" "\x89" "h\x00)R" "t";
+    inner += "K\x01" "K\x02\x85" "K\x01\x85" "\x89" "h\x02)R" "t";
     inner += "R";                        // the tensor
     inner += "s";                        // dict["w"] = tensor
     inner += "C\x02" "ab" "0";           // bytes pushed and popped
     inner += ".";
     std::string frame;
     put64(&frame, inner.size());
-    std::string bytes = t + frame + inner;
+    std::string bytes = head + frame + inner;
     StateDict sd = unpickle(bytes);
     ASSERT_EQ(sd.tensors.size(), 1u);
     EXPECT_EQ(sd.tensors[0].name, "w");
@@ -750,18 +737,18 @@ TEST(Unpickler, RejectsMalformedInput) {
     expect_error([] { unpickle("\x80\x02N."); }, ErrorCode::kFormat, "pickle holds a None, not a state_dict");
     expect_error([] { unpickle("\x80\x02h\x05."); }, ErrorCode::kFormat, "memo entry 5 that was never written");
     expect_error([] { unpickle("\x80\x02X\xff\xff\xff\x7f"); }, ErrorCode::kFormat, "pickle is truncated");
-    expect_error([] { unpickle(std::string("\x80\x02\x81", 3)); }, ErrorCode::kUnsupported,
+    expect_error([] { unpickle("\x80\x02\x81"s); }, ErrorCode::kUnsupported,
                  "pickle opcode 0x81 at byte 2 is not supported");
     expect_error([] { unpickle("\x80\x02(N(t(u."); }, ErrorCode::kFormat, "pickle sets 0 items on a tuple");
     expect_error([] { unpickle(std::string(5000, '(')); }, ErrorCode::kFormat, "pickle nests more than 4096 MARKs");
-    expect_error([] { unpickle(std::string("\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.", 14)); },
+    expect_error([] { unpickle("\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01."s); },
                  ErrorCode::kUnsupported, "does not fit in 64 bits");
-    expect_error([] { unpickle("\x80\x02}X\x01\x00\x00\x00kNs."); }, ErrorCode::kFormat,
+    expect_error([] { unpickle("\x80\x02}X\x01\x00\x00\x00kNs."s); }, ErrorCode::kFormat,
                  "state_dict entry 'k' is a None, not a tensor");
-    expect_error([] { unpickle("\x80\x02}X\x02\x00\x00\x00k\nNs."); }, ErrorCode::kFormat,
+    expect_error([] { unpickle("\x80\x02}X\x02\x00\x00\x00k\nNs."s); }, ErrorCode::kFormat,
                  "state_dict entry 'k\\x0a' is a None");
     // A self-containing list is harmless (no recursion, no leak).
-    expect_error([] { unpickle("\x80\x02]q\x00h\x00a."); }, ErrorCode::kFormat, "pickle holds a list");
+    expect_error([] { unpickle("\x80\x02]q\x00h\x00" "a."s); }, ErrorCode::kFormat, "pickle holds a list");
     // The same storage key with two dtypes.
     std::string two = state_dict_pickle({{"a", "FloatStorage", "0", 2, 0, {2}, {1}},
                                          {"b", "LongStorage", "0", 2, 0, {2}, {1}}});

@@ -65,7 +65,8 @@ TEST(Npy, ReadsGoldenInt64) {
 
 TEST(Npy, SerializeMatchesNumpyBytes) {
     // numpy.save's bytes: re-serialising what we read gives the file back exactly.
-    for (const char* name : {"features.npy", "encoded_len.npy", "tokens.npy", "encoder_output.npy"}) {
+    for (const char* name :
+         {"features.npy", "encoded_len.npy", "tokens.npy", "encoder_output.npy"}) {
         const std::string bytes = read_bytes(kGolden + "/" + name);
         Tensor t = parse_npy(bytes.data(), bytes.size(), name);
         EXPECT_EQ(serialize_npy(t), bytes) << name;
@@ -75,13 +76,14 @@ TEST(Npy, SerializeMatchesNumpyBytes) {
 TEST(Npy, RoundTripsEveryDtype) {
     const fs::path dir = fs::temp_directory_path() / fmt::format("pk_npy_{}", ::getpid());
     fs::create_directories(dir);
-    for (DType dtype : {DType::kF32, DType::kF64, DType::kF16, DType::kI64, DType::kI32, DType::kI16,
-                        DType::kI8, DType::kU8, DType::kBool}) {
+    for (DType dtype : {DType::kF32, DType::kF64, DType::kF16, DType::kI64, DType::kI32,
+                        DType::kI16, DType::kI8, DType::kU8, DType::kBool}) {
         for (const Shape& shape : {Shape{}, Shape{0}, Shape{5}, Shape{2, 3, 4}, Shape{3, 0, 2}}) {
             Tensor t = Tensor::empty(shape, dtype);
             auto* bytes = static_cast<unsigned char*>(t.raw());
             for (size_t i = 0; i < t.nbytes(); ++i) {
-                bytes[i] = dtype == DType::kBool ? (i % 3 == 0) : static_cast<unsigned char>(i * 31 + 7);
+                bytes[i] =
+                    dtype == DType::kBool ? (i % 3 == 0) : static_cast<unsigned char>(i * 31 + 7);
             }
             const std::string path = (dir / "t.npy").string();
             write_npy(path, t);
@@ -165,10 +167,13 @@ TEST(Npy, Errors) {
               ErrorCode::kFormat);
     EXPECT_EQ(code_for("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }", 4),
               ErrorCode::kFormat);
-    EXPECT_EQ(code_for("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 4),
-              ErrorCode::kFormat);
-    EXPECT_EQ(code_for("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }", 4),
-              ErrorCode::kFormat);
+    EXPECT_EQ(
+        code_for("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 4),
+        ErrorCode::kFormat);
+    EXPECT_EQ(
+        code_for(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }", 4),
+        ErrorCode::kFormat);
     EXPECT_EQ(code_for("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,), }", 4),
               ErrorCode::kFormat);
     EXPECT_EQ(code_for("not a dict", 0), ErrorCode::kFormat);

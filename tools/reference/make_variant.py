@@ -296,21 +296,23 @@ The students asked difficult questions, and the professor answered every single 
 """
 
 
-def train_tokenizer(vocab_size, workdir, seed=1234):
-    """NeMo's create_spt_model flags (bpe, no bos/eos, coverage 1.0, extra whitespace kept), 1 thread, fixed seed."""
+def train_tokenizer(vocab_size, corpus_lines, seed=1234):
+    """NeMo's create_spt_model flags (bpe, no bos/eos, coverage 1.0, extra whitespace kept, shuffled input,
+    soft vocab limit), trained in memory with 1 thread and a fixed seed so the bytes are reproducible (a file-based
+    run would embed the temp paths in the model's trainer_spec). Returns (tokenizer.model, tokenizer.vocab) bytes."""
     import sentencepiece as spm
 
-    data = os.path.join(workdir, "text.txt")
-    with open(data, "w", encoding="utf-8") as f:
-        f.write(CORPUS)
+    buf = io.BytesIO()
     spm.set_random_generator_seed(seed)
     spm.SentencePieceTrainer.train(
-        f"--input={data} --model_prefix={workdir}/tokenizer --vocab_size={vocab_size} "
-        "--shuffle_input_sentence=true --hard_vocab_limit=false --model_type=bpe --character_coverage=1.0 "
-        "--bos_id=-1 --eos_id=-1 --remove_extra_whitespaces=false --num_threads=1 --minloglevel=2")
-    model = open(os.path.join(workdir, "tokenizer.model"), "rb").read()
-    tvocab = open(os.path.join(workdir, "tokenizer.vocab"), "rb").read()
-    return model, tvocab
+        sentence_iterator=iter(corpus_lines), model_writer=buf, vocab_size=vocab_size, model_type="bpe",
+        shuffle_input_sentence=True, hard_vocab_limit=False, character_coverage=1.0, bos_id=-1, eos_id=-1,
+        remove_extra_whitespaces=False, num_threads=1, minloglevel=2)
+    model = buf.getvalue()
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    # the text dump SentencePiece writes next to the model: "piece<TAB>score" per line, scores like "-0", "-12"
+    tvocab = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
+    return model, tvocab.encode("utf-8")
 
 
 def bert_vocab_txt(tokenizer_vocab_bytes):
@@ -502,42 +504,48 @@ def decode_all(m, encs, noise=0.0, gen=None, log_softmax=True):
     return res
 
 
-def calibrate_joint_(m, state_dict, encs_calib, target_rate=0.3, token_std=2.5, dur_std=2.0, log=print):
+def calibrate_joint_(m, state_dict, encs_calib, encs_gold, target_rate=0.3, token_std=2.5, dur_std=2.0,
+                     log=print):
+    """Standardise the joint's final Linear over observed joint activations (every row centred; tokens+blank scaled
+    together to std token_std, duration rows together to dur_std), add a mild preference for short durations, then search an
+    offset of the blank bias. Returns a list of (offset, tokens/frame on the golden clips), best first: offsets on a
+    plateau (golden decodes unchanged for offset +-0.1), ordered by distance to target_rate."""
     hp = m.hp
     name = hp.joint_out
     W, b = state_dict[name + ".weight"], state_dict[name + ".bias"]
     with torch.no_grad():
         z = joint_hidden_samples(m, encs_calib)
         out = z @ W.t() + b
-        mu, sd = out.mean(0), out.std(0) + 1e-6
         V = hp.vocab_size
-        scale = torch.full_like(mu, token_std)
         nd = len(hp.durations) if hp.model_type == "tdt" else 0
+        mu = out.mean(0)
+        # one scale per group (tokens+blank, durations) from the pooled centred outputs: a per-row scale would blow
+        # up rows that happen to vary little over the samples and then dominate at other predictor states
+        sd = torch.empty_like(mu)
+        sd[: V + 1] = (out[:, : V + 1] - mu[: V + 1]).std() / token_std
         if nd:
-            scale[V + 1:] = dur_std
-        W.mul_((scale / sd).unsqueeze(1))
-        b.copy_(-mu * scale / sd)
+            sd[V + 1:] = (out[:, V + 1:] - mu[V + 1:]).std() / dur_std
+        W.div_(sd.unsqueeze(1))
+        b.copy_(-mu / sd)
         if nd:  # mild preference for short durations (a random joint would otherwise jump too far)
             b[V + 1:] += torch.linspace(0.6, -0.6, nd)
-        total_frames = sum(T for _, T in encs_calib)
-
-        def rate_at(bias):
-            b[V] = bias
-            res = decode_all(m, encs_calib)
-            return sum(len(r[0]) for r in res) / total_frames, res
-
-        grid = [round(x * 0.1, 1) for x in range(-30, 121)]
-        rates = {}
+        base = float(b[V])  # the blank row is standardised like the others; the search adds an offset
+        frames = sum(T for _, T in encs_gold)
+        grid = [round(x * 0.1, 1) for x in range(-50, 301)]
+        res = {}
         for g in grid:
-            rates[g] = rate_at(g)
+            b[V] = base + g
+            res[g] = decode_all(m, encs_gold)
         cands = []
         for g in grid[1:-1]:
-            gm, gp = round(g - 0.1, 1), round(g + 0.1, 1)
-            if rates[g][1] == rates[gm][1] == rates[gp][1]:
-                cands.append((abs(rates[g][0] - target_rate), g))
+            if res[g] == res[round(g - 0.1, 1)] == res[round(g + 0.1, 1)]:
+                rate = sum(len(r[0]) for r in res[g]) / frames
+                cands.append((abs(rate - target_rate), g, rate))
         cands.sort()
-        log(f"    calibration: {len(cands)} plateau points; best {cands[:3]}")
-        return [g for _, g in cands], rates
+        b[V] = base
+        log(f"    calibration: {len(cands)} plateau points; closest to {target_rate}: "
+            f"{[(g, round(r, 3)) for _, g, r in cands[:3]]}")
+        return [(g, r) for _, g, r in cands], base
 
 
 def stable_under_noise(m, encs, n=8, rel=1e-4, seed=0):
@@ -634,10 +642,8 @@ def make_variant(name, v, out_root, log=print):
         tok_model, tok_tvocab, tok_vocab = tiny_a_tokenizer()
         tok_note = "tiny-a's 128-piece BPE tokenizer (copied byte for byte)"
     else:
-        with tempfile.TemporaryDirectory() as td:
-            tok_model, tok_tvocab = train_tokenizer(v["tokenizer"], td)
-        with tempfile.TemporaryDirectory() as td:
-            again, _ = train_tokenizer(v["tokenizer"], td)
+        tok_model, tok_tvocab = train_tokenizer(v["tokenizer"], CORPUS.splitlines())
+        again, _ = train_tokenizer(v["tokenizer"], CORPUS.splitlines())
         assert again == tok_model, "tokenizer training is not deterministic"
         tok_vocab = bert_vocab_txt(tok_tvocab)
         tok_note = (f"{v['tokenizer']}-piece BPE trained here by train_tokenizer() on the built-in CORPUS "
@@ -651,30 +657,35 @@ def make_variant(name, v, out_root, log=print):
            "tvocab": f"{h(tok_tvocab)}_tokenizer.vocab"}
     artifacts = {art["model"]: tok_model, art["vocab"]: tok_vocab, art["tvocab"]: tok_tvocab}
     cfg = make_config(v, pieces, art)
-    model, sd = build_state_dict(cfg, v["seed"])
-    m = R.NemoModel(cfg, sd, artifacts)
     wavs = {c: R.read_wav(os.path.join(TINY_A, "inputs", c + ".wav"))[0] for c in CALIB_CLIPS}
-    encs = enc_outputs(m, [wavs[c] for c in CALIB_CLIPS])
-    biases, rates = calibrate_joint_(m, sd, encs, log=log)
-    gold_encs = [encs[CALIB_CLIPS.index(c)] for c in GOLDEN_CLIPS]
-    V = m.hp.vocab_size
     chosen = None
-    for bias in biases[:40]:
-        sd[m.hp.joint_out + ".bias"][V] = bias
-        res = decode_all(m, gold_encs)
-        ntok = [len(r[0]) for r in res]
-        ndur = len(set(d for r in res for d in r[2]))
-        if min(ntok) < 5:
-            continue
-        if m.hp.model_type == "tdt" and ndur < min(3, len(m.hp.durations)):
-            continue
-        if stable_under_noise(m, encs):
-            chosen = bias
+    for attempt in range(12):  # deterministic seed sequence; the first seed that calibrates cleanly wins
+        seed = v["seed"] + 1000 * attempt
+        model, sd = build_state_dict(cfg, seed)
+        m = R.NemoModel(cfg, sd, artifacts)
+        encs = enc_outputs(m, [wavs[c] for c in CALIB_CLIPS])
+        gold_encs = [encs[CALIB_CLIPS.index(c)] for c in GOLDEN_CLIPS]
+        cands, base = calibrate_joint_(m, sd, encs, gold_encs, log=log)
+        V = m.hp.vocab_size
+        for offset, rate in cands[:40]:
+            if not 0.15 <= rate <= 0.6:
+                break
+            sd[m.hp.joint_out + ".bias"][V] = base + offset
+            res = decode_all(m, gold_encs)
+            if min(len(r[0]) for r in res) < 5:
+                continue
+            if m.hp.model_type == "tdt" and len(set(d for r in res for d in r[2])) < min(3, len(m.hp.durations)):
+                continue
+            if stable_under_noise(m, gold_encs, n=16):
+                chosen = (offset, rate)
+                break
+        if chosen:
             break
-    assert chosen is not None, f"{name}: no stable calibration found; try another seed"
-    sd[m.hp.joint_out + ".bias"][V] = chosen
-    rate = rates[chosen][0]
-    log(f"    blank bias {chosen}: {rate:.3f} tokens/frame over {CALIB_CLIPS}")
+        log(f"    seed {seed}: no stable calibration, trying the next seed")
+    assert chosen is not None, f"{name}: no stable calibration found"
+    offset, rate = chosen
+    sd[m.hp.joint_out + ".bias"][V] = base + offset
+    log(f"    seed {seed}, blank bias offset {offset}: {rate:.3f} tokens/frame on {GOLDEN_CLIPS}")
     # write the checkpoint, reload it and make the goldens from the file
     nemo_path = os.path.join(out, "model.nemo")
     write_nemo(nemo_path, cfg, sd, artifacts)
@@ -702,7 +713,7 @@ def make_variant(name, v, out_root, log=print):
             "pieces": [m2.sp.id_to_piece(i) for i in r["tokens"]],
             "min_decision_margin_raw_logits": decision_margins(m2, enc, T),
         }
-    stable = stable_under_noise(m2, [gold_encs[0], gold_encs[1]], n=16, seed=7)
+    stable = stable_under_noise(m2, gold_encs, n=16, seed=7)
     for root, _, fs in sorted(os.walk(out)):
         for fn in sorted(fs):
             p = os.path.join(root, fn)
@@ -721,7 +732,7 @@ def make_variant(name, v, out_root, log=print):
         "generator": "tools/reference/make_variant.py (weights, config, .nemo) + tools/reference/nemo_ref.py "
                      "(goldens; NeMo >= 2.5 front end, label-looping greedy, CPU float32, 1 thread)",
         "torch": torch.__version__,
-        "seed": v["seed"],
+        "seed": seed,
         "tokenizer": tok_note,
         "vocab_size": V,
         "blank_id": V,
@@ -732,7 +743,8 @@ def make_variant(name, v, out_root, log=print):
         "parameters": inv["parameters"],
         "state_dict": {k: inv[k] for k in ("num_tensors", "total_elements", "unique_storage_bytes", "shared_tensors")},
         "calibration": {
-            "blank_bias": chosen, "tokens_per_frame_over_calib_clips": round(rate, 4), "calib_clips": CALIB_CLIPS,
+            "blank_bias_offset": offset, "blank_bias": float(sd[m.hp.joint_out + ".bias"][V]),
+            "tokens_per_frame_golden_clips": round(rate, 4), "activation_clips": CALIB_CLIPS,
             "target_rate": 0.3, "token_std": 2.5, "dur_std": 2.0, "plateau": "+-0.1 blank bias leaves every decode "
             "unchanged", "noise_rel_checked": 1e-4,
             "note": "only the joint's final Linear was changed after random init (see make_variant.calibrate_joint_)",

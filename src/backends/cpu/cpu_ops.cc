@@ -208,3 +208,29 @@ void conv2d_3x3_s2(const float* x, int64_t c_in, int64_t t, int64_t f, const flo
 }
 
 }  // namespace parakeet::cpu
+
+namespace parakeet::cpu {
+
+void add_row_bias(float* y, const float* bias, int64_t rows, int64_t cols) {
+#pragma omp parallel for if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < cols; ++i) y[r * cols + i] += bias[r];
+}
+
+void scale(float* x, float alpha, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
+}
+
+void flatten_channels(const float* x, int64_t c, int64_t t, int64_t f, float* y) {
+#pragma omp parallel for if (c * t * f > 32768)
+    for (int64_t ti = 0; ti < t; ++ti)
+        for (int64_t ci = 0; ci < c; ++ci)
+            for (int64_t fi = 0; fi < f; ++fi) y[(ti * c + ci) * f + fi] = x[(ci * t + ti) * f + fi];
+}
+
+void zero_after_lengths(float* x, const int* lengths, int64_t batch, int64_t t, int64_t d) {
+    for (int64_t b = 0; b < batch; ++b)
+        for (int64_t ti = std::max<int64_t>(lengths[b], 0); ti < t; ++ti) std::fill_n(x + (b * t + ti) * d, d, 0.f);
+}
+
+}  // namespace parakeet::cpu

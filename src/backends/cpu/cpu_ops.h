@@ -39,3 +39,10 @@ namespace parakeet::cpu {
 void conv2d_3x3_s2(const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
                    int64_t c_out, bool depthwise, float* y);
 }  // namespace parakeet::cpu
+
+namespace parakeet::cpu {
+void add_row_bias(float* y, const float* bias, int64_t rows, int64_t cols);
+void scale(float* x, float alpha, int64_t n);
+void flatten_channels(const float* x, int64_t c, int64_t t, int64_t f, float* y);
+void zero_after_lengths(float* x, const int* lengths, int64_t batch, int64_t t, int64_t d);
+}  // namespace parakeet::cpu
