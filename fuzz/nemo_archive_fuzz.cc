@@ -1,6 +1,6 @@
-// libFuzzer entry point: arbitrary bytes as a .nemo archive (tar or gzip-compressed tar) or, when they
-// start with "PK", as a bare torch.save zip checkpoint. Every tensor returned is read in full so that a
-// view past the input shows up under AddressSanitizer.
+// libFuzzer entry point: arbitrary bytes as a .nemo archive (tar or gzip-compressed tar) or, when
+// they start with "PK", as a bare torch.save zip checkpoint. Every tensor returned is read in full
+// so that a view past the input shows up under AddressSanitizer.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -23,13 +23,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     volatile uint8_t sink = 0;
     try {
         if (size >= 2 && data[0] == 'P' && data[1] == 'K') {
-            parakeet::Checkpoint c = parakeet::read_torch_checkpoint(data, size, nullptr, "fuzz.ckpt");
+            parakeet::Checkpoint c =
+                parakeet::read_torch_checkpoint(data, size, nullptr, "fuzz.ckpt");
             for (const auto& [name, t] : c.tensors) sink = sink ^ touch(t);
         } else {
-            parakeet::NemoArchive a =
-                parakeet::open_nemo_from_memory(std::vector<uint8_t>(data, data + size), "fuzz.nemo");
+            parakeet::NemoArchive a = parakeet::open_nemo_from_memory(
+                std::vector<uint8_t>(data, data + size), "fuzz.nemo");
             for (const auto& [name, t] : a.tensors) sink = sink ^ touch(t);
-            for (const auto& [name, bytes] : a.members) sink = sink ^ static_cast<uint8_t>(bytes.size());
+            for (const auto& [name, bytes] : a.members)
+                sink = sink ^ static_cast<uint8_t>(bytes.size());
         }
     } catch (const parakeet::Error&) {
     }

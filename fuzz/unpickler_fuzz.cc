@@ -1,5 +1,5 @@
-// libFuzzer entry point: arbitrary bytes as a state_dict pickle. Anything but a clean parakeet::Error
-// (a crash, a sanitizer report, another exception escaping) is a bug.
+// libFuzzer entry point: arbitrary bytes as a state_dict pickle. Anything but a clean
+// parakeet::Error (a crash, a sanitizer report, another exception escaping) is a bug.
 #include <cstddef>
 #include <cstdint>
 

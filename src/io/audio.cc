@@ -170,7 +170,7 @@ size_t RawPcmReader::read(std::istream& in, std::vector<float>& out, size_t max_
     if (max_frames == 0) return 0;
     const size_t frame_bytes = raw_format_bytes(fmt_) * channels_;
     buffer_.resize(max_frames * frame_bytes);
-    std::memcpy(buffer_.data(), pending_.data(), pending_.size());
+    if (!pending_.empty()) std::memcpy(buffer_.data(), pending_.data(), pending_.size());
     // std::istream::read blocks until the request is met or the stream ends.
     in.read(buffer_.data() + pending_.size(),
             static_cast<std::streamsize>(buffer_.size() - pending_.size()));

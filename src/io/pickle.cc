@@ -13,7 +13,20 @@ namespace parakeet {
 
 namespace {
 
-enum class Kind : uint8_t { kNone, kBool, kInt, kFloat, kStr, kBytes, kTuple, kList, kDict, kGlobal, kStorage, kTensor };
+enum class Kind : uint8_t {
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kStr,
+    kBytes,
+    kTuple,
+    kList,
+    kDict,
+    kGlobal,
+    kStorage,
+    kTensor
+};
 
 const char* kind_name(Kind kind) {
     switch (kind) {
@@ -38,15 +51,16 @@ enum class Global : uint8_t { kOrderedDict, kRebuildTensorV2, kRebuildParameter,
 
 struct Object;
 
-// A pickled value. Containers live in the unpickler's arena and are referenced by pointer, so shared and
-// even self-referencing containers (memo + APPEND) need no reference counting and free with the arena.
+// A pickled value. Containers live in the unpickler's arena and are referenced by pointer, so
+// shared and even self-referencing containers (memo + APPEND) need no reference counting and free
+// with the arena.
 struct Value {
     Kind kind = Kind::kNone;
     Global global = Global::kOrderedDict;  // kGlobal
     DType dtype = DType::kF32;             // kGlobal with kStorageClass
-    int64_t i = 0;                         // kBool, kInt; index into storages_/tensors_ for kStorage/kTensor
-    double f = 0;                          // kFloat
-    Object* obj = nullptr;                 // kStr, kBytes, kTuple, kList, kDict
+    int64_t i = 0;          // kBool, kInt; index into storages_/tensors_ for kStorage/kTensor
+    double f = 0;           // kFloat
+    Object* obj = nullptr;  // kStr, kBytes, kTuple, kList, kDict
 };
 
 struct Object {
@@ -68,9 +82,9 @@ struct StorageClass {
 };
 
 constexpr StorageClass kStorageClasses[] = {
-    {"FloatStorage", DType::kF32}, {"DoubleStorage", DType::kF64}, {"HalfStorage", DType::kF16},
-    {"BFloat16Storage", DType::kBF16}, {"LongStorage", DType::kI64}, {"IntStorage", DType::kI32},
-    {"ShortStorage", DType::kI16}, {"CharStorage", DType::kI8}, {"ByteStorage", DType::kU8},
+    {"FloatStorage", DType::kF32},     {"DoubleStorage", DType::kF64}, {"HalfStorage", DType::kF16},
+    {"BFloat16Storage", DType::kBF16}, {"LongStorage", DType::kI64},   {"IntStorage", DType::kI32},
+    {"ShortStorage", DType::kI16},     {"CharStorage", DType::kI8},    {"ByteStorage", DType::kU8},
     {"BoolStorage", DType::kBool},
 };
 
@@ -126,8 +140,9 @@ private:
 uint8_t Unpickler::next_byte() { return *take(1); }
 
 const uint8_t* Unpickler::take(uint64_t n) {
-    PK_CHECK(n <= size_ - pos_, kFormat, "{}: pickle is truncated (needs {} more bytes at byte {} of {})", ctx_, n,
-             pos_, size_);
+    PK_CHECK(n <= size_ - pos_, kFormat,
+             "{}: pickle is truncated (needs {} more bytes at byte {} of {})", ctx_, n, pos_,
+             size_);
     const uint8_t* p = data_ + pos_;
     pos_ += static_cast<size_t>(n);
     return p;
@@ -135,7 +150,8 @@ const uint8_t* Unpickler::take(uint64_t n) {
 
 std::string_view Unpickler::take_line() {
     const void* nl = std::memchr(data_ + pos_, '\n', size_ - pos_);
-    PK_CHECK(nl != nullptr, kFormat, "{}: pickle is truncated (unterminated text argument at byte {})", ctx_, pos_);
+    PK_CHECK(nl != nullptr, kFormat,
+             "{}: pickle is truncated (unterminated text argument at byte {})", ctx_, pos_);
     size_t n = static_cast<size_t>(static_cast<const uint8_t*>(nl) - (data_ + pos_));
     std::string_view line(reinterpret_cast<const char*>(data_ + pos_), n);
     pos_ += n + 1;
@@ -153,13 +169,17 @@ int64_t Unpickler::parse_decimal(std::string_view text) {
     size_t i = 0;
     bool negative = false;
     if (i < text.size() && (text[i] == '-' || text[i] == '+')) negative = text[i++] == '-';
-    PK_CHECK(i < text.size(), kFormat, "{}: pickle has a malformed integer '{}'", ctx_, printable(text));
+    PK_CHECK(i < text.size(), kFormat, "{}: pickle has a malformed integer '{}'", ctx_,
+             printable(text));
     int64_t v = 0;
     for (; i < text.size(); ++i) {
         char c = text[i];
-        PK_CHECK(c >= '0' && c <= '9', kFormat, "{}: pickle has a malformed integer '{}'", ctx_, printable(text));
-        PK_CHECK(!__builtin_mul_overflow(v, 10, &v) && !__builtin_add_overflow(v, negative ? -(c - '0') : c - '0', &v),
-                 kUnsupported, "{}: pickle integer '{}' does not fit in 64 bits", ctx_, printable(text));
+        PK_CHECK(c >= '0' && c <= '9', kFormat, "{}: pickle has a malformed integer '{}'", ctx_,
+                 printable(text));
+        PK_CHECK(!__builtin_mul_overflow(v, 10, &v) &&
+                     !__builtin_add_overflow(v, negative ? -(c - '0') : c - '0', &v),
+                 kUnsupported, "{}: pickle integer '{}' does not fit in 64 bits", ctx_,
+                 printable(text));
     }
     return v;
 }
@@ -169,18 +189,19 @@ int64_t Unpickler::parse_long(const uint8_t* p, uint64_t n) {
     if (n == 0) return 0;
     bool negative = p[n - 1] & 0x80;
     for (uint64_t k = 8; k < n; ++k) {
-        PK_CHECK(p[k] == (negative ? 0xff : 0x00), kUnsupported, "{}: pickle integer does not fit in 64 bits", ctx_);
+        PK_CHECK(p[k] == (negative ? 0xff : 0x00), kUnsupported,
+                 "{}: pickle integer does not fit in 64 bits", ctx_);
     }
     uint64_t v = negative ? ~uint64_t{0} : 0;
     for (uint64_t k = std::min<uint64_t>(n, 8); k-- > 0;) v = (v << 8) | p[k];
-    PK_CHECK(n <= 8 || ((v >> 63) != 0) == negative, kUnsupported, "{}: pickle integer does not fit in 64 bits",
-             ctx_);
+    PK_CHECK(n <= 8 || ((v >> 63) != 0) == negative, kUnsupported,
+             "{}: pickle integer does not fit in 64 bits", ctx_);
     return static_cast<int64_t>(v);
 }
 
 void Unpickler::push(const Value& v) {
-    PK_CHECK(stack_.size() < kPickleMaxStack, kFormat, "{}: pickle stack grows past {} values", ctx_,
-             kPickleMaxStack);
+    PK_CHECK(stack_.size() < kPickleMaxStack, kFormat, "{}: pickle stack grows past {} values",
+             ctx_, kPickleMaxStack);
     stack_.push_back(v);
 }
 
@@ -206,8 +227,8 @@ std::vector<Value> Unpickler::pop_mark() {
 }
 
 Value Unpickler::make(Kind kind, std::string text, std::vector<Value> items) {
-    PK_CHECK(objects_.size() < kPickleMaxObjects, kFormat, "{}: pickle builds more than {} objects", ctx_,
-             kPickleMaxObjects);
+    PK_CHECK(objects_.size() < kPickleMaxObjects, kFormat, "{}: pickle builds more than {} objects",
+             ctx_, kPickleMaxObjects);
     Object& o = objects_.emplace_back();
     o.text = std::move(text);
     o.items = std::move(items);
@@ -256,69 +277,79 @@ Value Unpickler::persistent_load(const Value& pid) {
     const std::vector<Value>* t = pid.kind == Kind::kTuple ? &pid.obj->items : nullptr;
     PK_CHECK(t && t->size() == 5 && (*t)[0].kind == Kind::kStr && (*t)[0].obj->text == "storage" &&
                  (*t)[1].kind == Kind::kGlobal && (*t)[1].global == Global::kStorageClass &&
-                 (*t)[2].kind == Kind::kStr && (*t)[3].kind == Kind::kStr && (*t)[4].kind == Kind::kInt,
-             kFormat, "{}: pickle has a persistent id that is not ('storage', <storage class>, key, location, numel)",
+                 (*t)[2].kind == Kind::kStr && (*t)[3].kind == Kind::kStr &&
+                 (*t)[4].kind == Kind::kInt,
+             kFormat,
+             "{}: pickle has a persistent id that is not ('storage', <storage class>, key, "
+             "location, numel)",
              ctx_);
     const std::string& key = (*t)[2].obj->text;
     DType dtype = (*t)[1].dtype;
     int64_t numel = (*t)[4].i;
-    PK_CHECK(numel >= 0, kFormat, "{}: storage '{}' has a negative size {}", ctx_, printable(key), numel);
+    PK_CHECK(numel >= 0, kFormat, "{}: storage '{}' has a negative size {}", ctx_, printable(key),
+             numel);
     auto [it, inserted] = storage_index_.emplace(key, storages_.size());
     if (inserted) {
         storages_.push_back({key, PickledStorage{dtype, numel}});
     } else {
         const PickledStorage& s = storages_[it->second].second;
         PK_CHECK(s.dtype == dtype && s.numel == numel, kFormat,
-                 "{}: storage '{}' is declared twice, as {} x {} and as {} x {}", ctx_, printable(key), s.numel,
-                 dtype_name(s.dtype), numel, dtype_name(dtype));
+                 "{}: storage '{}' is declared twice, as {} x {} and as {} x {}", ctx_,
+                 printable(key), s.numel, dtype_name(s.dtype), numel, dtype_name(dtype));
     }
     Value v = make_int(static_cast<int64_t>(it->second), Kind::kStorage);
     return v;
 }
 
 Value Unpickler::reduce(const Value& fn, const Value& args) {
-    PK_CHECK(fn.kind == Kind::kGlobal, kFormat, "{}: pickle calls a {}, not an allowed global", ctx_,
-             kind_name(fn.kind));
-    PK_CHECK(args.kind == Kind::kTuple, kFormat, "{}: pickle calls a global with a {} instead of an argument tuple",
-             ctx_, kind_name(args.kind));
+    PK_CHECK(fn.kind == Kind::kGlobal, kFormat, "{}: pickle calls a {}, not an allowed global",
+             ctx_, kind_name(fn.kind));
+    PK_CHECK(args.kind == Kind::kTuple, kFormat,
+             "{}: pickle calls a global with a {} instead of an argument tuple", ctx_,
+             kind_name(args.kind));
     const std::vector<Value>& a = args.obj->items;
     switch (fn.global) {
         case Global::kOrderedDict:
             PK_CHECK(a.empty(), kUnsupported, "{}: pickle calls OrderedDict with arguments", ctx_);
             return make(Kind::kDict);
         case Global::kRebuildTensorV2: {
-            PK_CHECK((a.size() == 6 || a.size() == 7) && a[0].kind == Kind::kStorage && a[1].kind == Kind::kInt &&
-                         a[2].kind == Kind::kTuple && a[3].kind == Kind::kTuple &&
+            PK_CHECK((a.size() == 6 || a.size() == 7) && a[0].kind == Kind::kStorage &&
+                         a[1].kind == Kind::kInt && a[2].kind == Kind::kTuple &&
+                         a[3].kind == Kind::kTuple &&
                          (a[4].kind == Kind::kBool || a[4].kind == Kind::kInt),
                      kFormat,
-                     "{}: pickle calls _rebuild_tensor_v2 without (storage, offset, size, stride, requires_grad, "
-                     "hooks)",
+                     "{}: pickle calls _rebuild_tensor_v2 without (storage, offset, size, "
+                     "stride, requires_grad, hooks)",
                      ctx_);
             RawTensor t;
             t.storage = static_cast<size_t>(a[0].i);
             t.storage_offset = a[1].i;
             for (int k = 0; k < 2; ++k) {
                 const std::vector<Value>& dims = a[2 + k].obj->items;
-                PK_CHECK(dims.size() <= kMaxRank, kFormat, "{}: pickle has a tensor of rank {} (limit {})", ctx_,
-                         dims.size(), kMaxRank);
+                PK_CHECK(dims.size() <= kMaxRank, kFormat,
+                         "{}: pickle has a tensor of rank {} (limit {})", ctx_, dims.size(),
+                         kMaxRank);
                 std::vector<int64_t>& out = k == 0 ? t.shape : t.strides;
                 for (const Value& d : dims) {
-                    PK_CHECK(d.kind == Kind::kInt, kFormat, "{}: pickle has a tensor {} entry that is a {}", ctx_,
+                    PK_CHECK(d.kind == Kind::kInt, kFormat,
+                             "{}: pickle has a tensor {} entry that is a {}", ctx_,
                              k == 0 ? "size" : "stride", kind_name(d.kind));
                     out.push_back(d.i);
                 }
             }
-            PK_CHECK(tensors_.size() < kPickleMaxObjects, kFormat, "{}: pickle builds more than {} tensors", ctx_,
-                     kPickleMaxObjects);
+            PK_CHECK(tensors_.size() < kPickleMaxObjects, kFormat,
+                     "{}: pickle builds more than {} tensors", ctx_, kPickleMaxObjects);
             tensors_.push_back(std::move(t));
             return make_int(static_cast<int64_t>(tensors_.size() - 1), Kind::kTensor);
         }
         case Global::kRebuildParameter:
             PK_CHECK(a.size() == 3 && a[0].kind == Kind::kTensor, kFormat,
-                     "{}: pickle calls _rebuild_parameter without (tensor, requires_grad, hooks)", ctx_);
+                     "{}: pickle calls _rebuild_parameter without (tensor, requires_grad, hooks)",
+                     ctx_);
             return a[0];
         case Global::kStorageClass:
-            PK_THROW(kUnsupported, "{}: pickle constructs a storage directly (only persistent ids are supported)",
+            PK_THROW(kUnsupported,
+                     "{}: pickle constructs a storage directly (only persistent ids are supported)",
                      ctx_);
     }
     PK_THROW(kInternal, "{}: unhandled global", ctx_);
@@ -330,13 +361,15 @@ void Unpickler::memo_put(uint64_t index, const Value& v) {
         it->second = v;
         return;
     }
-    PK_CHECK(memo_.size() < kPickleMaxMemo, kFormat, "{}: pickle memo grows past {} entries", ctx_, kPickleMaxMemo);
+    PK_CHECK(memo_.size() < kPickleMaxMemo, kFormat, "{}: pickle memo grows past {} entries", ctx_,
+             kPickleMaxMemo);
     memo_.emplace(index, v);
 }
 
 Value Unpickler::memo_get(uint64_t index) const {
     auto it = memo_.find(index);
-    PK_CHECK(it != memo_.end(), kFormat, "{}: pickle reads memo entry {} that was never written", ctx_, index);
+    PK_CHECK(it != memo_.end(), kFormat, "{}: pickle reads memo entry {} that was never written",
+             ctx_, index);
     return it->second;
 }
 
@@ -348,12 +381,14 @@ StateDict Unpickler::run() {
         switch (op) {
             case 0x80: {  // PROTO
                 uint8_t proto = next_byte();
-                PK_CHECK(proto <= 5, kUnsupported, "{}: pickle protocol {} is not supported", ctx_, proto);
+                PK_CHECK(proto <= 5, kUnsupported, "{}: pickle protocol {} is not supported", ctx_,
+                         proto);
                 break;
             }
-            case 0x95: {  // FRAME: a length prefix for protocol 4 framing; the opcodes run on regardless.
+            case 0x95: {  // FRAME (protocol 4): a length prefix; opcodes run on regardless
                 uint64_t n = take_uint(8);
-                PK_CHECK(n <= size_ - pos_, kFormat, "{}: pickle frame of {} bytes runs past the end", ctx_, n);
+                PK_CHECK(n <= size_ - pos_, kFormat,
+                         "{}: pickle frame of {} bytes runs past the end", ctx_, n);
                 break;
             }
             case '.': {  // STOP
@@ -361,15 +396,16 @@ StateDict Unpickler::run() {
                 return finish(root);
             }
             case '(':  // MARK
-                PK_CHECK(marks_.size() < kPickleMaxMarks, kFormat, "{}: pickle nests more than {} MARKs", ctx_,
-                         kPickleMaxMarks);
+                PK_CHECK(marks_.size() < kPickleMaxMarks, kFormat,
+                         "{}: pickle nests more than {} MARKs", ctx_, kPickleMaxMarks);
                 marks_.push_back(stack_.size());
                 break;
             case '0':  // POP: like CPython, an empty frame above a MARK pops the MARK itself.
                 if (stack_.size() > fence()) {
                     stack_.pop_back();
                 } else {
-                    PK_CHECK(!marks_.empty(), kFormat, "{}: pickle stack underflow at byte {}", ctx_, op_pos);
+                    PK_CHECK(!marks_.empty(), kFormat, "{}: pickle stack underflow at byte {}",
+                             ctx_, op_pos);
                     marks_.pop_back();
                 }
                 break;
@@ -380,8 +416,8 @@ StateDict Unpickler::run() {
                 push(top());
                 break;
             case 'N': push(Value{}); break;
-            case 0x88: push(make_int(1, Kind::kBool)); break;  // NEWTRUE
-            case 0x89: push(make_int(0, Kind::kBool)); break;  // NEWFALSE
+            case 0x88: push(make_int(1, Kind::kBool)); break;                     // NEWTRUE
+            case 0x89: push(make_int(0, Kind::kBool)); break;                     // NEWFALSE
             case 'J': push(make_int(static_cast<int32_t>(take_uint(4)))); break;  // BININT
             case 'K': push(make_int(static_cast<int64_t>(take_uint(1)))); break;  // BININT1
             case 'M': push(make_int(static_cast<int64_t>(take_uint(2)))); break;  // BININT2
@@ -423,31 +459,36 @@ StateDict Unpickler::run() {
             case 'B':     // BINBYTES
             case 'C':     // SHORT_BINBYTES
             case 0x8e: {  // BINBYTES8
-                int width = (op == 0x8c || op == 'U' || op == 'C') ? 1 : (op == 0x8d || op == 0x8e) ? 8 : 4;
+                int width = (op == 0x8c || op == 'U' || op == 'C') ? 1
+                            : (op == 0x8d || op == 0x8e)           ? 8
+                                                                   : 4;
                 uint64_t n = take_uint(width);
                 const uint8_t* p = take(n);
                 Kind kind = (op == 'B' || op == 'C' || op == 0x8e) ? Kind::kBytes : Kind::kStr;
-                push(make(kind, std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n))));
+                push(make(kind,
+                          std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n))));
                 break;
             }
             case 'T': {  // BINSTRING: signed 32-bit length
                 auto n = static_cast<int32_t>(take_uint(4));
-                PK_CHECK(n >= 0, kFormat, "{}: pickle string has a negative length at byte {}", ctx_, op_pos);
+                PK_CHECK(n >= 0, kFormat, "{}: pickle string has a negative length at byte {}",
+                         ctx_, op_pos);
                 const uint8_t* p = take(static_cast<uint64_t>(n));
-                push(make(Kind::kStr, std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n))));
+                push(make(Kind::kStr,
+                          std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n))));
                 break;
             }
-            case ')': push(make(Kind::kTuple)); break;  // EMPTY_TUPLE
-            case ']': push(make(Kind::kList)); break;   // EMPTY_LIST
-            case '}': push(make(Kind::kDict)); break;   // EMPTY_DICT
+            case ')': push(make(Kind::kTuple)); break;                  // EMPTY_TUPLE
+            case ']': push(make(Kind::kList)); break;                   // EMPTY_LIST
+            case '}': push(make(Kind::kDict)); break;                   // EMPTY_DICT
             case 't': push(make(Kind::kTuple, {}, pop_mark())); break;  // TUPLE
             case 'l': push(make(Kind::kList, {}, pop_mark())); break;   // LIST
             case 0x85:                                                  // TUPLE1
             case 0x86:                                                  // TUPLE2
             case 0x87: {                                                // TUPLE3
                 size_t n = op - 0x84u;
-                PK_CHECK(stack_.size() >= fence() + n, kFormat, "{}: pickle stack underflow at byte {}", ctx_,
-                         op_pos);
+                PK_CHECK(stack_.size() >= fence() + n, kFormat,
+                         "{}: pickle stack underflow at byte {}", ctx_, op_pos);
                 std::vector<Value> items(stack_.end() - static_cast<ptrdiff_t>(n), stack_.end());
                 stack_.resize(stack_.size() - n);
                 push(make(Kind::kTuple, {}, std::move(items)));
@@ -455,21 +496,24 @@ StateDict Unpickler::run() {
             }
             case 'd': {  // DICT
                 std::vector<Value> items = pop_mark();
-                PK_CHECK(items.size() % 2 == 0, kFormat, "{}: pickle DICT with an odd number of items", ctx_);
+                PK_CHECK(items.size() % 2 == 0, kFormat,
+                         "{}: pickle DICT with an odd number of items", ctx_);
                 push(make(Kind::kDict, {}, std::move(items)));
                 break;
             }
             case 'a': {  // APPEND
                 Value v = pop();
                 const Value& list = top();
-                PK_CHECK(list.kind == Kind::kList, kFormat, "{}: pickle appends to a {}", ctx_, kind_name(list.kind));
+                PK_CHECK(list.kind == Kind::kList, kFormat, "{}: pickle appends to a {}", ctx_,
+                         kind_name(list.kind));
                 list.obj->items.push_back(v);
                 break;
             }
             case 'e': {  // APPENDS
                 std::vector<Value> items = pop_mark();
                 const Value& list = top();
-                PK_CHECK(list.kind == Kind::kList, kFormat, "{}: pickle appends to a {}", ctx_, kind_name(list.kind));
+                PK_CHECK(list.kind == Kind::kList, kFormat, "{}: pickle appends to a {}", ctx_,
+                         kind_name(list.kind));
                 list.obj->items.insert(list.obj->items.end(), items.begin(), items.end());
                 break;
             }
@@ -487,7 +531,8 @@ StateDict Unpickler::run() {
                 std::vector<Value> items = pop_mark();
                 const Value& dict = top();
                 PK_CHECK(dict.kind == Kind::kDict && items.size() % 2 == 0, kFormat,
-                         "{}: pickle sets {} items on a {}", ctx_, items.size(), kind_name(dict.kind));
+                         "{}: pickle sets {} items on a {}", ctx_, items.size(),
+                         kind_name(dict.kind));
                 dict.obj->items.insert(dict.obj->items.end(), items.begin(), items.end());
                 break;
             }
@@ -512,7 +557,7 @@ StateDict Unpickler::run() {
                 push(reduce(fn, args));
                 break;
             }
-            case 'b': {  // BUILD: only the OrderedDict's _metadata (and tensor state) arrive here; ignored.
+            case 'b': {  // BUILD: the OrderedDict's _metadata (or a tensor's state); ignored
                 pop();
                 const Value& target = top();
                 PK_CHECK(target.kind == Kind::kDict || target.kind == Kind::kTensor, kFormat,
@@ -524,10 +569,10 @@ StateDict Unpickler::run() {
                 push(persistent_load(pid));
                 break;
             }
-            case 'q': memo_put(take_uint(1), top()); break;                  // BINPUT
-            case 'r': memo_put(take_uint(4), top()); break;                  // LONG_BINPUT
-            case 0x94: memo_put(memo_.size(), top()); break;                 // MEMOIZE
-            case 'p': {                                                      // PUT (text)
+            case 'q': memo_put(take_uint(1), top()); break;   // BINPUT
+            case 'r': memo_put(take_uint(4), top()); break;   // LONG_BINPUT
+            case 0x94: memo_put(memo_.size(), top()); break;  // MEMOIZE
+            case 'p': {                                       // PUT (text)
                 int64_t index = parse_decimal(take_line());
                 PK_CHECK(index >= 0, kFormat, "{}: pickle memo index {} is negative", ctx_, index);
                 memo_put(static_cast<uint64_t>(index), top());
@@ -542,7 +587,8 @@ StateDict Unpickler::run() {
                 break;
             }
             default:
-                PK_THROW(kUnsupported, "{}: pickle opcode 0x{:02x} at byte {} is not supported", ctx_, op, op_pos);
+                PK_THROW(kUnsupported, "{}: pickle opcode 0x{:02x} at byte {} is not supported",
+                         ctx_, op, op_pos);
         }
     }
 }
@@ -557,12 +603,15 @@ StateDict Unpickler::finish(const Value& root) const {
     for (size_t k = 0; k + 1 < items.size(); k += 2) {
         const Value& key = items[k];
         const Value& value = items[k + 1];
-        PK_CHECK(key.kind == Kind::kStr, kFormat, "{}: state_dict has a {} key", ctx_, kind_name(key.kind));
+        PK_CHECK(key.kind == Kind::kStr, kFormat, "{}: state_dict has a {} key", ctx_,
+                 kind_name(key.kind));
         const std::string& name = key.obj->text;
         std::string shown = printable(name);
-        PK_CHECK(value.kind == Kind::kTensor, kFormat, "{}: state_dict entry '{}' is a {}, not a tensor", ctx_, shown,
+        PK_CHECK(value.kind == Kind::kTensor, kFormat,
+                 "{}: state_dict entry '{}' is a {}, not a tensor", ctx_, shown,
                  kind_name(value.kind));
-        PK_CHECK(names.insert(name).second, kFormat, "{}: state_dict has tensor '{}' twice", ctx_, shown);
+        PK_CHECK(names.insert(name).second, kFormat, "{}: state_dict has tensor '{}' twice", ctx_,
+                 shown);
 
         const RawTensor& raw = tensors_[static_cast<size_t>(value.i)];
         const auto& [storage_key, storage] = storages_[raw.storage];
@@ -575,19 +624,20 @@ StateDict Unpickler::finish(const Value& root) const {
         t.strides = raw.strides;
 
         PK_CHECK(t.shape.size() == t.strides.size(), kFormat,
-                 "{}: tensor '{}' has {} sizes but {} strides", ctx_, shown, t.shape.size(), t.strides.size());
+                 "{}: tensor '{}' has {} sizes but {} strides", ctx_, shown, t.shape.size(),
+                 t.strides.size());
         int64_t numel = 1;
         for (size_t d = 0; d < t.shape.size(); ++d) {
             PK_CHECK(t.shape[d] >= 0 && t.strides[d] >= 0, kFormat,
-                     "{}: tensor '{}' has a negative size or stride (shape {}, strides {})", ctx_, shown,
-                     shape_str(t.shape), shape_str(t.strides));
+                     "{}: tensor '{}' has a negative size or stride (shape {}, strides {})", ctx_,
+                     shown, shape_str(t.shape), shape_str(t.strides));
             PK_CHECK(!__builtin_mul_overflow(numel, t.shape[d], &numel), kFormat,
-                     "{}: tensor '{}' has shape {} whose element count overflows int64", ctx_, shown,
-                     shape_str(t.shape));
+                     "{}: tensor '{}' has shape {} whose element count overflows int64", ctx_,
+                     shown, shape_str(t.shape));
         }
         PK_CHECK(t.storage_offset >= 0 && t.storage_offset <= storage.numel, kFormat,
-                 "{}: tensor '{}' starts at element {} of storage '{}', which has {}", ctx_, shown, t.storage_offset,
-                 printable(storage_key), storage.numel);
+                 "{}: tensor '{}' starts at element {} of storage '{}', which has {}", ctx_, shown,
+                 t.storage_offset, printable(storage_key), storage.numel);
         if (numel > 0) {
             // Index of the last element the tensor touches; it must lie inside the storage.
             int64_t last = t.storage_offset;
@@ -598,9 +648,10 @@ StateDict Unpickler::finish(const Value& root) const {
                 overflow |= __builtin_add_overflow(last, step, &last);
             }
             PK_CHECK(!overflow && last < storage.numel, kFormat,
-                     "{}: tensor '{}' (shape {}, strides {}, offset {}) reaches past the {} elements of storage '{}'",
-                     ctx_, shown, shape_str(t.shape), shape_str(t.strides), t.storage_offset, storage.numel,
-                     printable(storage_key));
+                     "{}: tensor '{}' (shape {}, strides {}, offset {}) reaches past the {} "
+                     "elements of storage '{}'",
+                     ctx_, shown, shape_str(t.shape), shape_str(t.strides), t.storage_offset,
+                     storage.numel, printable(storage_key));
         }
         out.tensors.push_back(std::move(t));
     }

@@ -16,10 +16,11 @@ namespace parakeet {
 namespace {
 
 constexpr size_t kBlock = 512;
-// First bytes of a member that read_tar compares between libarchive's stream and the computed offset.
+// First bytes of a member that read_tar compares between libarchive's stream and the computed
+// offset.
 constexpr size_t kVerifyBytes = 4096;
-// Deflate cannot expand data by more than about 1032:1; a size field claiming more is not believed when
-// reserving memory.
+// Deflate cannot expand data by more than about 1032:1; a size field claiming more is not believed
+// when reserving memory.
 constexpr uint64_t kMaxInflateRatio = 1032;
 
 struct ArchiveFree {
@@ -31,7 +32,8 @@ std::string archive_message(archive* a) {
     return printable(s ? s : "unknown libarchive error");
 }
 
-// A tar numeric field: octal text (space/NUL padded) or GNU base-256 (high bit of the first byte set).
+// A tar numeric field: octal text (space/NUL padded) or GNU base-256 (high bit of the first byte
+// set).
 bool parse_tar_number(const uint8_t* field, size_t len, uint64_t* out) {
     uint64_t v = 0;
     if (field[0] & 0x80) {
@@ -65,13 +67,15 @@ bool header_checksum_ok(const uint8_t* h) {
         unsigned_sum += in_field ? ' ' : h[i];
         signed_sum += in_field ? ' ' : static_cast<int8_t>(h[i]);
     }
-    return static_cast<int64_t>(stored) == unsigned_sum || static_cast<int64_t>(stored) == signed_sum;
+    return static_cast<int64_t>(stored) == unsigned_sum ||
+           static_cast<int64_t>(stored) == signed_sum;
 }
 
 // Walks the 512-byte headers that start at `pos` (libarchive's header position, which is the first
-// extension header when there are any) to the member's own header; returns where its data starts, or
-// nothing when the chain does not look like one plain regular-file member.
-std::optional<uint64_t> walk_to_data(const uint8_t* data, size_t size, uint64_t pos, uint64_t member_size) {
+// extension header when there are any) to the member's own header; returns where its data starts,
+// or nothing when the chain does not look like one plain regular-file member.
+std::optional<uint64_t> walk_to_data(const uint8_t* data, size_t size, uint64_t pos,
+                                     uint64_t member_size) {
     bool size_overridden = false;
     for (int hops = 0; hops < 64; ++hops) {
         if (pos > size || size - pos < kBlock) return std::nullopt;
@@ -96,30 +100,32 @@ std::optional<uint64_t> walk_to_data(const uint8_t* data, size_t size, uint64_t 
 }
 
 // Appends the rest of the current member's data to `out`; `limit` bounds the up-front reservation.
-void read_rest(archive* a, const std::string& context, const std::string& name, uint64_t size, uint64_t limit,
-               std::string* out) {
+void read_rest(archive* a, const std::string& context, const std::string& name, uint64_t size,
+               uint64_t limit, std::string* out) {
     uint64_t reserve = std::min(size, limit);
     if (reserve > out->size()) out->reserve(reserve);
     char buf[64 * 1024];
     while (true) {
         la_ssize_t n = archive_read_data(a, buf, sizeof buf);
-        PK_CHECK(n >= 0, kFormat, "{}: truncated or corrupt archive while reading '{}': {}", context,
-                 printable(name), archive_message(a));
+        PK_CHECK(n >= 0, kFormat, "{}: truncated or corrupt archive while reading '{}': {}",
+                 context, printable(name), archive_message(a));
         if (n == 0) break;
         out->append(buf, static_cast<size_t>(n));
     }
-    PK_CHECK(out->size() == size, kFormat, "{}: truncated archive: member '{}' has {} of its {} bytes", context,
-             printable(name), out->size(), size);
+    PK_CHECK(out->size() == size, kFormat,
+             "{}: truncated archive: member '{}' has {} of its {} bytes", context, printable(name),
+             out->size(), size);
 }
 
 // Reads up to `n` bytes of the current member into `out` (fewer only at the member's end).
-void read_prefix(archive* a, const std::string& context, const std::string& name, size_t n, std::string* out) {
+void read_prefix(archive* a, const std::string& context, const std::string& name, size_t n,
+                 std::string* out) {
     out->resize(n);
     size_t got = 0;
     while (got < n) {
         la_ssize_t r = archive_read_data(a, out->data() + got, n - got);
-        PK_CHECK(r >= 0, kFormat, "{}: truncated or corrupt archive while reading '{}': {}", context,
-                 printable(name), archive_message(a));
+        PK_CHECK(r >= 0, kFormat, "{}: truncated or corrupt archive while reading '{}': {}",
+                 context, printable(name), archive_message(a));
         if (r == 0) break;
         got += static_cast<size_t>(r);
     }
@@ -134,13 +140,15 @@ std::string strip_dot_slash(std::string name) {
 
 }  // namespace
 
-TarListing read_tar(const uint8_t* data, size_t size, const std::string& context, const TarWantFn& want) {
+TarListing read_tar(const uint8_t* data, size_t size, const std::string& context,
+                    const TarWantFn& want) {
     std::unique_ptr<archive, ArchiveFree> a(archive_read_new());
     PK_CHECK(a != nullptr, kInternal, "{}: cannot create a libarchive reader", context);
     archive_read_support_filter_gzip(a.get());
     archive_read_support_format_tar(a.get());
     PK_CHECK(archive_read_open_memory(a.get(), data, size) == ARCHIVE_OK, kFormat,
-             "{}: not a .nemo archive (neither tar nor gzip-compressed tar): {}", context, archive_message(a.get()));
+             "{}: not a .nemo archive (neither tar nor gzip-compressed tar): {}", context,
+             archive_message(a.get()));
 
     bool gzip_magic = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
     bool ustar_magic = size >= 262 && std::memcmp(data + 257, "ustar", 5) == 0;
@@ -154,15 +162,18 @@ TarListing read_tar(const uint8_t* data, size_t size, const std::string& context
         if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
             PK_CHECK(!first || gzip_magic || ustar_magic, kFormat,
                      "{}: not a .nemo archive (neither tar nor gzip-compressed tar)", context);
-            PK_THROW(kFormat, "{}: truncated or corrupt archive: {}", context, archive_message(a.get()));
+            PK_THROW(kFormat, "{}: truncated or corrupt archive: {}", context,
+                     archive_message(a.get()));
         }
         if (first) listing.compressed = archive_filter_code(a.get(), 0) != ARCHIVE_FILTER_NONE;
         first = false;
-        if (archive_entry_filetype(entry) != AE_IFREG || archive_entry_hardlink(entry) != nullptr) continue;
+        if (archive_entry_filetype(entry) != AE_IFREG || archive_entry_hardlink(entry) != nullptr)
+            continue;
 
         const char* raw_name = archive_entry_pathname(entry);
         if (!raw_name) raw_name = archive_entry_pathname_utf8(entry);
-        PK_CHECK(raw_name != nullptr, kFormat, "{}: archive member with an unreadable name", context);
+        PK_CHECK(raw_name != nullptr, kFormat, "{}: archive member with an unreadable name",
+                 context);
         TarMember member;
         member.name = strip_dot_slash(raw_name);
         PK_CHECK(archive_entry_size_is_set(entry) && archive_entry_size(entry) >= 0, kFormat,
@@ -181,10 +192,11 @@ TarListing read_tar(const uint8_t* data, size_t size, const std::string& context
             }
             if (offset) {
                 PK_CHECK(*offset <= size && member.size <= size - *offset, kFormat,
-                         "{}: truncated archive: member '{}' ends at byte {} but the file has {}", context,
-                         printable(member.name), *offset + member.size, size);
+                         "{}: truncated archive: member '{}' ends at byte {} but the file has {}",
+                         context, printable(member.name), *offset + member.size, size);
                 read_prefix(a.get(), context, member.name,
-                            static_cast<size_t>(std::min<uint64_t>(member.size, kVerifyBytes)), &prefix);
+                            static_cast<size_t>(std::min<uint64_t>(member.size, kVerifyBytes)),
+                            &prefix);
                 if (prefix.size() == std::min<uint64_t>(member.size, kVerifyBytes) &&
                     std::memcmp(prefix.data(), data + *offset, prefix.size()) == 0) {
                     member.data_offset = offset;
@@ -199,8 +211,8 @@ TarListing read_tar(const uint8_t* data, size_t size, const std::string& context
             member.has_contents = true;
         } else if (!member.data_offset) {
             PK_CHECK(archive_read_data_skip(a.get()) == ARCHIVE_OK, kFormat,
-                     "{}: truncated or corrupt archive while skipping '{}': {}", context, printable(member.name),
-                     archive_message(a.get()));
+                     "{}: truncated or corrupt archive while skipping '{}': {}", context,
+                     printable(member.name), archive_message(a.get()));
         }
         listing.members.push_back(std::move(member));
     }

@@ -21,11 +21,17 @@ constexpr size_t kCentralSize = 46;
 constexpr size_t kLocalSize = 30;
 
 uint16_t u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
-uint32_t u32(const uint8_t* p) { return static_cast<uint32_t>(u16(p)) | static_cast<uint32_t>(u16(p + 2)) << 16; }
-uint64_t u64(const uint8_t* p) { return static_cast<uint64_t>(u32(p)) | static_cast<uint64_t>(u32(p + 4)) << 32; }
+uint32_t u32(const uint8_t* p) {
+    return static_cast<uint32_t>(u16(p)) | static_cast<uint32_t>(u16(p + 2)) << 16;
+}
+uint64_t u64(const uint8_t* p) {
+    return static_cast<uint64_t>(u32(p)) | static_cast<uint64_t>(u32(p + 4)) << 32;
+}
 
 // [offset, offset + length) lies inside a span of `size` bytes.
-bool fits(uint64_t offset, uint64_t length, uint64_t size) { return offset <= size && length <= size - offset; }
+bool fits(uint64_t offset, uint64_t length, uint64_t size) {
+    return offset <= size && length <= size - offset;
+}
 
 }  // namespace
 
@@ -34,7 +40,8 @@ ZipReader::ZipReader(const uint8_t* data, size_t size, std::string context)
     const std::string& ctx = context_;
     PK_CHECK(size_ >= kEocdSize, kFormat, "{}: not a zip archive ({} bytes)", ctx, size_);
 
-    // The end-of-central-directory record is the last thing in the file, followed only by its comment.
+    // The end-of-central-directory record is the last thing in the file, followed only by its
+    // comment.
     size_t eocd = SIZE_MAX;
     size_t lowest = size_ - kEocdSize > 0xffff ? size_ - kEocdSize - 0xffff : 0;
     for (size_t pos = size_ - kEocdSize + 1; pos-- > lowest;) {
@@ -43,7 +50,8 @@ ZipReader::ZipReader(const uint8_t* data, size_t size, std::string context)
             break;
         }
     }
-    PK_CHECK(eocd != SIZE_MAX, kFormat, "{}: not a zip archive (no end-of-central-directory record)", ctx);
+    PK_CHECK(eocd != SIZE_MAX, kFormat,
+             "{}: not a zip archive (no end-of-central-directory record)", ctx);
     const uint8_t* e = data_ + eocd;
     uint64_t n_entries = u16(e + 10);
     uint64_t cd_size = u32(e + 12);
@@ -59,13 +67,16 @@ ZipReader::ZipReader(const uint8_t* data, size_t size, std::string context)
         n_entries = u64(z64 + 32);
         cd_size = u64(z64 + 40);
         cd_offset = u64(z64 + 48);
-        PK_CHECK(u64(z64 + 24) == n_entries, kUnsupported, "{}: multi-disk zip archives are not supported", ctx);
+        PK_CHECK(u64(z64 + 24) == n_entries, kUnsupported,
+                 "{}: multi-disk zip archives are not supported", ctx);
     }
-    PK_CHECK(fits(cd_offset, cd_size, size_), kFormat,
-             "{}: corrupt zip: central directory [{}, +{}) lies outside the {} bytes of the archive", ctx,
-             cd_offset, cd_size, size_);
+    PK_CHECK(
+        fits(cd_offset, cd_size, size_), kFormat,
+        "{}: corrupt zip: central directory [{}, +{}) lies outside the {} bytes of the archive",
+        ctx, cd_offset, cd_size, size_);
     PK_CHECK(n_entries <= cd_size / kCentralSize, kFormat,
-             "{}: corrupt zip: {} entries cannot fit in a central directory of {} bytes", ctx, n_entries, cd_size);
+             "{}: corrupt zip: {} entries cannot fit in a central directory of {} bytes", ctx,
+             n_entries, cd_size);
 
     const uint64_t cd_end = cd_offset + cd_size;
     uint64_t pos = cd_offset;
@@ -90,13 +101,14 @@ ZipReader::ZipReader(const uint8_t* data, size_t size, std::string context)
         const uint8_t* x_end = x + extra_len;
         while (x_end - x >= 4) {
             uint16_t id = u16(x), len = u16(x + 2);
-            PK_CHECK(len <= x_end - x - 4, kFormat, "{}: corrupt zip: bad extra field in entry '{}'", ctx,
-                     printable(entry.name));
+            PK_CHECK(len <= x_end - x - 4, kFormat,
+                     "{}: corrupt zip: bad extra field in entry '{}'", ctx, printable(entry.name));
             if (id == 0x0001) {
                 const uint8_t* f = x + 4;
                 const uint8_t* f_end = f + len;
                 auto next = [&](uint64_t* v) {
-                    PK_CHECK(f_end - f >= 8, kFormat, "{}: corrupt zip: short ZIP64 field in entry '{}'", ctx,
+                    PK_CHECK(f_end - f >= 8, kFormat,
+                             "{}: corrupt zip: short ZIP64 field in entry '{}'", ctx,
                              printable(entry.name));
                     *v = u64(f);
                     f += 8;
@@ -107,13 +119,15 @@ ZipReader::ZipReader(const uint8_t* data, size_t size, std::string context)
             }
             x += 4 + len;
         }
-        PK_CHECK((flags & 1) == 0, kUnsupported, "{}: zip entry '{}' is encrypted", ctx, printable(entry.name));
+        PK_CHECK((flags & 1) == 0, kUnsupported, "{}: zip entry '{}' is encrypted", ctx,
+                 printable(entry.name));
         PK_CHECK(entry.method != 0 || compressed == entry.size, kFormat,
                  "{}: corrupt zip: stored entry '{}' has compressed size {} but size {}", ctx,
                  printable(entry.name), compressed, entry.size);
 
         PK_CHECK(fits(local, kLocalSize, size_) && u32(data_ + local) == kLocalSig, kFormat,
-                 "{}: corrupt zip: bad local header offset {} for entry '{}'", ctx, local, printable(entry.name));
+                 "{}: corrupt zip: bad local header offset {} for entry '{}'", ctx, local,
+                 printable(entry.name));
         const uint8_t* l = data_ + local;
         uint64_t local_name_len = u16(l + 26), local_extra_len = u16(l + 28);
         PK_CHECK(local_name_len == name_len && fits(local + kLocalSize, name_len, size_) &&
@@ -122,8 +136,8 @@ ZipReader::ZipReader(const uint8_t* data, size_t size, std::string context)
                  printable(entry.name));
         entry.data_offset = local + kLocalSize + local_name_len + local_extra_len;
         PK_CHECK(fits(entry.data_offset, compressed, size_), kFormat,
-                 "{}: corrupt zip: data of entry '{}' ({} bytes at offset {}) lies outside the {} bytes of the "
-                 "archive",
+                 "{}: corrupt zip: data of entry '{}' ({} bytes at offset {}) lies outside "
+                 "the {} bytes of the archive",
                  ctx, printable(entry.name), compressed, entry.data_offset, size_);
 
         PK_CHECK(by_name_.emplace(entry.name, entries_.size()).second, kFormat,
@@ -140,8 +154,8 @@ const ZipEntry* ZipReader::find(std::string_view name) const {
 
 const uint8_t* ZipReader::data(const ZipEntry& entry) const {
     PK_CHECK(entry.method == 0, kUnsupported,
-             "{}: zip entry '{}' is compressed (method {}); only stored entries are supported", context_,
-             printable(entry.name), entry.method);
+             "{}: zip entry '{}' is compressed (method {}); only stored entries are supported",
+             context_, printable(entry.name), entry.method);
     return data_ + entry.data_offset;
 }
 

@@ -17,15 +17,15 @@ struct ZipEntry {
     uint64_t data_offset = 0;  // start of the entry's data in the span (stored entries only)
 };
 
-// Parses the end-of-central-directory record (ZIP64 too), the central directory and every local header
-// of a zip held in bytes [data, data + size). Every offset and length is checked against the span, so
-// hostile input throws instead of reading outside it. The bytes are not copied: they must outlive the
-// reader and the spans it returns. Immutable after construction; thread-safe.
+// Parses the end-of-central-directory record (ZIP64 too), the central directory and every local
+// header of a zip held in bytes [data, data + size). Every offset and length is checked against the
+// span, so hostile input throws instead of reading outside it. The bytes are not copied: they must
+// outlive the reader and the spans it returns. Immutable after construction; thread-safe.
 class ZipReader {
 public:
-    // `context` (e.g. "x.nemo: model_weights.ckpt") prefixes every error message. Throws parakeet::Error
-    // kFormat for anything that is not a well-formed zip, including duplicate entry names and entries
-    // whose data would lie outside the span.
+    // `context` (e.g. "x.nemo: model_weights.ckpt") prefixes every error message. Throws
+    // parakeet::Error kFormat for anything that is not a well-formed zip, including duplicate entry
+    // names and entries whose data would lie outside the span.
     ZipReader(const uint8_t* data, size_t size, std::string context);
 
     // Entries in central-directory order.

@@ -1,7 +1,6 @@
 #include "models/weights.h"
 
 #include <cmath>
-#include <random>
 
 #include "core/error.h"
 
@@ -112,24 +111,34 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
 }
 
 std::map<std::string, Tensor> random_weights(const ModelConfig& c, uint64_t seed) {
-    std::mt19937_64 rng(seed);
+    // Uniform values with the scale of PyTorch's default init (std 1/sqrt(fan_in)); a counter-based
+    // generator (splitmix64) so the 600M values of the full model fill in parallel, reproducibly.
+    auto mix = [](uint64_t x) {
+        x += 0x9e3779b97f4a7c15ull;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+        return x ^ (x >> 31);
+    };
     std::map<std::string, Tensor> out;
+    uint64_t stream = seed;
     for (const WeightSpec& s : expected_weights(c)) {
         if (s.optional) continue;
         Tensor t = Tensor::empty(s.shape);
         float* p = t.data<float>();
         const int64_t n = t.numel();
         const int64_t fan_in = s.shape.size() >= 2 ? n / s.shape[0] : 1;
-        const bool is_norm = s.name.find("norm") != std::string::npos;
-        std::normal_distribution<float> normal(0.f, 1.f / std::sqrt(static_cast<float>(std::max<int64_t>(fan_in, 1))));
-        std::uniform_real_distribution<float> near_one(0.9f, 1.1f), small(-0.05f, 0.05f);
+        const bool near_one = s.name.find("running_var") != std::string::npos ||
+                              (s.name.find("norm") != std::string::npos && s.name.ends_with(".weight"));
+        const float center = near_one ? 1.f : 0.f;
+        const float half_width = near_one ? 0.1f
+                                 : s.shape.size() == 1
+                                     ? 0.05f
+                                     : std::sqrt(3.f / static_cast<float>(std::max<int64_t>(fan_in, 1)));
+        const uint64_t base = mix(++stream);
+#pragma omp parallel for if (n > 65536)
         for (int64_t i = 0; i < n; ++i) {
-            if (s.name.find("running_var") != std::string::npos || (is_norm && s.name.ends_with(".weight")))
-                p[i] = near_one(rng);
-            else if (s.shape.size() == 1)
-                p[i] = small(rng);
-            else
-                p[i] = normal(rng);
+            const double u = static_cast<double>(mix(base + static_cast<uint64_t>(i)) >> 11) * 0x1.0p-53;
+            p[i] = center + half_width * static_cast<float>(2.0 * u - 1.0);
         }
         out.emplace(s.name, std::move(t));
     }

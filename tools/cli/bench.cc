@@ -1,5 +1,191 @@
+// parakeet bench: speed of the offline path, with the GEMM floor measured in the same run as the baseline.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "backends/cpu/cpu_ops.h"
 #include "commands.h"
+#include "runtime/transcriber.h"
 
 namespace parakeet::cli {
-void add_bench(CLI::App& app) { (void)app; }
+
+namespace {
+
+struct BenchArgs {
+    std::string model;
+    std::string arch;
+    bool random_weights = false;
+    std::string seconds = "10,60";
+    std::string threads = "1,2";
+    int repeat = 1;
+    bool json = false;
+};
+
+std::vector<int> parse_list(const std::string& s, const char* what) {
+    std::vector<int> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        try {
+            size_t used = 0;
+            out.push_back(std::stoi(item, &used));
+            PK_CHECK(used == item.size() && out.back() > 0, kInvalidArgument, "bad {} '{}'", what, s);
+        } catch (const std::logic_error&) {
+            PK_THROW(kInvalidArgument, "bad {} '{}' (expected comma-separated positive integers)", what, s);
+        }
+    }
+    PK_CHECK(!out.empty(), kInvalidArgument, "empty {}", what);
+    return out;
+}
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+double peak_rss_mb() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+// Speech-like test signal: noise shaped by a syllabic envelope (deterministic).
+std::vector<float> test_audio(int seconds, int rate) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> n(0.f, 0.1f);
+    std::vector<float> x(static_cast<size_t>(seconds) * rate);
+    for (size_t i = 0; i < x.size(); ++i) {
+        const double t = static_cast<double>(i) / rate;
+        x[i] = n(rng) * static_cast<float>(0.5 + 0.5 * std::sin(2 * M_PI * 4 * t)) +
+               0.2f * static_cast<float>(std::sin(2 * M_PI * 220 * t));
+    }
+    return x;
+}
+
+// Seconds the encoder's and joint projection's GEMMs alone take for t encoder frames, same threads.
+double gemm_floor(const ModelConfig& c, int64_t n_features, int64_t t) {
+    struct Shape3 {
+        int64_t m, n, k;
+        int count;
+    };
+    const int64_t d = c.encoder.d_model, ff = d * c.encoder.ff_expansion_factor, h = c.encoder.n_heads, dk = d / h;
+    const int64_t ch = c.encoder.subsampling_conv_channels;
+    int64_t tf = n_features, f = c.encoder.feat_in;
+    std::vector<Shape3> shapes;
+    for (int s = 1, factor = c.encoder.subsampling_factor / 2; factor > 1; factor /= 2, ++s) {
+        tf = (tf - 1) / 2 + 1;
+        f = (f - 1) / 2 + 1;
+        const int64_t t2 = (tf - 1) / 2 + 1, f2 = (f - 1) / 2 + 1;
+        shapes.push_back({ch, t2 * f2, ch, 1});  // pointwise conv
+        tf = t2;
+        f = f2;
+    }
+    shapes.push_back({t, d, ch * f, 1});  // pre_encode.out
+    const int L = c.encoder.n_layers;
+    shapes.push_back({t, ff, d, 2 * L});       // FF linear1 (x2 per layer)
+    shapes.push_back({t, d, ff, 2 * L});       // FF linear2
+    shapes.push_back({t, d, d, 5 * L});        // q, k, v, out, pointwise_conv2
+    shapes.push_back({2 * t - 1, d, d, L});    // linear_pos
+    shapes.push_back({t, 2 * d, d, L});        // pointwise_conv1
+    shapes.push_back({t, t, dk, 2 * L * h});   // attention scores AC (+ BD, ~2t columns: counted as two t x t)
+    shapes.push_back({t, t, dk, L * h});       // BD second half
+    shapes.push_back({t, dk, t, L * h});       // probabilities x V
+    shapes.push_back({t, c.joint.joint_hidden, d, 1});  // joint encoder projection
+    double total = 0;
+    for (const Shape3& s : shapes) {
+        std::vector<float> a(static_cast<size_t>(s.m * s.k), 0.01f), b(static_cast<size_t>(s.n * s.k), 0.02f),
+            out(static_cast<size_t>(s.m * s.n));
+        cpu::sgemm(false, true, s.m, s.n, s.k, 1.f, a.data(), s.k, b.data(), s.k, 0.f, out.data(), s.n);  // warm
+        const int reps = std::max(1, std::min(s.count, 4));
+        const double t0 = now();
+        for (int r = 0; r < reps; ++r)
+            cpu::sgemm(false, true, s.m, s.n, s.k, 1.f, a.data(), s.k, b.data(), s.k, 0.f, out.data(), s.n);
+        total += (now() - t0) / reps * s.count;
+    }
+    return total;
+}
+
+void run_bench(const BenchArgs& a) {
+    PK_CHECK(a.model.empty() != a.arch.empty(), kInvalidArgument, "give either -m MODEL or --arch NAME");
+    PK_CHECK(a.arch.empty() || a.random_weights, kInvalidArgument, "--arch needs --random-weights (no weights ship)");
+    PK_CHECK(a.repeat >= 1 && a.repeat <= 100, kInvalidArgument, "bad --repeat {}", a.repeat);
+    const auto seconds = parse_list(a.seconds, "--seconds");
+    const auto threads = parse_list(a.threads, "--threads");
+    const double t_load = now();
+    std::shared_ptr<const Model> model;
+    if (!a.arch.empty()) {
+        ModelConfig cfg = builtin_architecture(a.arch);
+        model = Model::from_weights(cfg, random_weights(cfg, 1234));
+    } else {
+        model = Model::load(a.model);
+    }
+    const double load_s = now() - t_load;
+    const ModelConfig& cfg = model->config();
+    nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+    if (!a.json)
+        std::cout << fmt::format("model: {} ({} parameters), built/loaded in {:.2f} s\n",
+                                 a.arch.empty() ? a.model : a.arch + " (random weights)", model->parameter_count(),
+                                 load_s)
+                  << fmt::format("{:>6} {:>7} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>9}\n", "audio", "threads",
+                                 "wall_s", "RTFx", "front%", "enc%", "dec%", "gemm_s", "x_floor", "rss_MB");
+    for (int secs : seconds) {
+        const auto audio = test_audio(secs, cfg.preprocessor.sample_rate);
+        for (int th : threads) {
+            ExecContext ctx;
+            ctx.n_threads = th;
+            set_cpu_threads(th);
+            TranscribeOptions opt;
+            transcribe(*model, ctx, {audio}, opt);  // warm-up
+            double best = 1e30;
+            Transcript best_t;
+            for (int r = 0; r < a.repeat; ++r) {
+                const double t0 = now();
+                Transcript t = transcribe(*model, ctx, {audio}, opt)[0];
+                const double wall = now() - t0;
+                if (wall < best) {
+                    best = wall;
+                    best_t = t;
+                }
+            }
+            const double floor_s = gemm_floor(cfg, best_t.n_feature_frames, best_t.n_encoder_frames);
+            const double rtfx = secs / best;
+            nlohmann::ordered_json row = {{"audio_seconds", secs},
+                                          {"threads", th},
+                                          {"wall_seconds", best},
+                                          {"rtfx", rtfx},
+                                          {"frontend_share", best_t.frontend_seconds / best},
+                                          {"encoder_share", best_t.encoder_seconds / best},
+                                          {"decoder_share", best_t.decoder_seconds / best},
+                                          {"gemm_floor_seconds", floor_s},
+                                          {"ratio_to_floor", best / floor_s},
+                                          {"tokens", best_t.tokens.size()},
+                                          {"peak_rss_mb", peak_rss_mb()}};
+            if (!a.json)
+                std::cout << fmt::format("{:>5}s {:>7} {:>9.3f} {:>8.1f} {:>7.1f}% {:>7.1f}% {:>8.1f}% {:>9.3f} {:>8.2f} {:>9.0f}\n",
+                                         secs, th, best, rtfx, 100 * best_t.frontend_seconds / best,
+                                         100 * best_t.encoder_seconds / best, 100 * best_t.decoder_seconds / best,
+                                         floor_s, best / floor_s, peak_rss_mb());
+            rows.push_back(std::move(row));
+        }
+    }
+    if (a.json) std::cout << nlohmann::ordered_json{{"offline", rows}}.dump(1) << "\n";
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+    auto a = std::make_shared<BenchArgs>();
+    CLI::App* sub = app.add_subcommand("bench", "Benchmark the offline path against the GEMM floor");
+    sub->add_option("-m,--model", a->model, "NeMo checkpoint (.nemo)");
+    sub->add_option("--arch", a->arch, "Built-in architecture, e.g. parakeet-tdt-0.6b-v3");
+    sub->add_flag("--random-weights", a->random_weights, "Random weights (with --arch)");
+    sub->add_option("--seconds", a->seconds, "Comma-separated audio lengths in seconds");
+    sub->add_option("--threads", a->threads, "Comma-separated CPU thread counts");
+    sub->add_option("--repeat", a->repeat, "Timed repetitions (best is reported)");
+    sub->add_flag("--json", a->json, "Print JSON");
+    sub->callback([a] { run_bench(*a); });
+}
+
 }  // namespace parakeet::cli

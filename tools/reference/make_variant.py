@@ -43,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 import nemo_ref as R  # noqa: E402
+from param_count import tensor_inventory  # noqa: E402
 
 torch.set_num_threads(1)
 TINY_A = os.path.join(REPO, "tests", "data", "tiny-a")
@@ -293,6 +294,10 @@ The radio crackled, then a calm voice announced that the roads were open again.
 Do you remember the name of that song? It goes something like la la la, then a drum.
 In spring the fields turn green, in summer gold, in autumn brown, and in winter white.
 The students asked difficult questions, and the professor answered every single one.
+Some writers put a space before marks , like this ; or this : and even this ? or this !
+The old typewriter style - with spaced dashes - is still common in quick notes .
+Wait ... what ? No , really ? Yes ! Absolutely ! Well , maybe ; we will see : later .
+Ready ? Steady ? Go ! The race began - and ended - in less than a minute .
 """
 
 
@@ -429,31 +434,6 @@ def write_nemo(path, cfg, state_dict, artifacts):
         os.replace(tmp, path)
 
 
-def tensor_inventory(state_dict):
-    """JSON-able list of (name, shape, dtype) in state-dict order, with element/byte counts."""
-    rows, total, storages = [], 0, {}
-    for k, t in state_dict.items():
-        rows.append({"name": k, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")})
-        total += t.numel()
-        storages[t.untyped_storage().data_ptr() if hasattr(t, "untyped_storage") else t.storage().data_ptr()] = (
-            t.numel() * t.element_size())
-    shared = collections.defaultdict(list)
-    for k, t in state_dict.items():
-        shared[t.data_ptr()].append(k)
-    return {
-        "num_tensors": len(rows),
-        "total_elements": total,
-        "total_elements_float": sum(t.numel() for t in state_dict.values() if t.is_floating_point()),
-        "unique_storages": len(storages),
-        "unique_storage_bytes": sum(storages.values()),
-        "shared_tensors": [v for v in shared.values() if len(v) > 1],
-        "note": "total_elements counts every state-dict entry (buffers window/fb/BatchNorm stats and the int64 "
-                "num_batches_tracked included; shared pos_bias_u/v counted once per key). unique_storage_bytes is "
-                "what the zip holds.",
-        "tensors": rows,
-    }
-
-
 def param_count(model):
     return sum(p.numel() for p in model.parameters())  # nn.Module.parameters() de-duplicates shared Parameters
 
@@ -507,7 +487,8 @@ def decode_all(m, encs, noise=0.0, gen=None, log_softmax=True):
 def calibrate_joint_(m, state_dict, encs_calib, encs_gold, target_rate=0.3, token_std=2.5, dur_std=2.0,
                      log=print):
     """Standardise the joint's final Linear over observed joint activations (every row centred; tokens+blank scaled
-    together to std token_std, duration rows together to dur_std), add a mild preference for short durations, then search an
+    together to std token_std, duration rows together to dur_std), balance the duration biases so every duration wins a share of the samples (mildly preferring
+    short ones), then search an
     offset of the blank bias. Returns a list of (offset, tokens/frame on the golden clips), best first: offsets on a
     plateau (golden decodes unchanged for offset +-0.1), ordered by distance to target_rate."""
     hp = m.hp
@@ -527,8 +508,15 @@ def calibrate_joint_(m, state_dict, encs_calib, encs_gold, target_rate=0.3, toke
             sd[V + 1:] = (out[:, V + 1:] - mu[V + 1:]).std() / dur_std
         W.div_(sd.unsqueeze(1))
         b.copy_(-mu / sd)
-        if nd:  # mild preference for short durations (a random joint would otherwise jump too far)
-            b[V + 1:] += torch.linspace(0.6, -0.6, nd)
+        if nd:  # duration biases: each duration wins a share of the samples, mildly preferring short ones
+            zd = z @ W[V + 1:].t() + b[V + 1:]
+            target = torch.linspace(1.0, 0.5, nd)
+            target /= target.sum()
+            adj = torch.zeros(nd)
+            for _ in range(300):
+                freq = torch.bincount(torch.argmax(zd + adj, 1), minlength=nd).float() / zd.shape[0]
+                adj += 0.5 * (target - freq)
+            b[V + 1:] += adj
         base = float(b[V])  # the blank row is standardised like the others; the search adds an offset
         frames = sum(T for _, T in encs_gold)
         grid = [round(x * 0.1, 1) for x in range(-50, 301)]
@@ -546,6 +534,45 @@ def calibrate_joint_(m, state_dict, encs_calib, encs_gold, target_rate=0.3, toke
         log(f"    calibration: {len(cands)} plateau points; closest to {target_rate}: "
             f"{[(g, round(r, 3)) for _, g, r in cands[:3]]}")
         return [(g, r) for _, g, r in cands], base
+
+
+def write_text_cases(m, path, extra, n_random=12, seed=99):
+    """Token-id sequences -> expected text (SentencePiece decode + NeMo's space-before-punctuation rule), for
+    testing detokenisation without audio: hand-picked cases around punctuation pieces, random sequences, and the
+    golden decodes."""
+    sp = m.sp
+    pid = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    punct = sorted(R.supported_punctuation(list(pid)))
+    words = [i for p, i in pid.items() if p.startswith("▁") and len(p) > 2 and p[1:].isalpha()][:6]
+    seqs = []
+    for p in punct:  # word + spaced punctuation piece ("▁?") or lone "▁" + punctuation
+        if "▁" + p in pid:
+            seqs.append([words[0], pid["▁" + p], words[1]])
+        if p in pid:
+            seqs.append([words[2], pid["▁"], pid[p]])
+            seqs.append([words[3], pid[p], words[4]])
+    if "▁" in pid and punct:
+        seqs.append([words[0], pid["▁"], pid["▁"], pid[punct[0]]])  # two spaces: only one is removed
+        seqs.append([pid["▁"], pid[punct[-1]], words[5]])  # punctuation right after a leading space
+    seqs.append([0, words[0], 0])  # <unk> renders as SentencePiece's " ⁇ "
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(n_random):
+        seqs.append(torch.randint(0, sp.get_piece_size(), (int(torch.randint(1, 12, (1,), generator=gen)),),
+                                  generator=gen).tolist())
+    seqs += [list(e) for e in extra]
+    cases = [{"ids": s, "pieces": [sp.id_to_piece(i) for i in s], "sentencepiece_decode": sp.decode_ids(s),
+              "text": R.tokens_to_text(m, s)} for s in seqs]
+    doc = {"supported_punctuation": punct,
+           "rule": "text = SentencePiece decode_ids(ids); then re.sub(r'(\\s)(P)', r'\\2', text) with P = any "
+                   "supported punctuation character (one whitespace removed before each mark)",
+           "cases": cases}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+
+
+def punct_rule_fires(m, ids):
+    """True when NeMo's space-before-punctuation rule changes the decoded text."""
+    return m.sp.decode_ids(list(ids)) != R.tokens_to_text(m, list(ids))
 
 
 def stable_under_noise(m, encs, n=8, rel=1e-4, seed=0):
@@ -591,36 +618,39 @@ BASE_ENC = dict(n_layers=2, d_model=64, n_heads=4, ff_expansion_factor=4, conv_k
 
 VARIANTS = {
     "v-bias": dict(
-        desc="use_bias true (biases on linear_q/k/v/out, FF linear1/linear2, pointwise_conv1/2, depthwise_conv), "
-             "3 layers, d_model 48, conv kernel 5, untie_biases false (one pos_bias_u/v shared by all layers, "
-             "stored under every layer's self_attn key, one storage in the zip), xscaling true (x * sqrt(48))",
-        encoder=dict(BASE_ENC, n_layers=3, d_model=48, conv_kernel_size=5, use_bias=True, untie_biases=False,
+        desc="use_bias true (biases on linear_q/k/v/out, FF linear1/linear2, pointwise_conv1/2, depthwise_conv; "
+             "never on linear_pos), 3 layers, d_model 32 / 4 heads (d_k 8), conv kernel 5, untie_biases false "
+             "(ONE pos_bias_u/v shared by all layers: NeMo registers no encoder-level key, the shared tensor appears "
+             "under every layer's self_attn.pos_bias_u/v key and is a single storage in the zip), "
+             "xscaling true (pre_encode output * sqrt(32))",
+        encoder=dict(BASE_ENC, n_layers=3, d_model=32, conv_kernel_size=5, use_bias=True, untie_biases=False,
                      xscaling=True),
         pred_hidden=48, joint_hidden=48, durations=[0, 1, 2, 3, 4], tokenizer="tiny-a", seed=101),
     "v-lstm2": dict(
-        desc="2-layer LSTM predictor (pred_hidden 32), 128 mels, d_model 96 with 6 heads (d_k 16), 1 conformer "
-             "layer, TDT durations [0, 2, 4, 6] (decode must use the duration VALUE), 256-piece cased BPE "
-             "tokenizer with punctuation trained here (exercises the space-before-punctuation rule)",
-        encoder=dict(BASE_ENC, n_layers=1, d_model=96, n_heads=6),
+        desc="2-layer LSTM predictor (pred_hidden 32), 128 mels, d_model 72 with 6 heads (d_k 12), 1 conformer "
+             "layer, 16 subsampling channels (pre_encode.out 256->72), TDT durations [0, 2, 4, 6] (decode must "
+             "use the duration VALUE), 256-piece cased BPE tokenizer with punctuation trained here (exercises the "
+             "space-before-punctuation rule)",
+        encoder=dict(BASE_ENC, n_layers=1, d_model=72, n_heads=6, subsampling_conv_channels=16),
         n_mels=128, pred_hidden=32, pred_rnn_layers=2, joint_hidden=32, durations=[0, 2, 4, 6],
         tokenizer=256, seed=202),
     "v-rnnt": dict(
-        desc="plain RNNT: joint outputs vocab + blank only (no num_extra_outputs key), decoding without "
-             "model_type/durations, loss_name default; d_model 48, 2 layers",
-        encoder=dict(BASE_ENC, d_model=48),
+        desc="plain RNNT: joint outputs vocab + blank only (no num_extra_outputs key in the config), decoding "
+             "without model_type/durations, loss_name default, no token_durations.npy; d_model 32, 2 layers",
+        encoder=dict(BASE_ENC, d_model=32),
         pred_hidden=48, joint_hidden=48, durations=None, tokenizer="tiny-a", seed=303),
     "v-sub": dict(
-        desc="subsampling_conv_channels -1 (= d_model 64, so pre_encode.out is 640->64), ff_expansion_factor 2, "
-             "2 heads (d_k 32), conv kernel 15, pred/joint hidden 64, TDT durations [0, 1, 2, 4, 8]",
-        encoder=dict(BASE_ENC, subsampling_conv_channels=-1, ff_expansion_factor=2, n_heads=2,
+        desc="subsampling_conv_channels -1 (= d_model 48, so pre_encode.out is 480->48), ff_expansion_factor 2, "
+             "2 heads (d_k 24), conv kernel 15, pred/joint hidden 64, TDT durations [0, 1, 2, 4, 8]",
+        encoder=dict(BASE_ENC, d_model=48, subsampling_conv_channels=-1, ff_expansion_factor=2, n_heads=2,
                      conv_kernel_size=15),
         pred_hidden=64, joint_hidden=64, durations=[0, 1, 2, 4, 8], tokenizer="tiny-a", seed=404),
     "v-causal": dict(
-        desc="cache-aware-style encoder run offline: causal_downsampling true (CausalConv2D pads 2/1 on time and "
-             "frequency; 80 mels -> 11 bins, pre_encode.out 352->48), conv_context_size causal ([8, 0] for "
-             "kernel 9), att_context_style chunked_limited with att_context_size [16, 3] (chunks of 4 frames, "
-             "4 left chunks); d_model 48, 2 layers",
-        encoder=dict(BASE_ENC, d_model=48, causal_downsampling=True, conv_context_size="causal",
+        desc="cache-aware-style encoder run offline: causal_downsampling true (CausalConv2D pads 2 before / 1 "
+             "after on time and frequency; 80 mels -> 11 bins, pre_encode.out 352->32; lengths n//2+1 per stage), "
+             "conv_context_size causal ([8, 0] for kernel 9), att_context_style chunked_limited with "
+             "att_context_size [16, 3] (chunks of 4 frames, 4 left chunks); d_model 32, 2 layers",
+        encoder=dict(BASE_ENC, d_model=32, causal_downsampling=True, conv_context_size="causal",
                      att_context_style="chunked_limited", att_context_size=[16, 3]),
         pred_hidden=48, joint_hidden=48, durations=[0, 1, 2, 3, 4], tokenizer="tiny-a", seed=505),
 }
@@ -659,7 +689,7 @@ def make_variant(name, v, out_root, log=print):
     cfg = make_config(v, pieces, art)
     wavs = {c: R.read_wav(os.path.join(TINY_A, "inputs", c + ".wav"))[0] for c in CALIB_CLIPS}
     chosen = None
-    for attempt in range(12):  # deterministic seed sequence; the first seed that calibrates cleanly wins
+    for attempt in range(v.get("attempts", 12)):  # deterministic seed sequence; the first clean seed wins
         seed = v["seed"] + 1000 * attempt
         model, sd = build_state_dict(cfg, seed)
         m = R.NemoModel(cfg, sd, artifacts)
@@ -693,8 +723,8 @@ def make_variant(name, v, out_root, log=print):
     for k, t in sd.items():
         assert torch.equal(m2.sd[k], t), k
     inv = tensor_inventory(m2.sd)
-    inv["parameters"] = param_count(model)
-    inv["parameters_note"] = "nn.Module.parameters() of the NeMo-shaped module (shared Parameters once, buffers excluded)"
+    assert inv["parameters"] == param_count(model), (inv["parameters"], param_count(model))
+    inv = dict(model="model.nemo", **inv)
     with open(os.path.join(out, "tensors.json"), "w") as f:
         json.dump(inv, f, indent=1)
     results, files = {}, []
@@ -711,9 +741,12 @@ def make_variant(name, v, out_root, log=print):
             "num_tokens": len(r["tokens"]), "token_ids": r["tokens"], "frame_index": r["frames"],
             "duration": r["durations"], "text": r["text"],
             "pieces": [m2.sp.id_to_piece(i) for i in r["tokens"]],
+            "sentencepiece_decode": m2.sp.decode_ids(r["tokens"]),
+            "punctuation_rule_fired": punct_rule_fires(m2, r["tokens"]),
             "min_decision_margin_raw_logits": decision_margins(m2, enc, T),
         }
     stable = stable_under_noise(m2, gold_encs, n=16, seed=7)
+    write_text_cases(m2, os.path.join(out, "text_cases.json"), [results[c]["token_ids"] for c in GOLDEN_CLIPS])
     for root, _, fs in sorted(os.walk(out)):
         for fn in sorted(fs):
             p = os.path.join(root, fn)

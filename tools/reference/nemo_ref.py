@@ -63,25 +63,36 @@ class NemoModel:
         self.hp = Hparams(cfg, sd, self.sp)
 
 
-def read_nemo_members(path):
+def _open_nemo(path):
     with open(path, "rb") as f:
         head = f.read(2)
-    mode = "r:gz" if head == b"\x1f\x8b" else "r:"
+    return tarfile.open(path, "r:gz" if head == b"\x1f\x8b" else "r:")
+
+
+def read_nemo_members(path, skip=()):
+    """All regular members (leading './' stripped) -> bytes; names in `skip` are left out."""
     members = {}
-    with tarfile.open(path, mode) as tf:
+    with _open_nemo(path) as tf:
         for m in tf.getmembers():
-            if not m.isfile():
-                continue
             name = m.name[2:] if m.name.startswith("./") else m.name
-            members[name] = tf.extractfile(m).read()
+            if m.isfile() and name not in skip:
+                members[name] = tf.extractfile(m).read()
     return members
 
 
+def load_state_dict(path):
+    """torch.load of ./model_weights.ckpt straight from the tar (no extra copy in memory)."""
+    with _open_nemo(path) as tf:
+        for m in tf.getmembers():
+            if m.isfile() and m.name in ("./model_weights.ckpt", "model_weights.ckpt"):
+                return torch.load(tf.extractfile(m), map_location="cpu")
+    raise FileNotFoundError("model_weights.ckpt not in " + path)
+
+
 def load_nemo(path):
-    members = read_nemo_members(path)
+    members = read_nemo_members(path, skip=("model_weights.ckpt",))
     cfg = yaml.safe_load(members["model_config.yaml"].decode("utf-8"))
-    sd = torch.load(io.BytesIO(members["model_weights.ckpt"]), map_location="cpu")
-    return NemoModel(cfg, sd, members)
+    return NemoModel(cfg, load_state_dict(path), members)
 
 
 class Hparams:

@@ -1,0 +1,230 @@
+#include "backends/cuda/context.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backends/cuda/context_impl.h"
+#include "backends/cuda/cuda_ops.h"
+#include "core/error.h"
+
+namespace parakeet::cuda {
+
+void throw_cuda_error(cudaError_t status, const char* expr, const char* file, int line) {
+    throw_error(ErrorCode::kInternal, file, line,
+                fmt::format("CUDA error {} ({}) in {}", cudaGetErrorName(status), cudaGetErrorString(status), expr));
+}
+
+void throw_cublas_error(cublasStatus_t status, const char* expr, const char* file, int line) {
+    throw_error(ErrorCode::kInternal, file, line,
+                fmt::format("cuBLAS error {} ({}) in {}", cublasGetStatusName(status), cublasGetStatusString(status),
+                            expr));
+}
+
+namespace {
+
+// Device memory for Tensor: the device's stream-ordered pool (cudaMallocAsync), queued on the legacy
+// default stream. Contexts use blocking streams, so the legacy stream orders every allocation, free,
+// memset and copy after the work already queued by any context (a tensor freed on the host while a kernel
+// still reads it stays valid until that kernel is done), without blocking the host.
+void* device_alloc(size_t nbytes, int index) {
+    PK_CUDA_CHECK(cudaSetDevice(index));
+    void* p = nullptr;
+    PK_CUDA_CHECK(cudaMallocAsync(&p, nbytes, cudaStreamLegacy));
+    return p;
+}
+
+void device_free(void* p, int index) {
+    // Frees run in destructors: report nothing, leak rather than throw.
+    if (cudaSetDevice(index) == cudaSuccess) (void)cudaFreeAsync(p, cudaStreamLegacy);
+}
+
+void device_memset0(void* p, size_t nbytes, int index) {
+    PK_CUDA_CHECK(cudaSetDevice(index));
+    PK_CUDA_CHECK(cudaMemsetAsync(p, 0, nbytes, cudaStreamLegacy));
+}
+
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
+    if (!nbytes) return;
+    const bool dst_gpu = dst_device.type == DeviceType::kCUDA, src_gpu = src_device.type == DeviceType::kCUDA;
+    PK_CUDA_CHECK(cudaSetDevice(dst_gpu ? dst_device.index : src_device.index));
+    if (dst_gpu && src_gpu) {
+        PK_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, cudaStreamLegacy));
+    } else {
+        // Synchronous on the legacy stream: waits for the producers of src, returns with dst ready.
+        PK_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDefault));
+    }
+}
+
+std::once_flag g_register_once;
+
+void register_memory() {
+    std::call_once(g_register_once, [] {
+        register_device_memory(DeviceType::kCUDA,
+                               DeviceMemory{device_alloc, device_free, device_memset0, device_copy});
+    });
+}
+
+constexpr size_t kStagingBytes = 64u << 10;
+constexpr size_t kCublasWorkspaceBytes = 32u << 20;
+
+}  // namespace
+
+int device_count() {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+CudaContext::~CudaContext() {
+    (void)cudaSetDevice(device);
+    if (stream) (void)cudaStreamSynchronize(stream);
+    for (auto& [key, g] : graphs) {
+        if (g.exec) (void)cudaGraphExecDestroy(g.exec);
+        if (g.graph) (void)cudaGraphDestroy(g.graph);
+    }
+    if (cublas_lt) (void)cublasLtDestroy(cublas_lt);
+    if (cublas) (void)cublasDestroy(cublas);
+    if (workspace) (void)cudaFree(workspace);
+    if (cublas_workspace) (void)cudaFree(cublas_workspace);
+    if (staging) (void)cudaFreeHost(staging);
+    if (staging_event) (void)cudaEventDestroy(staging_event);
+    if (stream) (void)cudaStreamDestroy(stream);
+}
+
+void* CudaContext::scratch(size_t bytes) {
+    if (bytes > workspace_bytes) {
+        PK_CHECK(capturing == nullptr, kInternal, "workspace must not grow during graph capture ({} bytes)", bytes);
+        PK_CUDA_CHECK(cudaStreamSynchronize(stream));
+        if (workspace) PK_CUDA_CHECK(cudaFree(workspace));
+        workspace = nullptr;
+        const size_t grown = std::max(bytes, workspace_bytes + workspace_bytes / 2);
+        PK_CUDA_CHECK(cudaMalloc(&workspace, grown));
+        workspace_bytes = grown;
+    }
+    return workspace;
+}
+
+const void* CudaContext::upload(const void* host, size_t bytes) {
+    // Pinned host memory is read by kernels directly (unified addressing): tiny arrays only.
+    const size_t rounded = (bytes + 255) / 256 * 256;
+    if (capturing) {
+        void* p = nullptr;
+        PK_CUDA_CHECK(cudaMallocHost(&p, rounded ? rounded : 256));
+        capturing->owned.emplace_back(p, [](void* q) { (void)cudaFreeHost(q); });
+        std::memcpy(p, host, bytes);
+        return p;
+    }
+    PK_CHECK(rounded <= staging_bytes, kInternal, "staging upload of {} bytes is too large", bytes);
+    if (staging_offset + rounded > staging_bytes) {
+        // Wrap around: earlier slices may still be read by queued kernels.
+        PK_CUDA_CHECK(cudaStreamSynchronize(stream));
+        staging_offset = 0;
+    }
+    char* p = static_cast<char*>(staging) + staging_offset;
+    staging_offset += rounded;
+    std::memcpy(p, host, bytes);
+    return p;
+}
+
+std::shared_ptr<CudaContext> create_context(const ContextOptions& options) {
+    const int n = device_count();
+    PK_CHECK(n > 0, kUnsupported, "no CUDA device available");
+    PK_CHECK(options.device_index >= 0 && options.device_index < n, kInvalidArgument,
+             "CUDA device {} does not exist ({} present)", options.device_index, n);
+    register_memory();
+    auto ctx = std::make_shared<CudaContext>();
+    ctx->device = options.device_index;
+    PK_CUDA_CHECK(cudaSetDevice(ctx->device));
+    // Keep freed pool memory cached instead of returning it to the driver at each synchronisation.
+    cudaMemPool_t pool;
+    PK_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, ctx->device));
+    uint64_t threshold = UINT64_MAX;
+    PK_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+    PK_CUDA_CHECK(cudaDeviceGetAttribute(&ctx->n_sms, cudaDevAttrMultiProcessorCount, ctx->device));
+    PK_CUDA_CHECK(cudaStreamCreate(&ctx->stream));  // blocking: ordered with the legacy stream (allocator)
+    PK_CUBLAS_CHECK(cublasCreate(&ctx->cublas));
+    PK_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
+    PK_CUBLAS_CHECK(cublasLtCreate(&ctx->cublas_lt));
+    ctx->cublas_workspace_bytes = kCublasWorkspaceBytes;
+    PK_CUDA_CHECK(cudaMalloc(&ctx->cublas_workspace, ctx->cublas_workspace_bytes));
+    PK_CUBLAS_CHECK(cublasSetWorkspace(ctx->cublas, ctx->cublas_workspace, ctx->cublas_workspace_bytes));
+    if (options.workspace_bytes) {
+        PK_CUDA_CHECK(cudaMalloc(&ctx->workspace, options.workspace_bytes));
+        ctx->workspace_bytes = options.workspace_bytes;
+    }
+    ctx->staging_bytes = kStagingBytes;
+    PK_CUDA_CHECK(cudaMallocHost(&ctx->staging, ctx->staging_bytes));
+    PK_CUDA_CHECK(cudaEventCreateWithFlags(&ctx->staging_event, cudaEventDisableTiming));
+    if (options.share_weights_with) {
+        PK_CHECK(options.share_weights_with->device == ctx->device, kInvalidArgument,
+                 "weights can only be shared between contexts of one device");
+        ctx->weights = options.share_weights_with->weights;
+    } else {
+        ctx->weights = std::make_shared<WeightCache>();
+    }
+    return ctx;
+}
+
+ExecContext exec_context(CudaContext& cuda, Precision precision) {
+    ExecContext ctx;
+    ctx.device = Device{DeviceType::kCUDA, cuda.device};
+    ctx.cuda = &cuda;
+    ctx.precision = precision;
+    return ctx;
+}
+
+void synchronize(CudaContext& ctx) {
+    PK_CUDA_CHECK(cudaSetDevice(ctx.device));
+    PK_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+}
+
+namespace {
+DType weight_dtype(Precision precision) {
+    switch (precision) {
+        case Precision::kF32: return DType::kF32;
+        case Precision::kTF32: return DType::kF32;
+        case Precision::kF16: return DType::kF16;
+        case Precision::kBF16: return DType::kBF16;
+    }
+    return DType::kF32;
+}
+}  // namespace
+
+Tensor device_weight(CudaContext& ctx, const Tensor& w, Precision precision) {
+    PK_CHECK(w.defined(), kInternal, "device_weight: undefined tensor");
+    const DType want = weight_dtype(precision);
+    const Device dev{DeviceType::kCUDA, ctx.device};
+    if (w.device() == dev && w.dtype() == want) return w;
+    WeightCache& cache = *ctx.weights;
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    const auto key = std::make_pair(static_cast<const void*>(w.raw()), want);
+    auto it = cache.entries.find(key);
+    if (it != cache.entries.end() && it->second.numel() == w.numel()) return it->second.reshape(w.shape());
+    PK_CHECK(ctx.capturing == nullptr, kInternal, "weights must be uploaded before graph capture");
+    Tensor f32 = w.is_cpu() ? w.to_f32().to(dev) : w;
+    PK_CHECK(f32.dtype() == DType::kF32, kInternal, "device_weight: device tensor of dtype {}", dtype_name(w.dtype()));
+    Tensor out = f32;
+    if (want != DType::kF32) {
+        out = Tensor::empty(w.shape(), want, dev);
+        convert_f32(ctx, f32.data<float>(), out.raw(), want, f32.numel());
+        synchronize(ctx);
+    }
+    cache.entries[key] = out;
+    cache.keep_alive.push_back(w);
+    cache.bytes += out.nbytes();
+    return out;
+}
+
+void prefetch_weights(CudaContext& ctx, const std::vector<Tensor>& weights, Precision precision) {
+    for (const Tensor& w : weights) device_weight(ctx, w, precision);
+}
+
+size_t weight_cache_bytes(const CudaContext& ctx) {
+    std::lock_guard<std::mutex> lock(ctx.weights->mutex);
+    return ctx.weights->bytes;
+}
+
+}  // namespace parakeet::cuda

@@ -1,0 +1,65 @@
+// Kernel launchers of the CUDA backend: raw device pointers and a stream, nothing else, so the .cu files
+// include no engine headers (fmt does not compile under nvcc). cuda_ops.cc wraps them for src/ops.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backends/cuda/cuda_check.h"
+
+namespace parakeet::cuda {
+
+struct Launch {
+    cudaStream_t stream;
+    int n_sms;
+};
+
+namespace kernels {
+
+void silu(Launch l, float* x, int64_t n);
+void relu(Launch l, float* x, int64_t n);
+void add_scaled(Launch l, float* y, const float* x, float alpha, int64_t n);
+void scale(Launch l, float* x, float alpha, int64_t n);
+void glu(Launch l, const float* x, int64_t rows, int64_t cols, float* y);
+void add_bias_rows(Launch l, float* y, const float* bias, int64_t rows, int64_t cols);
+void add_row_bias(Launch l, float* y, const float* bias, int64_t rows, int64_t cols);
+// y = SiLU(y + bias[col]) (bias may be null).
+void bias_silu(Launch l, float* y, const float* bias, int64_t rows, int64_t cols);
+void convert_f16(Launch l, const float* src, void* dst, int64_t n);
+void convert_bf16(Launch l, const float* src, void* dst, int64_t n);
+void flatten_channels(Launch l, const float* x, int64_t c, int64_t t, int64_t f, float* y);
+// lengths: device-readable [batch].
+void zero_after_lengths(Launch l, float* x, const int* lengths, int64_t batch, int64_t t, int64_t d);
+
+void layer_norm(Launch l, const float* x, const float* gamma, const float* beta, float eps, int64_t rows,
+                int64_t cols, float* y);
+void add_layer_norm(Launch l, float* x, const float* r, float alpha, const float* gamma, const float* beta, float eps,
+                    int64_t rows, int64_t cols, float* y);
+
+void depthwise_conv1d(Launch l, const float* x, const float* w, const float* bias, int64_t batch, int64_t t,
+                      int64_t c, int64_t k, int64_t pad_left, float* y);
+// lengths: device-readable [batch] or null.
+void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, const float* w, const float* bias,
+                               int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left, float* y);
+void conv2d_3x3_s2(Launch l, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
+                   int64_t c_out, bool depthwise, float* y);
+
+// Attention helpers for one batch item and query block [i0, i0 + nb) (see attention.cc).
+// qu/qv[H, nb, dk] = q[i0 + i, h·dk + c] + u/v[h, c].
+void attention_bias_queries(Launch l, const float* q, int64_t d_model, int64_t n_heads, int64_t d_head, int64_t nb,
+                            const float* pos_bias_u, const float* pos_bias_v, float* qu, float* qv);
+struct AttentionSoftmaxArgs {
+    int64_t n_heads, nb, nk, nr;
+    int64_t j0;           // first key of the block
+    int64_t qpos0;        // n_cache + i0: position of query row 0
+    int64_t att_left, att_right;
+    int64_t pos_first, r0;
+    int64_t valid_rows;   // rows >= this are zeroed
+    float inv_denom;      // 1 / sqrt(d_head)
+};
+// ac[H, nb, nk] (in) -> probabilities (out, zeros outside each row's allowed keys); bd[H, nb, nr].
+void attention_softmax(Launch l, const AttentionSoftmaxArgs& a, float* ac, const float* bd);
+
+}  // namespace kernels
+}  // namespace parakeet::cuda
