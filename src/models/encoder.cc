@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <utility>
 
 #include "ops/ops.h"
 
@@ -133,9 +135,25 @@ Tensor FastConformerEncoder::subsample(const ExecContext& ctx, const Tensor& fea
     return out;
 }
 
+namespace {
+
+// Rows [begin, end) that Python's a[start:stop] selects from n rows (either bound may be absent).
+std::pair<int64_t, int64_t> py_slice(int64_t n, std::optional<int64_t> start, std::optional<int64_t> stop) {
+    auto norm = [n](int64_t i) { return i < 0 ? std::max<int64_t>(n + i, 0) : std::min(i, n); };
+    const int64_t b = start ? norm(*start) : 0, e = stop ? norm(*stop) : n;
+    return {b, std::max(b, e)};
+}
+
+// View of rows [begin, end) of item b of x[B, T, D].
+Tensor rows(const Tensor& x, int64_t b, int64_t begin, int64_t end) {
+    return x.slice0(b, b + 1).reshape({x.dim(1), x.dim(2)}).slice0(begin, end);
+}
+
+}  // namespace
+
 void FastConformerEncoder::layer_forward(const ExecContext& ctx, const ConformerLayerWeights& w, Tensor& x,
                                          const Tensor& pos, int64_t pos_first, const std::vector<int>& lengths,
-                                         const AttentionContext& att) const {
+                                         const AttentionContext& att, LayerCache* cache) const {
     const int64_t batch = x.dim(0), t = x.dim(1), d = x.dim(2);
     const int64_t ff = d * config_.ff_expansion_factor;
     const Device dev = ctx.device;
@@ -156,20 +174,57 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     // FF1 (half residual).
     feed_forward(w.ff1_norm_w, w.ff1_norm_b, w.ff1_w1, w.ff1_b1, w.ff1_w2, w.ff1_b2);
 
-    // Self-attention.
+    // Self-attention. With a cache, keys/values come from [cache; chunk] (NeMo MultiHeadAttention.update_cache).
     ops::layer_norm(ctx, x, w.att_norm_w, w.att_norm_b, 1e-5f, norm);
-    Tensor q = empty({batch, t, d}), k = empty({batch, t, d}), v = empty({batch, t, d});
+    const int64_t n_cache = cache ? cache->channel.dim(1) : 0;
+    Tensor kv_in = norm;
+    if (cache) {
+        kv_in = empty({batch, n_cache + t, d});
+        for (int64_t b = 0; b < batch; ++b) {
+            Tensor dst_c = rows(kv_in, b, 0, n_cache), dst_x = rows(kv_in, b, n_cache, n_cache + t);
+            ops::copy_(ctx, dst_c, rows(cache->channel, b, 0, n_cache));
+            ops::copy_(ctx, dst_x, rows(norm, b, 0, t));
+        }
+        // Next cache: [cache[keep:], chunk[:keep]], then its last C rows (Python slicing, as NeMo).
+        const auto [c0, c1] = py_slice(n_cache, cache->keep, std::nullopt);
+        const auto [x0, x1] = py_slice(t, std::nullopt, cache->keep);
+        const int64_t total = (c1 - c0) + (x1 - x0), kept = std::min(total, n_cache), skip = total - kept;
+        cache->next_channel = empty({batch, kept, d});
+        for (int64_t b = 0; b < batch; ++b) {
+            int64_t r = 0;
+            auto append = [&](const Tensor& src, int64_t begin, int64_t end) {
+                for (int64_t i = begin; i < end; ++i, ++r) {
+                    if (r < skip) continue;
+                    Tensor dst = rows(cache->next_channel, b, r - skip, r - skip + 1);
+                    ops::copy_(ctx, dst, rows(src, b, i, i + 1));
+                }
+            };
+            append(cache->channel, c0, c1);
+            append(norm, x0, x1);
+        }
+    }
+    const int64_t n_key = n_cache + t;
+    Tensor q = empty({batch, t, d}), k = empty({batch, n_key, d}), v = empty({batch, n_key, d});
     ops::linear(ctx, norm, w.q_w, w.q_b.defined() ? &w.q_b : nullptr, q);
-    ops::linear(ctx, norm, w.k_w, w.k_b.defined() ? &w.k_b : nullptr, k);
-    ops::linear(ctx, norm, w.v_w, w.v_b.defined() ? &w.v_b : nullptr, v);
+    ops::linear(ctx, kv_in, w.k_w, w.k_b.defined() ? &w.k_b : nullptr, k);
+    ops::linear(ctx, kv_in, w.v_w, w.v_b.defined() ? &w.v_b : nullptr, v);
     Tensor p = empty({pos.dim(0), d});
     ops::linear(ctx, pos, w.pos_w, nullptr, p);
     Tensor att_out = empty({batch, t, d});
+    std::vector<int> key_end(batch);
+    for (int64_t b = 0; b < batch; ++b) key_end[b] = static_cast<int>(n_cache) + lengths[b];
     ops::AttentionParams params;
     params.n_heads = config_.n_heads;
-    params.att_left = att.left;
-    params.att_right = att.right;
-    params.key_end = lengths.data();
+    params.n_cache = static_cast<int>(n_cache);
+    if (att.chunked_limited) {
+        params.att_chunk = att.right + 1;
+        params.att_left_chunks = att.left < 0 ? 10000 : att.left / params.att_chunk;
+    } else {
+        params.att_left = att.left;
+        params.att_right = att.right;
+    }
+    params.key_begin = cache ? cache->key_begin.data() : nullptr;
+    params.key_end = key_end.data();
     params.q_valid = lengths.data();
     params.pos_first = pos_first;
     ops::rel_pos_attention(ctx, q, k, v, p, w.pos_bias_u, w.pos_bias_v, params, att_out);
@@ -184,7 +239,32 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     ops::glu(ctx, pw1, glu);
     ops::zero_after_lengths_(ctx, glu, lengths.data());
     Tensor dw = empty({batch, t, d});
-    ops::depthwise_conv1d(ctx, glu, w.dw_w, &w.dw_b, config_.conv_context_size[0], dw);
+    if (!cache) {
+        ops::depthwise_conv1d(ctx, glu, w.dw_w, &w.dw_b, config_.conv_context_size[0], dw);
+    } else {
+        // NeMo CausalConv1D.update_cache: Gpad = [cache | G | zeros(right)], convolved without padding.
+        const int64_t kc = cache->time.dim(1), right = config_.conv_context_size[1];
+        Tensor gin = empty({batch, kc + t, d}), gout = empty({batch, kc + t, d});
+        for (int64_t b = 0; b < batch; ++b) {
+            Tensor dst_c = rows(gin, b, 0, kc), dst_x = rows(gin, b, kc, kc + t);
+            ops::copy_(ctx, dst_c, rows(cache->time, b, 0, kc));
+            ops::copy_(ctx, dst_x, rows(glu, b, 0, t));
+        }
+        ops::depthwise_conv1d(ctx, gin, w.dw_w, &w.dw_b, 0, gout);
+        // Next cache: Gpad without its last cache_drop columns, then its last Kc columns.
+        const int64_t g_len = kc + t + right - std::max(cache->cache_drop, 0);
+        cache->next_time = Tensor::zeros({batch, kc, d}, DType::kF32, dev);
+        for (int64_t b = 0; b < batch; ++b) {
+            Tensor dst = rows(dw, b, 0, t);
+            ops::copy_(ctx, dst, rows(gout, b, 0, t));
+            for (int64_t i = 0; i < kc; ++i) {
+                const int64_t src = g_len - kc + i;  // index into Gpad; >= kc + t is right padding (zeros)
+                if (src < 0 || src >= kc + t) continue;
+                Tensor row = rows(cache->next_time, b, i, i + 1);
+                ops::copy_(ctx, row, rows(gin, b, src, src + 1));
+            }
+        }
+    }
     ops::silu_(ctx, dw);
     ops::linear(ctx, dw, w.pw2_w, w.pw2_b.defined() ? &w.pw2_b : nullptr, tmp);
     ops::add_scaled_(ctx, x, tmp, 1.f);
@@ -193,6 +273,143 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     feed_forward(w.ff2_norm_w, w.ff2_norm_b, w.ff2_w1, w.ff2_b1, w.ff2_w2, w.ff2_b2);
     ops::layer_norm(ctx, x, w.out_norm_w, w.out_norm_b, 1e-5f, norm);
     std::swap(x, norm);
+}
+
+AttentionContext FastConformerEncoder::attention_context(int context) const {
+    PK_CHECK(context >= 0 && context < static_cast<int>(config_.att_context_size.size()), kInvalidArgument,
+             "attention context index {} out of range (model has {})", context, config_.att_context_size.size());
+    const auto& acs = config_.att_context_size[context];
+    return {acs[0], acs[1], config_.att_context_style == "chunked_limited"};
+}
+
+StreamingConfig FastConformerEncoder::streaming_config(int chunk_size, int shift_size, int left_chunks,
+                                                       int context) const {
+    // NeMo ConformerEncoder.setup_streaming_params (spec 7.1).
+    const AttentionContext att = attention_context(context);
+    const int s = config_.subsampling_factor, n_layers = config_.n_layers;
+    int lookahead, drop;
+    if (chunk_size > 0) {
+        PK_CHECK(shift_size > 0 && shift_size <= chunk_size, kInvalidArgument,
+                 "--shift-size must be in [1, --chunk-size] (got chunk {} shift {})", chunk_size, shift_size);
+        lookahead = chunk_size - 1;
+        drop = chunk_size - shift_size;
+    } else if (att.chunked_limited) {
+        lookahead = att.right;
+        drop = 0;
+    } else {
+        lookahead = att.right * n_layers + config_.conv_context_size[1] * n_layers;
+        drop = lookahead;
+    }
+    StreamingConfig sc;
+    sc.cache_drop_size = drop;
+    if (chunk_size > 0 && left_chunks >= 0) {
+        sc.last_channel_cache_size = left_chunks * chunk_size;
+    } else {
+        sc.last_channel_cache_size = att.left >= 0 ? att.left : 10000;
+    }
+    sc.chunk_size[0] = 1 + s * lookahead;
+    sc.chunk_size[1] = s + s * lookahead;
+    sc.shift_size[0] = 1 + s * (lookahead - drop);
+    sc.shift_size[1] = s + s * (lookahead - drop);
+    sc.valid_out_len = (sc.shift_size[1] - s) / s + 1;
+    sc.pre_encode_cache_size[0] = 0;
+    sc.pre_encode_cache_size[1] = s + 1;
+    sc.drop_extra_pre_encoded = 1 + (s + 1 - 1) / s;
+    PK_CHECK(sc.chunk_size[0] > 0 && sc.shift_size[0] > 0, kInvalidArgument,
+             "streaming configuration gives non-positive chunk/shift sizes");
+    return sc;
+}
+
+EncoderCache FastConformerEncoder::initial_cache(const StreamingConfig& sc, int batch) const {
+    EncoderCache c;
+    const int64_t l = config_.n_layers, d = config_.d_model;
+    c.channel = Tensor::zeros({l, batch, sc.last_channel_cache_size, d});
+    c.time = Tensor::zeros({l, batch, d, config_.conv_context_size[0]});
+    c.channel_len.assign(batch, 0);
+    return c;
+}
+
+StreamStepOutput FastConformerEncoder::stream_step(const ExecContext& ctx, const StreamingConfig& sc,
+                                                   const std::vector<Tensor>& chunks, const std::vector<int>& length,
+                                                   EncoderCache& cache, int drop_extra, bool keep_all_outputs,
+                                                   int context) const {
+    const int64_t batch = static_cast<int64_t>(chunks.size()), d = config_.d_model;
+    const int64_t n_layers = config_.n_layers, kc = config_.conv_context_size[0];
+    PK_CHECK(static_cast<int64_t>(length.size()) == batch && cache.channel.dim(1) == batch, kInvalidArgument,
+             "stream_step: {} chunks, {} lengths, cache for {} streams", batch, length.size(), cache.channel.dim(1));
+    const AttentionContext att = attention_context(context);
+    // Subsample each chunk, then drop the frames computed from the pre-encode cache.
+    std::vector<Tensor> sub(batch);
+    std::vector<int> lengths(batch);
+    int64_t t = 0;
+    for (int64_t b = 0; b < batch; ++b) {
+        Tensor full = subsample(ctx, chunks[b].slice0(0, std::min<int64_t>(length[b], chunks[b].dim(0))));
+        const int64_t drop = std::min<int64_t>(drop_extra, full.dim(0));
+        sub[b] = full.slice0(drop, full.dim(0));
+        lengths[b] = static_cast<int>(std::max<int64_t>(encoded_length(length[b]) - drop_extra, 0));
+        t = std::max(t, sub[b].dim(0));
+    }
+    Tensor x = Tensor::zeros({batch, t, d}, DType::kF32, ctx.device);
+    for (int64_t b = 0; b < batch; ++b) {
+        Tensor dst = rows(x, b, 0, sub[b].dim(0));
+        ops::copy_(ctx, dst, sub[b]);
+    }
+    const int64_t n_cache = cache.channel.dim(2), n = n_cache + t;
+    Tensor pos = Tensor::empty({2 * n - 1, d});
+    ops::rel_positions(n - 1, 2 * n - 1, static_cast<int>(d), pos);
+    pos = pos.to(ctx.device);
+    const int keep = static_cast<int>(t) - sc.cache_drop_size;
+
+    std::vector<Tensor> next_channel(n_layers), next_time(n_layers);
+    for (int64_t l = 0; l < n_layers; ++l) {
+        LayerCache lc;
+        lc.channel = cache.channel.slice0(l, l + 1).reshape({batch, n_cache, d}).to(ctx.device);
+        // NeMo keeps cache_last_time as [D, Kc]; the layer works time-major.
+        lc.time = Tensor::empty({batch, kc, d});
+        const Tensor time_l = cache.time.slice0(l, l + 1).to(Device{});
+        for (int64_t b = 0; b < batch; ++b)
+            for (int64_t c = 0; c < d; ++c)
+                for (int64_t i = 0; i < kc; ++i)
+                    lc.time.data<float>()[(b * kc + i) * d + c] = time_l.data<float>()[(b * d + c) * kc + i];
+        lc.time = lc.time.to(ctx.device);
+        lc.key_begin.resize(batch);
+        for (int64_t b = 0; b < batch; ++b)
+            lc.key_begin[b] = static_cast<int>(std::clamp<int64_t>(n_cache - cache.channel_len[b], 0, n));
+        lc.keep = keep;
+        lc.cache_drop = sc.cache_drop_size;
+        layer_forward(ctx, layers_[l], x, pos, n - 1, lengths, att, &lc);
+        next_channel[l] = lc.next_channel.to(Device{});
+        next_time[l] = lc.next_time.to(Device{});
+    }
+    // Stack the next caches back into NeMo's layout.
+    const int64_t c_next = next_channel[0].dim(1);
+    cache.channel = Tensor::empty({n_layers, batch, c_next, d});
+    for (int64_t l = 0; l < n_layers; ++l)
+        std::copy_n(next_channel[l].data<float>(), next_channel[l].numel(),
+                    cache.channel.data<float>() + l * next_channel[l].numel());
+    for (int64_t l = 0; l < n_layers; ++l)
+        for (int64_t b = 0; b < batch; ++b)
+            for (int64_t i = 0; i < kc; ++i)
+                for (int64_t c = 0; c < d; ++c)
+                    cache.time.data<float>()[((l * batch + b) * d + c) * kc + i] =
+                        next_time[l].data<float>()[(b * kc + i) * d + c];
+    for (int64_t b = 0; b < batch; ++b)
+        cache.channel_len[b] = std::min<int64_t>(cache.channel_len[b] + keep, n_cache);
+
+    // streaming_post_process: regular style is always truncated to valid_out_len.
+    StreamStepOutput out;
+    out.encoded_len = lengths;
+    int64_t t_out = t;
+    if (sc.valid_out_len > 0 && (!keep_all_outputs || !att.chunked_limited)) {
+        t_out = std::min<int64_t>(t, sc.valid_out_len);
+        for (int& len : out.encoded_len) len = std::min(len, sc.valid_out_len);
+    }
+    out.encoded = Tensor::empty({batch, t_out, d}, DType::kF32, ctx.device);
+    for (int64_t b = 0; b < batch; ++b) {
+        Tensor dst = rows(out.encoded, b, 0, t_out);
+        ops::copy_(ctx, dst, rows(x, b, 0, t_out));
+    }
+    return out;
 }
 
 Tensor FastConformerEncoder::forward(const ExecContext& ctx, const std::vector<Tensor>& features,
@@ -228,7 +445,7 @@ Tensor FastConformerEncoder::forward(const ExecContext& ctx, const std::vector<T
         sink("pos_emb", pos_host.reshape({1, n_pos, d}));
     }
     for (size_t l = 0; l < layers_.size(); ++l) {
-        layer_forward(ctx, layers_[l], x, pos, pos_first, lengths, att);
+        layer_forward(ctx, layers_[l], x, pos, pos_first, lengths, att, nullptr);
         if (sink) sink(fmt::format("layer{}_out", l), x.to(Device{}));
     }
     return x;

@@ -21,6 +21,32 @@ using TensorSink = std::function<void(const std::string& name, const Tensor& t)>
 struct AttentionContext {
     int left = -1;
     int right = -1;
+    bool chunked_limited = false;  // NeMo att_context_style "chunked_limited"
+};
+
+// NeMo's streaming_cfg, from ConformerEncoder.setup_streaming_params (spec 7.1). Sizes in feature frames
+// unless noted; [0] applies to the first chunk, [1] to later ones.
+struct StreamingConfig {
+    int chunk_size[2] = {0, 0};
+    int shift_size[2] = {0, 0};
+    int cache_drop_size = 0;          // encoder frames of each chunk's output that are provisional
+    int last_channel_cache_size = 0;  // C: rows of cache_last_channel
+    int valid_out_len = 0;            // encoder frames output per chunk
+    int pre_encode_cache_size[2] = {0, 0};
+    int drop_extra_pre_encoded = 0;   // encoder frames dropped after subsampling (later chunks)
+};
+
+// Per-stream encoder caches in NeMo's layer-first layout.
+struct EncoderCache {
+    Tensor channel;                     // cache_last_channel [L, B, C, D]; valid rows right-aligned
+    Tensor time;                        // cache_last_time [L, B, D, Kc]
+    std::vector<int64_t> channel_len;   // cache_last_channel_len [B]; may go negative (NeMo has no clamp)
+};
+
+// One cache-aware step's output.
+struct StreamStepOutput {
+    Tensor encoded;                // [B, T_out, D]
+    std::vector<int> encoded_len;  // [B]
 };
 
 struct ConformerLayerWeights {
@@ -40,6 +66,18 @@ public:
     Tensor forward(const ExecContext& ctx, const std::vector<Tensor>& features, std::vector<int>& lengths,
                    const AttentionContext& att, const TensorSink& sink = nullptr) const;
 
+    // NeMo setup_streaming_params(chunk_size, shift_size, left_chunks) with encoder-frame arguments; -1 leaves
+    // a value to the model's att_context_size (context index `context`).
+    StreamingConfig streaming_config(int chunk_size = -1, int shift_size = -1, int left_chunks = -1,
+                                     int context = 0) const;
+    EncoderCache initial_cache(const StreamingConfig& sc, int batch) const;
+    // NeMo cache_aware_stream_step for a batch of feature chunks [Tc_b, n_mels] whose first frames are the
+    // pre-encode cache; `length[b]` valid frames. Updates `cache` in place (channel rows may shrink when a
+    // configuration drops more than a chunk produces, exactly as NeMo's slicing does).
+    StreamStepOutput stream_step(const ExecContext& ctx, const StreamingConfig& sc, const std::vector<Tensor>& chunks,
+                                 const std::vector<int>& length, EncoderCache& cache, int drop_extra_pre_encoded,
+                                 bool keep_all_outputs, int context = 0) const;
+
     // Subsampling of one item: [F, n_mels] -> [ceil(F / factor), d_model] (with xscaling applied).
     Tensor subsample(const ExecContext& ctx, const Tensor& features) const;
 
@@ -48,8 +86,20 @@ public:
     const EncoderConfig& config() const { return config_; }
 
 private:
+    // Caches of one layer for a streaming step (time-major copies of NeMo's tensors).
+    struct LayerCache {
+        Tensor channel;                 // [B, C, D] in
+        Tensor time;                    // [B, Kc, D] in
+        std::vector<int> key_begin;     // [B] first valid key: C - cache_len
+        int keep = 0;                   // chunk rows committed to the channel cache (T' - cache_drop_size)
+        int cache_drop = 0;
+        Tensor next_channel;            // [B, C', D] out
+        Tensor next_time;               // [B, Kc, D] out
+    };
     void layer_forward(const ExecContext& ctx, const ConformerLayerWeights& w, Tensor& x, const Tensor& pos,
-                       int64_t pos_first, const std::vector<int>& lengths, const AttentionContext& att) const;
+                       int64_t pos_first, const std::vector<int>& lengths, const AttentionContext& att,
+                       LayerCache* cache) const;
+    AttentionContext attention_context(int context) const;
 
     EncoderConfig config_;
     int n_stages_;

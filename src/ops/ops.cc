@@ -7,6 +7,8 @@
 #include <cstring>
 
 #include "backends/cpu/cpu_ops.h"
+#include "backends/cuda/context.h"
+#include "backends/cuda/cuda_ops.h"
 #include "ops/dispatch.h"
 
 namespace parakeet {
@@ -40,6 +42,11 @@ void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tens
     dispatch(ctx, "linear", [&] {
         cpu::sgemm(false, true, m, n, k, 1.f, x.data<float>(), k, w.data<float>(), k, beta, y.data<float>(), n);
         if (bias) cpu::add_bias_rows(y.data<float>(), bias->data<float>(), m, n);
+    }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "linear", {&x, &y});
+                   cuda::linear(*ctx.cuda, ctx.precision, x.data<float>(),
+                                cuda::device_weight(*ctx.cuda, w, ctx.precision),
+                                bias ? cuda::weight_f32(*ctx.cuda, *bias) : nullptr, y.data<float>(), m, n, k, beta));
     });
 }
 
@@ -50,6 +57,13 @@ void matmul(const ExecContext& ctx, const Tensor& a, const Tensor& b, Tensor& y,
     dispatch(ctx, "matmul", [&] {
         cpu::sgemm(false, false, a.dim(0), b.dim(1), a.dim(1), alpha, a.data<float>(), a.dim(1), b.data<float>(),
                    b.dim(1), 0.f, y.data<float>(), b.dim(1));
+    }, [&] {
+        // A host operand is a weight (the subsampling's pointwise convs): uploaded once.
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "matmul", {&y});
+                   cuda::matmul(*ctx.cuda, ctx.precision,
+                                a.is_cpu() ? cuda::weight_f32(*ctx.cuda, a) : a.data<float>(),
+                                b.is_cpu() ? cuda::weight_f32(*ctx.cuda, b) : b.data<float>(), y.data<float>(),
+                                a.dim(0), b.dim(1), a.dim(1), alpha));
     });
 }
 
@@ -62,27 +76,41 @@ void layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& gamma, co
     dispatch(ctx, "layer_norm", [&] {
         cpu::layer_norm(x.data<float>(), gamma.data<float>(), beta.data<float>(), eps, rows_of(x), cols,
                         y.data<float>());
+    }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "layer_norm", {&x, &y});
+                   cuda::layer_norm(*ctx.cuda, x.data<float>(), cuda::weight_f32(*ctx.cuda, gamma),
+                                    cuda::weight_f32(*ctx.cuda, beta), eps, rows_of(x), cols, y.data<float>()));
     });
 }
 
 void silu_(const ExecContext& ctx, Tensor& x) {
-    dispatch(ctx, "silu", [&] { cpu::silu(x.data<float>(), x.numel()); });
+    dispatch(ctx, "silu", [&] { cpu::silu(x.data<float>(), x.numel()); }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "silu", {&x}); cuda::silu(*ctx.cuda, x.data<float>(), x.numel()));
+    });
 }
 
 void relu_(const ExecContext& ctx, Tensor& x) {
-    dispatch(ctx, "relu", [&] { cpu::relu(x.data<float>(), x.numel()); });
+    dispatch(ctx, "relu", [&] { cpu::relu(x.data<float>(), x.numel()); }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "relu", {&x}); cuda::relu(*ctx.cuda, x.data<float>(), x.numel()));
+    });
 }
 
 void add_scaled_(const ExecContext& ctx, Tensor& y, const Tensor& x, float alpha) {
     PK_CHECK(y.numel() == x.numel(), kInternal, "add: {} vs {}", shape_str(y.shape()), shape_str(x.shape()));
-    dispatch(ctx, "add", [&] { cpu::add_scaled(y.data<float>(), x.data<float>(), alpha, y.numel()); });
+    dispatch(ctx, "add", [&] { cpu::add_scaled(y.data<float>(), x.data<float>(), alpha, y.numel()); }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "add", {&x, &y});
+                   cuda::add_scaled(*ctx.cuda, y.data<float>(), x.data<float>(), alpha, y.numel()));
+    });
 }
 
 void glu(const ExecContext& ctx, const Tensor& x, Tensor& y) {
     const int64_t cols = y.dim(-1);
     PK_CHECK(x.dim(-1) == 2 * cols && rows_of(x) == rows_of(y), kInternal, "glu: {} -> {}", shape_str(x.shape()),
              shape_str(y.shape()));
-    dispatch(ctx, "glu", [&] { cpu::glu(x.data<float>(), rows_of(x), cols, y.data<float>()); });
+    dispatch(ctx, "glu", [&] { cpu::glu(x.data<float>(), rows_of(x), cols, y.data<float>()); }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "glu", {&x, &y});
+                   cuda::glu(*ctx.cuda, x.data<float>(), rows_of(x), cols, y.data<float>()));
+    });
 }
 
 void depthwise_conv1d(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, int pad_left,
@@ -92,6 +120,11 @@ void depthwise_conv1d(const ExecContext& ctx, const Tensor& x, const Tensor& w, 
     dispatch(ctx, "depthwise_conv1d", [&] {
         cpu::depthwise_conv1d(x.data<float>(), w.data<float>(), bias ? bias->data<float>() : nullptr, x.dim(0),
                               x.dim(1), x.dim(2), w.dim(1), pad_left, y.data<float>());
+    }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "depthwise_conv1d", {&x, &y});
+                   cuda::depthwise_conv1d(*ctx.cuda, x.data<float>(), cuda::weight_f32(*ctx.cuda, w),
+                                          bias ? cuda::weight_f32(*ctx.cuda, *bias) : nullptr, x.dim(0), x.dim(1),
+                                          x.dim(2), w.dim(1), pad_left, y.data<float>()));
     });
 }
 
@@ -105,8 +138,10 @@ void rel_pos_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k,
     const int64_t n_key = k.dim(1);
     const int64_t pos_first = params.pos_first >= 0 ? params.pos_first : n_key - 1;
     // Rows needed: the largest and smallest distance any allowed (query, key) pair can have.
-    const int64_t d_hi = params.att_left >= 0 ? std::min<int64_t>(params.att_left, n_key - 1) : n_key - 1;
-    const int64_t d_lo = params.att_right >= 0 ? -std::min<int64_t>(params.att_right, n_key - 1) : -(n_key - 1);
+    const bool chunked = params.att_chunk > 0;
+    const int64_t d_hi = !chunked && params.att_left >= 0 ? std::min<int64_t>(params.att_left, n_key - 1) : n_key - 1;
+    const int64_t d_lo =
+        !chunked && params.att_right >= 0 ? -std::min<int64_t>(params.att_right, n_key - 1) : -(n_key - 1);
     PK_CHECK(p.rank() == 2 && p.dim(1) == d_model && pos_first >= d_hi && pos_first - d_lo < p.dim(0), kInternal,
              "attention: p {} (first distance {}) does not cover distances {}..{}", shape_str(p.shape()), pos_first,
              d_hi, d_lo);
@@ -115,10 +150,17 @@ void rel_pos_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k,
     PK_CHECK(params.n_cache >= 0 && params.n_cache + q.dim(1) == n_key, kInternal,
              "attention: {} cached + {} queries != {} keys", params.n_cache, q.dim(1), n_key);
     cpu::AttentionArgs a{q.dim(0), q.dim(1), n_key, params.n_heads, d_model / params.n_heads, params.n_cache,
-                         params.att_left, params.att_right, pos_first, params.key_begin, params.key_end, params.q_valid};
+                         params.att_left, params.att_right, params.att_chunk, params.att_left_chunks, pos_first, params.key_begin, params.key_end, params.q_valid};
     dispatch(ctx, "rel_pos_attention", [&] {
         cpu::rel_pos_attention(a, q.data<float>(), k.data<float>(), v.data<float>(), p.data<float>(),
                                pos_bias_u.data<float>(), pos_bias_v.data<float>(), out.data<float>());
+    }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "rel_pos_attention", {&q, &k, &v, &p, &out});
+                   cuda::AttentionArgs ca{a.batch, a.n_query, a.n_key, a.n_heads, a.d_head, a.n_cache, a.att_left,
+                                          a.att_right, a.pos_first, a.key_begin, a.key_end, a.q_valid};
+                   cuda::rel_pos_attention(*ctx.cuda, ctx.precision, ca, q.data<float>(), k.data<float>(),
+                                           v.data<float>(), p.data<float>(), cuda::weight_f32(*ctx.cuda, pos_bias_u),
+                                           cuda::weight_f32(*ctx.cuda, pos_bias_v), out.data<float>()));
     });
 }
 
@@ -155,6 +197,10 @@ void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, con
     dispatch(ctx, "conv2d_3x3_s2", [&] {
         cpu::conv2d_3x3_s2(x.data<float>(), c_in, t, f, w.data<float>(), bias.data<float>(), c_out, depthwise,
                            y.data<float>());
+    }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "conv2d_3x3_s2", {&x, &y});
+                   cuda::conv2d_3x3_s2(*ctx.cuda, x.data<float>(), c_in, t, f, cuda::weight_f32(*ctx.cuda, w),
+                                       cuda::weight_f32(*ctx.cuda, bias), c_out, depthwise, y.data<float>()));
     });
 }
 }  // namespace parakeet::ops
@@ -164,24 +210,42 @@ namespace parakeet::ops {
 void add_row_bias_(const ExecContext& ctx, Tensor& y, const Tensor& bias) {
     PK_CHECK(y.rank() == 2 && bias.numel() == y.dim(0), kInternal, "add_row_bias: y {} bias {}",
              shape_str(y.shape()), shape_str(bias.shape()));
-    dispatch(ctx, "add_row_bias", [&] { cpu::add_row_bias(y.data<float>(), bias.data<float>(), y.dim(0), y.dim(1)); });
+    dispatch(ctx, "add_row_bias", [&] { cpu::add_row_bias(y.data<float>(), bias.data<float>(), y.dim(0), y.dim(1)); },
+             [&] {
+                 PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "add_row_bias", {&y});
+                            cuda::add_row_bias(*ctx.cuda, y.data<float>(), cuda::weight_f32(*ctx.cuda, bias),
+                                               y.dim(0), y.dim(1)));
+             });
 }
 
 void scale_(const ExecContext& ctx, Tensor& x, float alpha) {
-    dispatch(ctx, "scale", [&] { cpu::scale(x.data<float>(), alpha, x.numel()); });
+    dispatch(ctx, "scale", [&] { cpu::scale(x.data<float>(), alpha, x.numel()); }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "scale", {&x});
+                   cuda::scale(*ctx.cuda, x.data<float>(), alpha, x.numel()));
+    });
 }
 
 void flatten_channels(const ExecContext& ctx, const Tensor& x, Tensor& y) {
     PK_CHECK(x.rank() == 3 && y.rank() == 2 && y.dim(0) == x.dim(1) && y.dim(1) == x.dim(0) * x.dim(2), kInternal,
              "flatten_channels: {} -> {}", shape_str(x.shape()), shape_str(y.shape()));
     dispatch(ctx, "flatten_channels",
-             [&] { cpu::flatten_channels(x.data<float>(), x.dim(0), x.dim(1), x.dim(2), y.data<float>()); });
+             [&] { cpu::flatten_channels(x.data<float>(), x.dim(0), x.dim(1), x.dim(2), y.data<float>()); },
+             [&] {
+                 PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "flatten_channels", {&x, &y});
+                            cuda::flatten_channels(*ctx.cuda, x.data<float>(), x.dim(0), x.dim(1), x.dim(2),
+                                                   y.data<float>()));
+             });
 }
 
 void zero_after_lengths_(const ExecContext& ctx, Tensor& x, const int* lengths) {
     PK_CHECK(x.rank() == 3, kInternal, "zero_after_lengths: x {}", shape_str(x.shape()));
     dispatch(ctx, "zero_after_lengths",
-             [&] { cpu::zero_after_lengths(x.data<float>(), lengths, x.dim(0), x.dim(1), x.dim(2)); });
+             [&] { cpu::zero_after_lengths(x.data<float>(), lengths, x.dim(0), x.dim(1), x.dim(2)); },
+             [&] {
+                 PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "zero_after_lengths", {&x});
+                            cuda::zero_after_lengths(*ctx.cuda, x.data<float>(), lengths, x.dim(0), x.dim(1),
+                                                     x.dim(2)));
+             });
 }
 
 void copy_(const ExecContext& ctx, Tensor& dst, const Tensor& src) {

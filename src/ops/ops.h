@@ -41,6 +41,10 @@ struct AttentionParams {
     int n_cache = 0;     // C
     int att_left = -1;   // keys allowed from query_pos - att_left
     int att_right = -1;  // to query_pos + att_right
+    // chunked_limited style (NeMo _create_masks): query position a sees whole chunks of att_chunk keys,
+    // from chunk a / att_chunk - att_left_chunks to its own. 0 = regular style (att_left/att_right).
+    int att_chunk = 0;
+    int att_left_chunks = 0;
     const int* key_begin = nullptr;  // [B] first valid key (cache offset), nullptr = 0
     const int* key_end = nullptr;    // [B] one past the last valid key, nullptr = N
     const int* q_valid = nullptr;    // [B] valid query rows, nullptr = T

@@ -33,6 +33,8 @@ public:
     const FastConformerEncoder& encoder() const { return *encoder_; }
     const Predictor& predictor() const { return *predictor_; }
     const Joint& joint() const { return *joint_; }
+    // The checkpoint's named weights (host, as loaded); e.g. for a backend to upload its own copies.
+    const WeightStore& weights() const { return weights_; }
     // Null for models built from_weights without a tokenizer.
     const Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }
 

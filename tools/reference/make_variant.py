@@ -43,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 import nemo_ref as R  # noqa: E402
-from param_count import tensor_inventory  # noqa: E402
+from param_count import dumps_inventory, tensor_inventory  # noqa: E402
 
 torch.set_num_threads(1)
 TINY_A = os.path.join(REPO, "tests", "data", "tiny-a")
@@ -726,7 +726,7 @@ def make_variant(name, v, out_root, log=print):
     assert inv["parameters"] == param_count(model), (inv["parameters"], param_count(model))
     inv = dict(model="model.nemo", **inv)
     with open(os.path.join(out, "tensors.json"), "w") as f:
-        json.dump(inv, f, indent=1)
+        f.write(dumps_inventory(inv) + "\n")
     results, files = {}, []
     for c in GOLDEN_CLIPS:
         gd = os.path.join(out, "golden", c)

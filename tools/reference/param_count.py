@@ -57,6 +57,16 @@ def tensor_inventory(sd, with_tensors=True):
     return inv
 
 
+def dumps_inventory(inv):
+    """JSON with one line per tensor."""
+    head = {k: v for k, v in inv.items() if k != "tensors"}
+    text = json.dumps(head, indent=1)
+    if "tensors" not in inv:
+        return text
+    rows = ",\n  ".join(json.dumps(r) for r in inv["tensors"])
+    return text[:-2] + ',\n "tensors": [\n  ' + rows + "\n ]\n}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -67,7 +77,7 @@ def main():
     inv = tensor_inventory(sd, not a.no_tensors)
     with R._open_nemo(a.model) as tf:
         inv["members"] = [m.name for m in tf.getmembers()]
-    text = json.dumps(inv, indent=1)
+    text = dumps_inventory(inv)
     if a.out:
         with open(a.out, "w") as f:
             f.write(text + "\n")

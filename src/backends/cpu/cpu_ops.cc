@@ -91,6 +91,19 @@ void depthwise_conv1d(const float* x, const float* w, const float* bias, int64_t
     }
 }
 
+void attention_key_range(const AttentionArgs& a, int64_t b, int64_t qpos, int64_t& lo, int64_t& hi) {
+    lo = a.key_begin ? a.key_begin[b] : 0;
+    hi = a.key_end ? a.key_end[b] : a.n_key;
+    if (a.att_chunk > 0) {  // chunked_limited: whole chunks, left_chunks of them back
+        const int64_t c = qpos / a.att_chunk;
+        lo = std::max(lo, (c - a.att_left_chunks) * a.att_chunk);
+        hi = std::min(hi, (c + 1) * a.att_chunk);
+    } else {  // regular
+        if (a.att_left >= 0) lo = std::max(lo, qpos - a.att_left);
+        if (a.att_right >= 0) hi = std::min(hi, qpos + a.att_right + 1);
+    }
+}
+
 void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* p,
                        const float* pos_bias_u, const float* pos_bias_v, float* out) {
     const int64_t d_model = a.n_heads * a.d_head;
@@ -98,44 +111,48 @@ void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, c
     const float denom = std::sqrt(static_cast<float>(a.d_head));  // NeMo divides after the sum
     constexpr int64_t kBlock = 256;
     std::vector<float> qu(static_cast<size_t>(kBlock * a.d_head)), qv(qu.size());
+    std::vector<int64_t> row_lo(kBlock), row_hi(kBlock);
     std::vector<float> ac, bd;
     for (int64_t b = 0; b < a.batch; ++b) {
-        const int64_t kb = a.key_begin ? a.key_begin[b] : 0;
-        const int64_t ke = a.key_end ? a.key_end[b] : n_key;
         const int64_t nq_valid = a.q_valid ? a.q_valid[b] : a.n_query;
         const float* qb = q + b * a.n_query * d_model;
         const float* kb_ptr = k + b * n_key * d_model;
         const float* vb_ptr = v + b * n_key * d_model;
         float* ob = out + b * a.n_query * d_model;
-        for (int64_t h = 0; h < a.n_heads; ++h) {
-            const float* u = pos_bias_u + h * a.d_head;
-            const float* vv = pos_bias_v + h * a.d_head;
-            for (int64_t i0 = 0; i0 < a.n_query; i0 += kBlock) {
-                const int64_t i1 = std::min(i0 + kBlock, a.n_query);
-                const int64_t nb = i1 - i0;
-                // Key range touched by this block: valid keys within the widest context of its rows.
-                int64_t j0 = kb, j1 = ke;
-                if (a.att_left >= 0) j0 = std::max(j0, a.n_cache + i0 - a.att_left);
-                if (a.att_right >= 0) j1 = std::min(j1, a.n_cache + i1 - 1 + a.att_right + 1);
-                const int64_t valid_rows = std::clamp<int64_t>(nq_valid - i0, 0, nb);
+        for (int64_t i0 = 0; i0 < a.n_query; i0 += kBlock) {
+            const int64_t i1 = std::min(i0 + kBlock, a.n_query);
+            const int64_t nb = i1 - i0;
+            // Allowed keys per row ([lo, hi), absolute); the block spans their union, and the distances
+            // (C+i) - j they reach select a contiguous range of positional rows.
+            int64_t j0 = n_key, j1 = 0, d_max = INT64_MIN, d_min = INT64_MAX;
+            for (int64_t i = 0; i < nb; ++i) {
+                const int64_t qpos = a.n_cache + i0 + i;
+                attention_key_range(a, b, qpos, row_lo[i], row_hi[i]);
+                if (i0 + i >= nq_valid || row_hi[i] <= row_lo[i]) {
+                    row_hi[i] = row_lo[i];
+                    continue;
+                }
+                j0 = std::min(j0, row_lo[i]);
+                j1 = std::max(j1, row_hi[i]);
+                d_max = std::max(d_max, qpos - row_lo[i]);
+                d_min = std::min(d_min, qpos - (row_hi[i] - 1));
+            }
+            for (int64_t h = 0; h < a.n_heads; ++h) {
+                if (j1 <= j0) {
+                    for (int64_t i = 0; i < nb; ++i)
+                        std::fill_n(ob + (i0 + i) * d_model + h * a.d_head, a.d_head, 0.f);
+                    continue;
+                }
+                const float* u = pos_bias_u + h * a.d_head;
+                const float* vv = pos_bias_v + h * a.d_head;
                 for (int64_t i = 0; i < nb; ++i)
                     for (int64_t c = 0; c < a.d_head; ++c) {
                         const float x = qb[(i0 + i) * d_model + h * a.d_head + c];
                         qu[i * a.d_head + c] = x + u[c];
                         qv[i * a.d_head + c] = x + vv[c];
                     }
-                int64_t d_max = (a.n_cache + i1 - 1) - j0;
-                int64_t d_min = (a.n_cache + i0) - (j1 - 1);
-                if (a.att_left >= 0) d_max = std::min(d_max, a.att_left);
-                if (a.att_right >= 0) d_min = std::max(d_min, -a.att_right);
-                if (j1 <= j0 || valid_rows == 0 || d_max < d_min) {
-                    for (int64_t i = 0; i < nb; ++i)
-                        std::fill_n(ob + (i0 + i) * d_model + h * a.d_head, a.d_head, 0.f);
-                    continue;
-                }
                 const int64_t nk = j1 - j0;
-                // Distances (C+i) - j over the block span rows r = (N-1) - d of p, a contiguous range.
-                const int64_t r0 = a.pos_first - d_max;
+                const int64_t r0 = a.pos_first - d_max;  // row of p holding distance d: pos_first - d
                 const int64_t nr = d_max - d_min + 1;
                 ac.resize(static_cast<size_t>(nb * nk));
                 bd.resize(static_cast<size_t>(nb * nr));
@@ -148,10 +165,8 @@ void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, c
                     float* row = ac.data() + i * nk;
                     const float* bdr = bd.data() + i * nr;
                     const int64_t qpos = a.n_cache + i0 + i;
-                    int64_t lo = 0, hi = nk;  // allowed keys of this row, relative to j0
-                    if (a.att_left >= 0) lo = std::max<int64_t>(lo, qpos - a.att_left - j0);
-                    if (a.att_right >= 0) hi = std::min<int64_t>(hi, qpos + a.att_right + 1 - j0);
-                    if (i >= valid_rows || hi <= lo) {
+                    const int64_t lo = row_lo[i] - j0, hi = row_hi[i] - j0;
+                    if (hi <= lo) {  // padded query or nothing allowed: NeMo zeroes the probabilities
                         std::fill_n(row, nk, 0.f);
                         continue;
                     }

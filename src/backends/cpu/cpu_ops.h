@@ -23,11 +23,15 @@ struct AttentionArgs {
     int64_t batch, n_query, n_key, n_heads, d_head;
     int64_t n_cache;
     int64_t att_left, att_right;  // -1 = unlimited
+    int64_t att_chunk;            // chunked_limited: chunk size in keys (0 = regular style)
+    int64_t att_left_chunks;      // chunked_limited: chunks of left context
     int64_t pos_first;            // distance of p's row 0 (row r holds distance pos_first - r)
     const int* key_begin;         // may be null
     const int* key_end;           // may be null
     const int* q_valid;           // may be null
 };
+// Allowed keys [lo, hi) (absolute positions) of query position qpos of item b.
+void attention_key_range(const AttentionArgs& a, int64_t b, int64_t qpos, int64_t& lo, int64_t& hi);
 void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* p,
                        const float* pos_bias_u, const float* pos_bias_v, float* out);
 

@@ -80,3 +80,9 @@ void check_on_device(const CudaContext& ctx, const char* op, std::initializer_li
 const float* weight_f32(CudaContext& ctx, const Tensor& w);
 
 }  // namespace parakeet::cuda
+
+namespace parakeet::cuda {
+// y[m, n] = alpha · a[m, k] · b[k, n] (row-major, float32).
+void matmul(CudaContext& ctx, Precision precision, const float* a, const float* b, float* y, int64_t m, int64_t n,
+            int64_t k, float alpha);
+}  // namespace parakeet::cuda

@@ -86,3 +86,13 @@ const float* weight_f32(CudaContext& ctx, const Tensor& w) {
 }
 
 }  // namespace parakeet::cuda
+
+namespace parakeet::cuda {
+
+void matmul(CudaContext& ctx, Precision precision, const float* a, const float* b, float* y, int64_t m, int64_t n,
+            int64_t k, float alpha) {
+    gemm(ctx, precision, false, false, m, n, k, alpha, GemmOperand{a, DType::kF32, k}, GemmOperand{b, DType::kF32, n},
+         0.f, y, n);
+}
+
+}  // namespace parakeet::cuda

@@ -56,10 +56,68 @@ struct AttentionSoftmaxArgs {
     int64_t att_left, att_right;
     int64_t pos_first, r0;
     int64_t valid_rows;   // rows >= this are zeroed
-    float inv_denom;      // 1 / sqrt(d_head)
+    float denom;          // sqrt(d_head): scores are divided after the sum, as NeMo does
 };
 // ac[H, nb, nk] (in) -> probabilities (out, zeros outside each row's allowed keys); bd[H, nb, nr].
 void attention_softmax(Launch l, const AttentionSoftmaxArgs& a, float* ac, const float* bd);
 
 }  // namespace kernels
 }  // namespace parakeet::cuda
+
+namespace parakeet::cuda::kernels {
+
+// Greedy TDT/RNNT label-looping decode of up to kGreedyMaxBatch items in one persistent cooperative kernel
+// (see greedy.cu; the rules are those of src/decoding/greedy.cc). All pointers are device memory.
+constexpr int kGreedyMaxLayers = 4;
+constexpr int kGreedyMaxDurations = 16;
+constexpr int kGreedyMaxBatch = 64;
+
+struct GreedyParams {
+    // Weights: embed [V+1, H]; per layer w_ih/w_hh [4H, H] and bias = b_ih + b_hh [4H]; pred [J, H] + [J];
+    // out [n_out, J] + [n_out]. Gate order i, f, g, o (PyTorch LSTM).
+    const float* embed;
+    const float* w_ih[kGreedyMaxLayers];
+    const float* w_hh[kGreedyMaxLayers];
+    const float* bias[kGreedyMaxLayers];
+    const float* pred_w;
+    const float* pred_b;
+    const float* out_w;
+    const float* out_b;
+    int hidden, n_layers, joint_hidden, n_out, blank, n_dur, max_symbols;
+    int activation;  // 0 relu, 1 tanh, 2 sigmoid
+    int durations[kGreedyMaxDurations];
+    int batch;
+    // Projected encoder output: item b, frame t at fproj[b * item_stride + t * joint_hidden].
+    const float* fproj;
+    int64_t item_stride;
+    const int* lengths;  // [B] frames per item
+    // State, in and out: h/c [B, L, H], p [B, J]; t [B] (in: carried time jump, out: final t);
+    // started [B] (in: 0 runs the SOS step first).
+    float* h;
+    float* c;
+    float* p;
+    int* t;
+    const int* started;
+    // Scratch: hn [B, L, H], logits [B, n_out], label/need_lstm/run/last_ts [B].
+    float* hn;
+    float* logits;
+    int* label;
+    int* need_lstm;
+    int* run;
+    int* last_ts;
+    // Output tokens per item (capacity max_tokens each): id, frame (local), duration, confidence.
+    int* tok_id;
+    int* tok_frame;
+    int* tok_dur;
+    float* tok_conf;
+    int max_tokens;
+    int* n_tokens;  // [B]
+    int* error;     // set non-zero on token overflow or runaway loop
+};
+
+// Dynamic shared memory the decode kernel needs.
+size_t greedy_shared_bytes(const GreedyParams& p);
+// Launches the cooperative kernel on l.stream (no synchronisation).
+void greedy_decode(Launch l, const GreedyParams& p);
+
+}  // namespace parakeet::cuda::kernels

@@ -1,0 +1,72 @@
+// Kernels of the rel-pos attention (attention.cc runs the GEMMs around them).
+#include "backends/cuda/kernel_utils.cuh"
+
+namespace parakeet::cuda::kernels {
+
+namespace {
+
+__global__ void attention_bias_queries_kernel(const float* q, int64_t d_model, int64_t n_heads, int64_t d_head,
+                                              int64_t nb, const float* u, const float* v, float* qu, float* qv) {
+    const int64_t n = n_heads * nb * d_head;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t c = i % d_head, row = (i / d_head) % nb, h = i / (d_head * nb);
+        const float x = q[row * d_model + h * d_head + c];
+        qu[i] = x + u[h * d_head + c];
+        qv[i] = x + v[h * d_head + c];
+    }
+}
+
+// One block per (head, query row): scores = (ac + bd[rel-shift]) / denom over the row's allowed keys,
+// softmax in place; keys outside [lo, hi) and rows past the valid ones get probability 0.
+__global__ void attention_softmax_kernel(AttentionSoftmaxArgs a, float* ac, const float* bd) {
+    __shared__ float shared[32];
+    const int64_t hi_row = blockIdx.x;  // h * nb + i
+    const int64_t i = hi_row % a.nb;
+    float* row = ac + hi_row * a.nk;
+    const float* bdr = bd + hi_row * a.nr;
+    const int64_t qpos = a.qpos0 + i;
+    int64_t lo = 0, hi = a.nk;
+    if (a.att_left >= 0) lo = max(lo, qpos - a.att_left - a.j0);
+    if (a.att_right >= 0) hi = min(hi, qpos + a.att_right + 1 - a.j0);
+    if (i >= a.valid_rows || hi <= lo) {
+        for (int64_t j = threadIdx.x; j < a.nk; j += blockDim.x) row[j] = 0.f;
+        return;
+    }
+    float mx = -INFINITY;
+    for (int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) {
+        const int64_t r = a.pos_first - (qpos - (a.j0 + j)) - a.r0;  // relative shift by index
+        const float s = (row[j] + bdr[r]) / a.denom;
+        row[j] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = block_max(mx, shared);
+    float sum = 0.f;
+    for (int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) {
+        const float e = expf(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    const float inv = 1.f / block_sum(sum, shared);
+    for (int64_t j = threadIdx.x; j < a.nk; j += blockDim.x) row[j] = (j >= lo && j < hi) ? row[j] * inv : 0.f;
+}
+
+}  // namespace
+
+void attention_bias_queries(Launch l, const float* q, int64_t d_model, int64_t n_heads, int64_t d_head, int64_t nb,
+                            const float* pos_bias_u, const float* pos_bias_v, float* qu, float* qv) {
+    const int64_t n = n_heads * nb * d_head;
+    if (n <= 0) return;
+    attention_bias_queries_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(q, d_model, n_heads, d_head, nb,
+                                                                            pos_bias_u, pos_bias_v, qu, qv);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void attention_softmax(Launch l, const AttentionSoftmaxArgs& a, float* ac, const float* bd) {
+    const int64_t rows = a.n_heads * a.nb;
+    if (rows <= 0) return;
+    const int threads = a.nk >= 512 ? 256 : 128;
+    attention_softmax_kernel<<<static_cast<unsigned int>(rows), threads, 0, l.stream>>>(a, ac, bd);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace parakeet::cuda::kernels

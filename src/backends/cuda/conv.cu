@@ -1,0 +1,95 @@
+// Convolutions: the conformer's depthwise time conv (channels last) and the subsampling's 3x3/s2 convs.
+#include "backends/cuda/kernel_utils.cuh"
+
+namespace parakeet::cuda::kernels {
+
+namespace {
+
+// One thread per output element (b, t, c); consecutive threads take consecutive channels (coalesced).
+__global__ void depthwise_conv1d_kernel(const float* x, const float* w, const float* bias, int64_t batch, int64_t t,
+                                        int64_t c, int64_t k, int64_t pad_left, float* y) {
+    const int64_t n = batch * t * c;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t ch = i % c, row = i / c, b = row / t, ti = row - b * t;
+        float acc = bias ? bias[ch] : 0.f;
+        for (int64_t j = 0; j < k; ++j) {
+            const int64_t src = ti + j - pad_left;
+            if (src < 0 || src >= t) continue;
+            acc += w[ch * k + j] * x[(b * t + src) * c + ch];
+        }
+        y[i] = acc;
+    }
+}
+
+// GLU of x[B, T, 2C] computed on the fly for each tap, rows past lengths[b] read as zero, then the folded
+// depthwise conv + bias and SiLU.
+__global__ void glu_depthwise_conv1d_silu_kernel(const float* x, const int* lengths, const float* w,
+                                                 const float* bias, int64_t batch, int64_t t, int64_t c, int64_t k,
+                                                 int64_t pad_left, float* y) {
+    const int64_t n = batch * t * c;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t ch = i % c, row = i / c, b = row / t, ti = row - b * t;
+        const int64_t valid = lengths ? lengths[b] : t;
+        float acc = bias ? bias[ch] : 0.f;
+        for (int64_t j = 0; j < k; ++j) {
+            const int64_t src = ti + j - pad_left;
+            if (src < 0 || src >= t || src >= valid) continue;
+            const float* xr = x + (b * t + src) * 2 * c;
+            const float g = xr[ch] * (1.f / (1.f + expf(-xr[c + ch])));
+            acc += w[ch * k + j] * g;
+        }
+        y[i] = acc / (1.f + expf(-acc));
+    }
+}
+
+__global__ void conv2d_3x3_s2_kernel(const float* x, int64_t t, int64_t f, const float* w, const float* bias,
+                                     int64_t c_out, bool depthwise, float* y) {
+    const int64_t t2 = (t - 1) / 2 + 1, f2 = (f - 1) / 2 + 1;
+    const int64_t n = c_out * t2 * f2;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t fi = i % f2, ti = (i / f2) % t2, co = i / (f2 * t2);
+        const float* xin = x + (depthwise ? co : 0) * t * f;
+        const float* wk = w + co * 9;
+        float acc = 0.f;
+        for (int64_t a = 0; a < 3; ++a) {
+            const int64_t ts = 2 * ti + a - 1;
+            if (ts < 0 || ts >= t) continue;
+            for (int64_t b = 0; b < 3; ++b) {
+                const int64_t fs = 2 * fi + b - 1;
+                if (fs < 0 || fs >= f) continue;
+                acc += wk[a * 3 + b] * xin[ts * f + fs];
+            }
+        }
+        y[i] = acc + bias[co];
+    }
+}
+
+}  // namespace
+
+void depthwise_conv1d(Launch l, const float* x, const float* w, const float* bias, int64_t batch, int64_t t,
+                      int64_t c, int64_t k, int64_t pad_left, float* y) {
+    const int64_t n = batch * t * c;
+    if (n <= 0) return;
+    depthwise_conv1d_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, w, bias, batch, t, c, k, pad_left, y);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, const float* w, const float* bias,
+                               int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left, float* y) {
+    const int64_t n = batch * t * c;
+    if (n <= 0) return;
+    glu_depthwise_conv1d_silu_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, lengths, w, bias, batch, t, c, k,
+                                                                                pad_left, y);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void conv2d_3x3_s2(Launch l, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
+                   int64_t c_out, bool depthwise, float* y) {
+    (void)c_in;
+    const int64_t n = c_out * ((t - 1) / 2 + 1) * ((f - 1) / 2 + 1);
+    if (n <= 0) return;
+    conv2d_3x3_s2_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, t, f, w, bias, c_out, depthwise, y);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace parakeet::cuda::kernels

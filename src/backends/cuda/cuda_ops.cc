@@ -1,0 +1,97 @@
+// Wrappers from the backend API (cuda_ops.h) to the kernel launchers, and the small host-side glue.
+#include "backends/cuda/cuda_ops.h"
+
+#include "backends/cuda/context_impl.h"
+#include "backends/cuda/kernels.h"
+#include "core/error.h"
+
+namespace parakeet::cuda {
+
+namespace {
+Launch launch(const CudaContext& ctx) { return Launch{ctx.stream, ctx.n_sms}; }
+}  // namespace
+
+void convert_f32(CudaContext& ctx, const float* src, void* dst, DType dtype, int64_t n) {
+    switch (dtype) {
+        case DType::kF16: kernels::convert_f16(launch(ctx), src, dst, n); return;
+        case DType::kBF16: kernels::convert_bf16(launch(ctx), src, dst, n); return;
+        case DType::kF32:
+        case DType::kF64:
+        case DType::kI64:
+        case DType::kI32:
+        case DType::kI16:
+        case DType::kI8:
+        case DType::kU8:
+        case DType::kBool: break;
+    }
+    PK_THROW(kInternal, "convert_f32: unsupported target dtype {}", dtype_name(dtype));
+}
+
+void add_bias_rows(CudaContext& ctx, float* y, const float* bias, int64_t rows, int64_t cols) {
+    kernels::add_bias_rows(launch(ctx), y, bias, rows, cols);
+}
+
+void layer_norm(CudaContext& ctx, const float* x, const float* gamma, const float* beta, float eps, int64_t rows,
+                int64_t cols, float* y) {
+    kernels::layer_norm(launch(ctx), x, gamma, beta, eps, rows, cols, y);
+}
+
+void add_layer_norm(CudaContext& ctx, float* x, const float* r, float alpha, const float* gamma, const float* beta,
+                    float eps, int64_t rows, int64_t cols, float* y) {
+    kernels::add_layer_norm(launch(ctx), x, r, alpha, gamma, beta, eps, rows, cols, y);
+}
+
+void silu(CudaContext& ctx, float* x, int64_t n) { kernels::silu(launch(ctx), x, n); }
+void relu(CudaContext& ctx, float* x, int64_t n) { kernels::relu(launch(ctx), x, n); }
+
+void add_scaled(CudaContext& ctx, float* y, const float* x, float alpha, int64_t n) {
+    kernels::add_scaled(launch(ctx), y, x, alpha, n);
+}
+
+void scale(CudaContext& ctx, float* x, float alpha, int64_t n) { kernels::scale(launch(ctx), x, alpha, n); }
+
+void glu(CudaContext& ctx, const float* x, int64_t rows, int64_t cols, float* y) {
+    kernels::glu(launch(ctx), x, rows, cols, y);
+}
+
+void depthwise_conv1d(CudaContext& ctx, const float* x, const float* w, const float* bias, int64_t batch, int64_t t,
+                      int64_t c, int64_t k, int64_t pad_left, float* y) {
+    kernels::depthwise_conv1d(launch(ctx), x, w, bias, batch, t, c, k, pad_left, y);
+}
+
+void glu_depthwise_conv1d_silu(CudaContext& ctx, const float* x, const int* lengths, const float* w,
+                               const float* bias, int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left,
+                               float* y) {
+    const int* dev_lengths =
+        lengths ? static_cast<const int*>(ctx.upload(lengths, static_cast<size_t>(batch) * sizeof(int))) : nullptr;
+    kernels::glu_depthwise_conv1d_silu(launch(ctx), x, dev_lengths, w, bias, batch, t, c, k, pad_left, y);
+}
+
+void conv2d_3x3_s2(CudaContext& ctx, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w,
+                   const float* bias, int64_t c_out, bool depthwise, float* y) {
+    kernels::conv2d_3x3_s2(launch(ctx), x, c_in, t, f, w, bias, c_out, depthwise, y);
+}
+
+void add_row_bias(CudaContext& ctx, float* y, const float* bias, int64_t rows, int64_t cols) {
+    kernels::add_row_bias(launch(ctx), y, bias, rows, cols);
+}
+
+void flatten_channels(CudaContext& ctx, const float* x, int64_t c, int64_t t, int64_t f, float* y) {
+    kernels::flatten_channels(launch(ctx), x, c, t, f, y);
+}
+
+void zero_after_lengths(CudaContext& ctx, float* x, const int* lengths, int64_t batch, int64_t t, int64_t d) {
+    if (batch * t * d <= 0) return;
+    const int* dev_lengths = static_cast<const int*>(ctx.upload(lengths, static_cast<size_t>(batch) * sizeof(int)));
+    kernels::zero_after_lengths(launch(ctx), x, dev_lengths, batch, t, d);
+}
+
+void linear_bias_silu(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias,
+                      float* y, int64_t m, int64_t n, int64_t k) {
+    if (m == 0 || n == 0) return;
+    // cuBLASLt has no SiLU epilogue: the GEMM writes x·wᵀ and one pass adds the bias and applies SiLU.
+    linear(ctx, precision, x, w, nullptr, y, m, n, k, 0.f);
+    kernels::bias_silu(launch(ctx), y, bias, m, n);
+}
+
+}  // namespace parakeet::cuda

@@ -1,0 +1,201 @@
+#include "backends/cuda/greedy_decode.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backends/cuda/context_impl.h"
+#include "backends/cuda/kernels.h"
+#include "core/error.h"
+
+namespace parakeet::cuda {
+
+struct GreedyDecoder::DeviceWeights {
+    Tensor embed, pred_w, pred_b, out_w, out_b;
+    std::vector<Tensor> w_ih, w_hh, bias;
+};
+
+GreedyDecoder::GreedyDecoder(CudaContext& ctx, const ModelConfig& c, const WeightStore& ws)
+    : weights_(std::make_unique<DeviceWeights>()) {
+    options_.blank_id = c.blank_id();
+    options_.durations = c.is_tdt() ? c.decoding.durations : std::vector<int>{};
+    options_.max_symbols = c.decoding.max_symbols;
+    hidden_ = c.decoder.pred_hidden;
+    n_layers_ = c.decoder.pred_rnn_layers;
+    joint_hidden_ = c.joint.joint_hidden;
+    n_outputs_ = c.joint.num_classes + 1 + c.joint.num_extra_outputs;
+    PK_CHECK(n_layers_ >= 1 && n_layers_ <= kernels::kGreedyMaxLayers, kUnsupported,
+             "GPU decoding supports 1..{} LSTM layers, the model has {}", kernels::kGreedyMaxLayers, n_layers_);
+    PK_CHECK(static_cast<int>(options_.durations.size()) <= kernels::kGreedyMaxDurations, kUnsupported,
+             "GPU decoding supports at most {} TDT durations", kernels::kGreedyMaxDurations);
+    PK_CHECK(n_outputs_ == options_.blank_id + 1 + static_cast<int>(options_.durations.size()), kFormat,
+             "joint has {} outputs, expected {}", n_outputs_,
+             options_.blank_id + 1 + static_cast<int>(options_.durations.size()));
+    const std::string& act = c.joint.activation;
+    activation_ = act == "relu" ? 0 : act == "tanh" ? 1 : 2;
+    const Device dev{DeviceType::kCUDA, ctx.device};
+    const int64_t h = hidden_, j = joint_hidden_;
+    DeviceWeights& w = *weights_;
+    w.embed = ws.get("decoder.prediction.embed.weight", {c.decoder.vocab_size + 1, h}).to(dev);
+    for (int l = 0; l < n_layers_; ++l) {
+        const std::string p = "decoder.prediction.dec_rnn.lstm.";
+        w.w_ih.push_back(ws.get(fmt::format("{}weight_ih_l{}", p, l), {4 * h, h}).to(dev));
+        w.w_hh.push_back(ws.get(fmt::format("{}weight_hh_l{}", p, l), {4 * h, h}).to(dev));
+        Tensor bi = ws.get(fmt::format("{}bias_ih_l{}", p, l), {4 * h});
+        Tensor bh = ws.get(fmt::format("{}bias_hh_l{}", p, l), {4 * h});
+        Tensor b = Tensor::empty({4 * h});
+        for (int64_t i = 0; i < 4 * h; ++i) b.data<float>()[i] = bi.data<float>()[i] + bh.data<float>()[i];
+        w.bias.push_back(b.to(dev));
+    }
+    w.pred_w = ws.get("joint.pred.weight", {j, h}).to(dev);
+    w.pred_b = ws.get("joint.pred.bias", {j}).to(dev);
+    w.out_w = ws.get("joint.joint_net.2.weight", {n_outputs_, j}).to(dev);
+    w.out_b = ws.get("joint.joint_net.2.bias", {n_outputs_}).to(dev);
+}
+
+GreedyDecoder::~GreedyDecoder() = default;
+
+void GreedyDecoder::decode(CudaContext& ctx, const float* fproj, int64_t max_frames, const int* lengths, int batch,
+                           std::vector<DecoderState>& states, std::vector<std::vector<Token>>& tokens) const {
+    PK_CHECK(static_cast<int>(states.size()) == batch && static_cast<int>(tokens.size()) == batch, kInternal,
+             "GreedyDecoder::decode: {} states and {} token lists for a batch of {}", states.size(), tokens.size(),
+             batch);
+    const int chunk = kernels::kGreedyMaxBatch;
+    if (batch > chunk) {
+        for (int b0 = 0; b0 < batch; b0 += chunk) {
+            const int nb = std::min(chunk, batch - b0);
+            std::vector<DecoderState> s(states.begin() + b0, states.begin() + b0 + nb);
+            std::vector<std::vector<Token>> t(nb);
+            decode(ctx, fproj + b0 * max_frames * joint_hidden_, max_frames, lengths + b0, nb, s, t);
+            for (int i = 0; i < nb; ++i) {
+                states[b0 + i] = std::move(s[i]);
+                tokens[b0 + i].insert(tokens[b0 + i].end(), t[i].begin(), t[i].end());
+            }
+        }
+        return;
+    }
+    if (batch == 0) return;
+    const int64_t B = batch, L = n_layers_, H = hidden_, J = joint_hidden_;
+    int max_t = 0;
+    for (int b = 0; b < batch; ++b) {
+        PK_CHECK(lengths[b] >= 0 && lengths[b] <= max_frames, kInternal, "decode: length {} of item {} outside [0, {}]",
+                 lengths[b], b, max_frames);
+        max_t = std::max(max_t, lengths[b]);
+    }
+    const int64_t max_tokens = int64_t{std::max(max_t, 1)} * options_.max_symbols + 1;
+
+    // Host image of the inputs and state: lengths, t, started | h, c, p.
+    std::vector<int> ints(3 * B);
+    std::vector<float> floats(static_cast<size_t>(B * (2 * L * H + J)), 0.f);
+    for (int b = 0; b < batch; ++b) {
+        const DecoderState& s = states[b];
+        ints[b] = lengths[b];
+        ints[B + b] = s.started ? s.time_jump : 0;
+        ints[2 * B + b] = s.started ? 1 : 0;
+        if (s.started) {
+            PK_CHECK(static_cast<int64_t>(s.lstm.h.size()) == L * H && static_cast<int64_t>(s.pred_proj.size()) == J,
+                     kInternal, "decode: carried state of item {} does not match the model", b);
+            std::copy(s.lstm.h.begin(), s.lstm.h.end(), floats.begin() + b * L * H);
+            std::copy(s.lstm.c.begin(), s.lstm.c.end(), floats.begin() + B * L * H + b * L * H);
+            std::copy(s.pred_proj.begin(), s.pred_proj.end(), floats.begin() + 2 * B * L * H + b * J);
+        }
+    }
+    const Device dev{DeviceType::kCUDA, ctx.device};
+    Tensor d_ints = Tensor::empty({3 * B}, DType::kI32, dev);
+    Tensor d_floats = Tensor::empty({static_cast<int64_t>(floats.size())}, DType::kF32, dev);
+    Tensor d_scratch = Tensor::empty({B * (L * H + n_outputs_)}, DType::kF32, dev);
+    Tensor d_state = Tensor::zeros({4 * B + 1}, DType::kI32, dev);  // label, need_lstm, run, last_ts, error
+    Tensor d_tok = Tensor::empty({4 * B * max_tokens}, DType::kI32, dev);
+    Tensor d_count = Tensor::zeros({B}, DType::kI32, dev);
+    PK_CUDA_CHECK(cudaMemcpy(d_ints.raw(), ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice));
+    PK_CUDA_CHECK(cudaMemcpy(d_floats.raw(), floats.data(), floats.size() * sizeof(float), cudaMemcpyHostToDevice));
+
+    kernels::GreedyParams p{};
+    const DeviceWeights& w = *weights_;
+    p.embed = w.embed.data<float>();
+    for (int l = 0; l < n_layers_; ++l) {
+        p.w_ih[l] = w.w_ih[l].data<float>();
+        p.w_hh[l] = w.w_hh[l].data<float>();
+        p.bias[l] = w.bias[l].data<float>();
+    }
+    p.pred_w = w.pred_w.data<float>();
+    p.pred_b = w.pred_b.data<float>();
+    p.out_w = w.out_w.data<float>();
+    p.out_b = w.out_b.data<float>();
+    p.hidden = hidden_;
+    p.n_layers = n_layers_;
+    p.joint_hidden = joint_hidden_;
+    p.n_out = n_outputs_;
+    p.blank = options_.blank_id;
+    p.n_dur = static_cast<int>(options_.durations.size());
+    p.max_symbols = options_.max_symbols;
+    p.activation = activation_;
+    for (int i = 0; i < p.n_dur; ++i) p.durations[i] = options_.durations[i];
+    p.batch = batch;
+    p.fproj = fproj;
+    p.item_stride = max_frames * J;
+    int* di = d_ints.data<int>();
+    p.lengths = di;
+    p.t = di + B;
+    p.started = di + 2 * B;
+    float* df = d_floats.data<float>();
+    p.h = df;
+    p.c = df + B * L * H;
+    p.p = df + 2 * B * L * H;
+    p.hn = d_scratch.data<float>();
+    p.logits = p.hn + B * L * H;
+    int* ds = d_state.data<int>();
+    p.label = ds;
+    p.need_lstm = ds + B;
+    p.run = ds + 2 * B;
+    p.last_ts = ds + 3 * B;
+    p.error = ds + 4 * B;
+    int* dt = d_tok.data<int>();
+    p.tok_id = dt;
+    p.tok_frame = dt + B * max_tokens;
+    p.tok_dur = dt + 2 * B * max_tokens;
+    p.tok_conf = reinterpret_cast<float*>(dt + 3 * B * max_tokens);
+    p.max_tokens = static_cast<int>(max_tokens);
+    p.n_tokens = d_count.data<int>();
+
+    // The legacy-stream copies above are ordered before the kernel (blocking stream).
+    kernels::greedy_decode(Launch{ctx.stream, ctx.n_sms}, p);
+    synchronize(ctx);
+
+    std::vector<int> counts(B), error(1);
+    PK_CUDA_CHECK(cudaMemcpy(counts.data(), p.n_tokens, B * sizeof(int), cudaMemcpyDeviceToHost));
+    PK_CUDA_CHECK(cudaMemcpy(error.data(), p.error, sizeof(int), cudaMemcpyDeviceToHost));
+    PK_CHECK(error[0] == 0, kInternal, "GPU greedy decode failed (code {})", error[0]);
+    std::vector<int> tok(4 * B * max_tokens);
+    PK_CUDA_CHECK(cudaMemcpy(tok.data(), dt, tok.size() * sizeof(int), cudaMemcpyDeviceToHost));
+    PK_CUDA_CHECK(cudaMemcpy(ints.data(), di, ints.size() * sizeof(int), cudaMemcpyDeviceToHost));
+    PK_CUDA_CHECK(cudaMemcpy(floats.data(), df, floats.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    for (int b = 0; b < batch; ++b) {
+        DecoderState& s = states[b];
+        for (int i = 0; i < counts[b]; ++i) {
+            const int64_t o = b * max_tokens + i;
+            Token t;
+            t.id = tok[o];
+            t.frame = s.frames_decoded + tok[B * max_tokens + o];
+            t.duration = tok[2 * B * max_tokens + o];
+            std::memcpy(&t.confidence, &tok[3 * B * max_tokens + o], sizeof(float));
+            tokens[b].push_back(t);
+        }
+        s.started = true;
+        s.lstm.h.assign(floats.begin() + b * L * H, floats.begin() + (b + 1) * L * H);
+        s.lstm.c.assign(floats.begin() + B * L * H + b * L * H, floats.begin() + B * L * H + (b + 1) * L * H);
+        s.pred_proj.assign(floats.begin() + 2 * B * L * H + b * J, floats.begin() + 2 * B * L * H + (b + 1) * J);
+        s.time_jump = ints[B + b] - lengths[b];
+        s.frames_decoded += lengths[b];
+    }
+}
+
+std::vector<std::vector<Token>> greedy_decode_batch(CudaContext& ctx, const GreedyDecoder& decoder,
+                                                    const float* fproj, int64_t max_frames, const int* lengths,
+                                                    int batch) {
+    std::vector<DecoderState> states(batch);
+    std::vector<std::vector<Token>> tokens(batch);
+    decoder.decode(ctx, fproj, max_frames, lengths, batch, states, tokens);
+    return tokens;
+}
+
+}  // namespace parakeet::cuda

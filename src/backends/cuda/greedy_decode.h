@@ -1,0 +1,49 @@
+// Greedy TDT/RNNT decoding on the GPU: the whole label-looping loop of src/decoding/greedy.cc runs in one
+// persistent kernel per batch (no host round trip per step). Same rules and results as greedy_decode():
+// ties to the lowest index, blank with duration 0 advances 1, duration values from the config, max_symbols
+// force-step, time_jump carried between calls, a token emitted even when its duration passes T.
+// Plain C++ header; defined only in CUDA builds.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/context.h"
+#include "decoding/greedy.h"
+#include "models/config.h"
+#include "models/weights.h"
+
+namespace parakeet::cuda {
+
+// Device copies of the prediction network and joint (fp32), uploaded once per model and device.
+class GreedyDecoder {
+public:
+    // Reads decoder.prediction.* and joint.* from `weights` (as Predictor and Joint do) and uploads them.
+    GreedyDecoder(CudaContext& ctx, const ModelConfig& config, const WeightStore& weights);
+    ~GreedyDecoder();
+    GreedyDecoder(const GreedyDecoder&) = delete;
+    GreedyDecoder& operator=(const GreedyDecoder&) = delete;
+
+    // Decodes a batch. fproj: device float32 [B, max_frames, joint_hidden] (the joint's projected encoder
+    // output; item b's rows [0, lengths[b]) are read). lengths: host [B]. states: [B], in/out, the same
+    // DecoderState as the CPU decoder (a default state starts a new utterance). tokens: [B], appended with
+    // global frames (state.frames_decoded + t). Synchronises the context's stream. Thread-safe for distinct
+    // contexts of the decoder's device.
+    void decode(CudaContext& ctx, const float* fproj, int64_t max_frames, const int* lengths, int batch,
+                std::vector<DecoderState>& states, std::vector<std::vector<Token>>& tokens) const;
+
+    const GreedyOptions& options() const { return options_; }
+
+private:
+    struct DeviceWeights;
+    GreedyOptions options_;
+    int hidden_ = 0, n_layers_ = 0, joint_hidden_ = 0, n_outputs_ = 0, activation_ = 0;
+    std::unique_ptr<DeviceWeights> weights_;
+};
+
+// One-call form: decodes fresh utterances (new states) and returns each item's tokens.
+std::vector<std::vector<Token>> greedy_decode_batch(CudaContext& ctx, const GreedyDecoder& decoder,
+                                                    const float* fproj, int64_t max_frames, const int* lengths,
+                                                    int batch);
+
+}  // namespace parakeet::cuda
