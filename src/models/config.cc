@@ -100,6 +100,7 @@ ModelConfig ModelConfig::parse(const std::string& yaml_text) {
         read(en, "xscaling", e.xscaling, "encoder");
         read(en, "untie_biases", e.untie_biases, "encoder");
         read(en, "pos_emb_max_len", e.pos_emb_max_len, "encoder");
+        if (e.subsampling_conv_channels == -1) e.subsampling_conv_channels = e.d_model;
         if (en["reduction"] && !en["reduction"].IsNull())
             PK_THROW(kUnsupported, "unsupported encoder.reduction '{}'", en["reduction"].as<std::string>());
         if (const YAML::Node acs = en["att_context_size"]; acs && !acs.IsNull()) {
@@ -207,7 +208,6 @@ void ModelConfig::validate() const {
     PK_CHECK(e.subsampling_factor == 2 || e.subsampling_factor == 4 || e.subsampling_factor == 8 ||
                  e.subsampling_factor == 16,
              kUnsupported, "unsupported encoder.subsampling_factor {}", e.subsampling_factor);
-    PK_CHECK(!e.causal_downsampling, kUnsupported, "unsupported encoder.causal_downsampling true");
     PK_CHECK(e.self_attention_model == "rel_pos" || e.self_attention_model == "rel_pos_local_attn", kUnsupported,
              "unsupported encoder.self_attention_model '{}'", e.self_attention_model);
     PK_CHECK(e.att_context_style == "regular" || e.att_context_style == "chunked_limited", kUnsupported,

@@ -33,7 +33,7 @@ FastConformerEncoder::FastConformerEncoder(const EncoderConfig& c, const WeightS
     const int64_t d = c.d_model, ch = c.subsampling_conv_channels, ff = d * c.ff_expansion_factor;
     const int64_t dk = d / c.n_heads, k = c.conv_kernel_size;
     int64_t freq = c.feat_in;
-    for (int s = 0; s < n_stages_; ++s) freq = (freq - 1) / 2 + 1;
+    for (int s = 0; s < n_stages_; ++s) freq = stage_size(freq);
     conv0_w_ = ws.get("encoder.pre_encode.conv.0.weight", {ch, 1, 3, 3});
     conv0_b_ = ws.get("encoder.pre_encode.conv.0.bias", {ch});
     for (int s = 1; s < n_stages_; ++s) {
@@ -44,11 +44,6 @@ FastConformerEncoder::FastConformerEncoder(const EncoderConfig& c, const WeightS
     }
     out_w_ = ws.get("encoder.pre_encode.out.weight", {d, ch * freq});
     out_b_ = ws.get("encoder.pre_encode.out.bias", {d});
-    Tensor shared_u, shared_v;
-    if (!c.untie_biases) {
-        shared_u = ws.get("encoder.pos_bias_u", {c.n_heads, dk});
-        shared_v = ws.get("encoder.pos_bias_v", {c.n_heads, dk});
-    }
     const bool b = c.use_bias;
     for (int l = 0; l < c.n_layers; ++l) {
         const std::string p = fmt::format("encoder.layers.{}.", l);
@@ -72,8 +67,8 @@ FastConformerEncoder::FastConformerEncoder(const EncoderConfig& c, const WeightS
         w.out_w = get("self_attn.linear_out.weight", {d, d});
         w.out_b = bias("self_attn.linear_out.bias", {d});
         w.pos_w = get("self_attn.linear_pos.weight", {d, d});
-        w.pos_bias_u = c.untie_biases ? get("self_attn.pos_bias_u", {c.n_heads, dk}) : shared_u;
-        w.pos_bias_v = c.untie_biases ? get("self_attn.pos_bias_v", {c.n_heads, dk}) : shared_v;
+        w.pos_bias_u = get("self_attn.pos_bias_u", {c.n_heads, dk});
+        w.pos_bias_v = get("self_attn.pos_bias_v", {c.n_heads, dk});
         w.conv_norm_w = get("norm_conv.weight", {d});
         w.conv_norm_b = get("norm_conv.bias", {d});
         w.pw1_w = get("conv.pointwise_conv1.weight", {2 * d, d, 1}).reshape({2 * d, d});
@@ -96,10 +91,17 @@ FastConformerEncoder::FastConformerEncoder(const EncoderConfig& c, const WeightS
     }
 }
 
+int64_t FastConformerEncoder::stage_size(int64_t n) const {
+    // Stride-2 3x3 conv: padding 1/1 (symmetric) or 2 before, 1 after (CausalConv2D).
+    const int64_t pads = config_.causal_downsampling ? 3 : 2;
+    return n + pads < 3 ? 0 : (n + pads - 3) / 2 + 1;
+}
+
 int FastConformerEncoder::encoded_length(int n_frames) const {
-    int len = n_frames;
-    for (int s = 0; s < n_stages_; ++s) len = len <= 0 ? 0 : (len - 1) / 2 + 1;
-    return len;
+    // NeMo calc_length: floor((len + pads - 3) / 2 + 1) per stage.
+    int64_t len = n_frames;
+    for (int s = 0; s < n_stages_; ++s) len = stage_size(len);
+    return static_cast<int>(len);
 }
 
 Tensor FastConformerEncoder::subsample(const ExecContext& ctx, const Tensor& features) const {
@@ -109,14 +111,15 @@ Tensor FastConformerEncoder::subsample(const ExecContext& ctx, const Tensor& fea
     if (t == 0) return Tensor::zeros({0, d}, DType::kF32, dev);
     // [T, F] is already the [1, T, F] single-channel image NeMo convolves (height = time, width = mel).
     Tensor x = features.to(dev).reshape({1, t, f});
-    int64_t tt = (t - 1) / 2 + 1, ft = (f - 1) / 2 + 1;
+    const int pad_lo = config_.causal_downsampling ? 2 : 1;
+    int64_t tt = stage_size(t), ft = stage_size(f);
     Tensor y = Tensor::empty({ch, tt, ft}, DType::kF32, dev);
-    ops::conv2d_3x3_s2(ctx, x, conv0_w_, conv0_b_, false, y);
+    ops::conv2d_3x3_s2(ctx, x, conv0_w_, conv0_b_, false, pad_lo, y);
     ops::relu_(ctx, y);
     for (int s = 1; s < n_stages_; ++s) {
-        const int64_t t2 = (tt - 1) / 2 + 1, f2 = (ft - 1) / 2 + 1;
+        const int64_t t2 = stage_size(tt), f2 = stage_size(ft);
         Tensor z = Tensor::empty({ch, t2, f2}, DType::kF32, dev);
-        ops::conv2d_3x3_s2(ctx, y, dw_w_[s - 1], dw_b_[s - 1], true, z);
+        ops::conv2d_3x3_s2(ctx, y, dw_w_[s - 1], dw_b_[s - 1], true, pad_lo, z);
         // Pointwise conv: [C, C] · [C, T2·F2] + bias per channel.
         Tensor zp = Tensor::empty({ch, t2 * f2}, DType::kF32, dev);
         ops::matmul(ctx, pw_w_[s - 1], z.reshape({ch, t2 * f2}), zp);
@@ -434,8 +437,9 @@ Tensor FastConformerEncoder::forward(const ExecContext& ctx, const std::vector<T
     if (sink) sink("pre_encode_out", x.to(Device{}));
     // Positional rows for distances t_max-1 ... -(t_max-1), computed for the length at hand.
     // With a limited context only the distances the window reaches are needed (long audio).
-    const int64_t pos_first = att.left >= 0 ? std::min<int64_t>(att.left, t_max - 1) : t_max - 1;
-    const int64_t pos_last = att.right >= 0 ? std::min<int64_t>(att.right, t_max - 1) : t_max - 1;
+    const bool windowed = !att.chunked_limited;
+    const int64_t pos_first = windowed && att.left >= 0 ? std::min<int64_t>(att.left, t_max - 1) : t_max - 1;
+    const int64_t pos_last = windowed && att.right >= 0 ? std::min<int64_t>(att.right, t_max - 1) : t_max - 1;
     const int64_t n_pos = pos_first + pos_last + 1;
     Tensor pos_host = Tensor::empty({n_pos, d});
     ops::rel_positions(pos_first, n_pos, static_cast<int>(d), pos_host);

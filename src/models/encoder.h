@@ -81,8 +81,12 @@ public:
     // Subsampling of one item: [F, n_mels] -> [ceil(F / factor), d_model] (with xscaling applied).
     Tensor subsample(const ExecContext& ctx, const Tensor& features) const;
 
+    // The model's trained attention context number `context` (att_context_size[context] and its style).
+    AttentionContext attention_context(int context) const;
     // Encoder length for F feature frames.
     int encoded_length(int n_frames) const;
+    // Output size of one stride-2 subsampling stage for n input rows/bins.
+    int64_t stage_size(int64_t n) const;
     const EncoderConfig& config() const { return config_; }
 
 private:
@@ -99,7 +103,6 @@ private:
     void layer_forward(const ExecContext& ctx, const ConformerLayerWeights& w, Tensor& x, const Tensor& pos,
                        int64_t pos_first, const std::vector<int>& lengths, const AttentionContext& att,
                        LayerCache* cache) const;
-    AttentionContext attention_context(int context) const;
 
     EncoderConfig config_;
     int n_stages_;

@@ -31,14 +31,10 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
     const int64_t n_bins = c.preprocessor.n_fft / 2 + 1;
     w.push_back({"preprocessor.featurizer.window", {c.preprocessor.win_length()}, true});
     w.push_back({"preprocessor.featurizer.fb", {1, c.preprocessor.features, n_bins}, true});
-    if (!e.untie_biases) {
-        w.push_back({"encoder.pos_bias_u", {e.n_heads, d / e.n_heads}});
-        w.push_back({"encoder.pos_bias_v", {e.n_heads, d / e.n_heads}});
-    }
     int64_t freq = e.feat_in;
     int stages = 0;
     for (int f = e.subsampling_factor; f > 1; f /= 2) ++stages;
-    for (int s = 0; s < stages; ++s) freq = (freq - 1) / 2 + 1;
+    for (int s = 0; s < stages; ++s) freq = e.causal_downsampling ? freq / 2 + 1 : (freq - 1) / 2 + 1;
     w.push_back({"encoder.pre_encode.out.weight", {d, ch * freq}});
     w.push_back({"encoder.pre_encode.out.bias", {d}});
     w.push_back({"encoder.pre_encode.conv.0.weight", {ch, 1, 3, 3}});
@@ -74,10 +70,9 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
         if (b) add("conv.pointwise_conv2.bias", {d});
         add("norm_self_att.weight", {d});
         add("norm_self_att.bias", {d});
-        if (e.untie_biases) {
-            add("self_attn.pos_bias_u", {e.n_heads, d / e.n_heads});
-            add("self_attn.pos_bias_v", {e.n_heads, d / e.n_heads});
-        }
+        // With untie_biases false NeMo shares one parameter, still saved under every layer's key.
+        add("self_attn.pos_bias_u", {e.n_heads, d / e.n_heads});
+        add("self_attn.pos_bias_v", {e.n_heads, d / e.n_heads});
         for (const char* n : {"linear_q", "linear_k", "linear_v", "linear_out"}) {
             add(fmt::format("self_attn.{}.weight", n), {d, d});
             if (b) add(fmt::format("self_attn.{}.bias", n), {d});

@@ -187,20 +187,23 @@ void rel_positions(int64_t first, int64_t n, int d_model, Tensor& out) {
 
 namespace parakeet::ops {
 void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, bool depthwise,
-                   Tensor& y) {
+                   int pad_lo, Tensor& y) {
     const int64_t c_in = x.dim(0), t = x.dim(1), f = x.dim(2), c_out = w.dim(0);
     PK_CHECK(x.rank() == 3 && w.rank() == 4 && w.dim(1) == 1 && w.dim(2) == 3 && w.dim(3) == 3 &&
                  bias.numel() == c_out && (depthwise ? c_in == c_out : c_in == 1),
              kInternal, "conv2d_3x3_s2: x {} w {}", shape_str(x.shape()), shape_str(w.shape()));
-    PK_CHECK(y.shape() == (Shape{c_out, (t - 1) / 2 + 1, (f - 1) / 2 + 1}), kInternal, "conv2d_3x3_s2: y {}",
+    PK_CHECK(pad_lo == 1 || pad_lo == 2, kInternal, "conv2d_3x3_s2: pad {}", pad_lo);
+    auto out_size = [pad_lo](int64_t n) { return (n + pad_lo + 1 - 3) / 2 + 1; };
+    PK_CHECK(y.shape() == (Shape{c_out, out_size(t), out_size(f)}), kInternal, "conv2d_3x3_s2: y {}",
              shape_str(y.shape()));
     dispatch(ctx, "conv2d_3x3_s2", [&] {
-        cpu::conv2d_3x3_s2(x.data<float>(), c_in, t, f, w.data<float>(), bias.data<float>(), c_out, depthwise,
+        cpu::conv2d_3x3_s2(x.data<float>(), c_in, t, f, w.data<float>(), bias.data<float>(), c_out, depthwise, pad_lo,
                            y.data<float>());
     }, [&] {
         PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "conv2d_3x3_s2", {&x, &y});
                    cuda::conv2d_3x3_s2(*ctx.cuda, x.data<float>(), c_in, t, f, cuda::weight_f32(*ctx.cuda, w),
-                                       cuda::weight_f32(*ctx.cuda, bias), c_out, depthwise, y.data<float>()));
+                                       cuda::weight_f32(*ctx.cuda, bias), c_out, depthwise, pad_lo,
+                                       y.data<float>()));
     });
 }
 }  // namespace parakeet::ops

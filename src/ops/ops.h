@@ -62,10 +62,11 @@ void rel_positions(int64_t first, int64_t n, int d_model, Tensor& out);
 }  // namespace parakeet::ops
 
 namespace parakeet::ops {
-// 3x3 / stride 2 / padding 1 convolution of one item: x[C_in, T, F] -> y[C_out, ceil(T/2), ceil(F/2)].
+// 3x3 / stride 2 convolution of one item with `pad_lo` zeros before and 1 after on both axes
+// (1/1: symmetric padding; 2/1: NeMo CausalConv2D): x[C_in, T, F] -> y[C_out, T', F'], n' = (n + pad_lo + 1 - 3)/2 + 1.
 // Dense from one input channel (C_in = 1) or depthwise (C_in = C_out). w[C_out, 1, 3, 3], bias[C_out].
 void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, bool depthwise,
-                   Tensor& y);
+                   int pad_lo, Tensor& y);
 }  // namespace parakeet::ops
 
 namespace parakeet::ops {

@@ -2,6 +2,8 @@
 
 #include "io/nemo_archive.h"
 
+#include <set>
+
 namespace parakeet {
 
 void Model::build(const ModelOptions& options) {
@@ -64,10 +66,14 @@ double Model::frame_seconds() const {
     return config_.preprocessor.window_stride * config_.encoder.subsampling_factor;
 }
 
-int64_t Model::parameter_count() const {
+int64_t Model::parameter_count() const { return count_parameters(weights_.all()); }
+
+int64_t count_parameters(const std::map<std::string, Tensor>& tensors) {
+    // A parameter saved under several keys (NeMo's shared pos_bias_u/v) shares its storage: count it once.
+    std::set<std::pair<const void*, int64_t>> seen;
     int64_t n = 0;
-    for (const auto& [name, t] : weights_.all())
-        if (is_parameter_name(name)) n += t.numel();
+    for (const auto& [name, t] : tensors)
+        if (is_parameter_name(name) && seen.insert({t.raw(), t.numel()}).second) n += t.numel();
     return n;
 }
 

@@ -56,6 +56,9 @@ private:
     std::optional<Tokenizer> tokenizer_;
 };
 
+// Trainable parameters among named tensors, each storage counted once.
+int64_t count_parameters(const std::map<std::string, Tensor>& tensors);
+
 // True for a state-dict key that is a trainable parameter rather than a buffer.
 bool is_parameter_name(const std::string& name);
 

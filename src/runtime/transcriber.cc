@@ -50,13 +50,8 @@ std::vector<Transcript> transcribe(const Model& model, const ExecContext& ctx,
     int max_frames = 0;
     for (const Tensor& f : feats)
         max_frames = std::max(max_frames, model.encoder().encoded_length(static_cast<int>(f.dim(0))));
-    AttentionContext att;
-    const EncoderConfig& ec = cfg.encoder;
-    if (ec.self_attention_model == "rel_pos_local_attn") {
-        att = {ec.att_context_size[0][0], ec.att_context_size[0][1]};
-    } else if (ec.att_context_size[0][0] >= 0 || ec.att_context_size[0][1] >= 0) {
-        att = {ec.att_context_size[0][0], ec.att_context_size[0][1]};
-    }
+    // The model's (first) trained attention context; local attention for long inputs of full-context models.
+    AttentionContext att = model.encoder().attention_context(0);
     if (opt.full_context_max_frames >= 0 && max_frames > opt.full_context_max_frames && att.left < 0 && att.right < 0)
         att = {opt.local_window, opt.local_window};
 

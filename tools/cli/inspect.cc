@@ -87,15 +87,14 @@ nlohmann::ordered_json describe(const NemoArchive& archive) {
                      {"max_symbols", cfg.decoding.max_symbols}};
     j["vocab_size"] = cfg.decoder.vocab_size;
     j["blank_id"] = cfg.decoder.vocab_size;
-    int64_t params = 0, elements = 0;
+    int64_t elements = 0;
     nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
     for (const std::string& name : archive.tensor_names) {
         const Tensor& t = archive.tensors.at(name);
         elements += t.numel();
-        if (is_parameter_name(name)) params += t.numel();
         tensors.push_back({{"name", name}, {"dtype", dtype_name(t.dtype())}, {"shape", t.shape()}});
     }
-    j["parameters"] = params;
+    j["parameters"] = count_parameters(archive.tensors);
     j["tensor_elements"] = elements;
     j["tensor_count"] = archive.tensor_names.size();
     j["weights_mapped"] = archive.weights_mapped;

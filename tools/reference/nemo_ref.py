@@ -629,9 +629,9 @@ def run(m, audio_np, frontend="2.5", probes=False, log_softmax=True):
 
 def dump(res, out_dir):
     os.makedirs(out_dir, exist_ok=True)
-    np.save(os.path.join(out_dir, "features.npy"), res["features"].numpy().astype(np.float32))
+    np.save(os.path.join(out_dir, "features.npy"), np.ascontiguousarray(res["features"].numpy().astype(np.float32)))
     np.save(os.path.join(out_dir, "features_len.npy"), res["features_len"].numpy().astype(np.int64))
-    np.save(os.path.join(out_dir, "encoder_output.npy"), res["encoder_output"].numpy().astype(np.float32))
+    np.save(os.path.join(out_dir, "encoder_output.npy"), np.ascontiguousarray(res["encoder_output"].numpy().astype(np.float32)))
     np.save(os.path.join(out_dir, "encoded_len.npy"), res["encoded_len"].numpy().astype(np.int64))
     np.save(os.path.join(out_dir, "tokens.npy"), np.array(res["tokens"], dtype=np.int32))
     np.save(os.path.join(out_dir, "token_frames.npy"), np.array(res["frames"], dtype=np.int32))
@@ -641,7 +641,7 @@ def dump(res, out_dir):
         pd = os.path.join(out_dir, "probes")
         os.makedirs(pd, exist_ok=True)
         for k, v in res["probes"].items():
-            np.save(os.path.join(pd, k + ".npy"), v.detach().numpy().astype(np.float32))
+            np.save(os.path.join(pd, k + ".npy"), np.ascontiguousarray(v.detach().numpy().astype(np.float32)))
 
 
 def main():

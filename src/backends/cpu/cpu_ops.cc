@@ -196,8 +196,8 @@ void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, c
 namespace parakeet::cpu {
 
 void conv2d_3x3_s2(const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
-                   int64_t c_out, bool depthwise, float* y) {
-    const int64_t t2 = (t - 1) / 2 + 1, f2 = (f - 1) / 2 + 1;
+                   int64_t c_out, bool depthwise, int64_t pad_lo, float* y) {
+    const int64_t t2 = (t + pad_lo - 2) / 2 + 1, f2 = (f + pad_lo - 2) / 2 + 1;
 #pragma omp parallel for if (c_out * t2 * f2 > 16384)
     for (int64_t co = 0; co < c_out; ++co) {
         const float* xin = x + (depthwise ? co : 0) * t * f;
@@ -207,10 +207,10 @@ void conv2d_3x3_s2(const float* x, int64_t c_in, int64_t t, int64_t f, const flo
             for (int64_t fi = 0; fi < f2; ++fi) {
                 float acc = 0.f;
                 for (int64_t i = 0; i < 3; ++i) {
-                    const int64_t ts = 2 * ti + i - 1;
+                    const int64_t ts = 2 * ti + i - pad_lo;
                     if (ts < 0 || ts >= t) continue;
                     for (int64_t j = 0; j < 3; ++j) {
-                        const int64_t fs = 2 * fi + j - 1;
+                        const int64_t fs = 2 * fi + j - pad_lo;
                         if (fs < 0 || fs >= f) continue;
                         acc += wk[i * 3 + j] * xin[ts * f + fs];
                     }

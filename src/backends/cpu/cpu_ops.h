@@ -41,7 +41,7 @@ namespace parakeet::cpu {
 // 3x3 convolution, stride 2, padding 1 on [C_in, T, F] -> [C_out, T2, F2] (one batch item).
 // depthwise: C_in == C_out and groups == C (w [C, 1, 3, 3]); else dense with C_in == 1 (w [C_out, 1, 3, 3]).
 void conv2d_3x3_s2(const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
-                   int64_t c_out, bool depthwise, float* y);
+                   int64_t c_out, bool depthwise, int64_t pad_lo, float* y);
 }  // namespace parakeet::cpu
 
 namespace parakeet::cpu {

@@ -1,7 +1,10 @@
 #include "backends/cuda/context.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <set>
+#include <thread>
 
 #include "backends/cuda/context_impl.h"
 #include "backends/cuda/cuda_ops.h"
@@ -26,31 +29,70 @@ namespace {
 // default stream. Contexts use blocking streams, so the legacy stream orders every allocation, free,
 // memset and copy after the work already queued by any context (a tensor freed on the host while a kernel
 // still reads it stays valid until that kernel is done), without blocking the host.
+//
+// While run_graph() captures on a thread, that thread's allocations, frees, memsets and device copies go to
+// the capturing stream instead (graph memory nodes); frees of memory from outside the graph wait until the
+// capture ends.
+struct Capture {
+    std::mutex mutex;
+    std::atomic<int> active{0};
+    CudaContext* ctx = nullptr;
+    std::thread::id thread;
+    std::set<void*> graph_memory;
+    std::vector<std::pair<void*, int>> deferred_frees;
+};
+Capture g_capture;
+
+// The capturing stream when the calling thread is capturing on `index`, else the legacy stream.
+cudaStream_t memory_stream(int index) {
+    if (g_capture.active.load(std::memory_order_acquire) == 0) return cudaStreamLegacy;
+    std::lock_guard<std::mutex> lock(g_capture.mutex);
+    if (g_capture.ctx && g_capture.ctx->device == index && g_capture.thread == std::this_thread::get_id())
+        return g_capture.ctx->stream;
+    return cudaStreamLegacy;
+}
+
 void* device_alloc(size_t nbytes, int index) {
     PK_CUDA_CHECK(cudaSetDevice(index));
+    const cudaStream_t stream = memory_stream(index);
     void* p = nullptr;
-    PK_CUDA_CHECK(cudaMallocAsync(&p, nbytes, cudaStreamLegacy));
+    PK_CUDA_CHECK(cudaMallocAsync(&p, nbytes, stream));
+    if (stream != cudaStreamLegacy) {
+        std::lock_guard<std::mutex> lock(g_capture.mutex);
+        g_capture.graph_memory.insert(p);
+    }
     return p;
 }
 
 void device_free(void* p, int index) {
     // Frees run in destructors: report nothing, leak rather than throw.
-    if (cudaSetDevice(index) == cudaSuccess) (void)cudaFreeAsync(p, cudaStreamLegacy);
+    if (cudaSetDevice(index) != cudaSuccess) return;
+    const cudaStream_t stream = memory_stream(index);
+    if (stream != cudaStreamLegacy) {
+        std::lock_guard<std::mutex> lock(g_capture.mutex);
+        if (g_capture.graph_memory.erase(p) == 0) {
+            g_capture.deferred_frees.emplace_back(p, index);
+            return;
+        }
+    }
+    (void)cudaFreeAsync(p, stream);
 }
 
 void device_memset0(void* p, size_t nbytes, int index) {
     PK_CUDA_CHECK(cudaSetDevice(index));
-    PK_CUDA_CHECK(cudaMemsetAsync(p, 0, nbytes, cudaStreamLegacy));
+    PK_CUDA_CHECK(cudaMemsetAsync(p, 0, nbytes, memory_stream(index)));
 }
 
 void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
     if (!nbytes) return;
     const bool dst_gpu = dst_device.type == DeviceType::kCUDA, src_gpu = src_device.type == DeviceType::kCUDA;
-    PK_CUDA_CHECK(cudaSetDevice(dst_gpu ? dst_device.index : src_device.index));
+    const int index = dst_gpu ? dst_device.index : src_device.index;
+    PK_CUDA_CHECK(cudaSetDevice(index));
     if (dst_gpu && src_gpu) {
-        PK_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, cudaStreamLegacy));
+        PK_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, memory_stream(index)));
     } else {
         // Synchronous on the legacy stream: waits for the producers of src, returns with dst ready.
+        // (Not allowed while capturing a graph: the capture fails with a CUDA error.)
         PK_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDefault));
     }
 }
@@ -225,6 +267,74 @@ void prefetch_weights(CudaContext& ctx, const std::vector<Tensor>& weights, Prec
 size_t weight_cache_bytes(const CudaContext& ctx) {
     std::lock_guard<std::mutex> lock(ctx.weights->mutex);
     return ctx.weights->bytes;
+}
+
+namespace {
+
+void end_capture_state() {
+    std::vector<std::pair<void*, int>> frees;
+    {
+        std::lock_guard<std::mutex> lock(g_capture.mutex);
+        g_capture.ctx = nullptr;
+        g_capture.graph_memory.clear();
+        frees.swap(g_capture.deferred_frees);
+        g_capture.active.store(0, std::memory_order_release);
+    }
+    for (const auto& [p, index] : frees) device_free(p, index);
+}
+
+}  // namespace
+
+void run_graph(CudaContext& ctx, uint64_t key, const std::function<void()>& fn) {
+    PK_CUDA_CHECK(cudaSetDevice(ctx.device));
+    auto it = ctx.graphs.find(key);
+    if (it == ctx.graphs.end()) {
+        GraphEntry entry;
+        {
+            std::lock_guard<std::mutex> lock(g_capture.mutex);
+            PK_CHECK(g_capture.ctx == nullptr, kInternal, "run_graph: another capture is in progress");
+            g_capture.ctx = &ctx;
+            g_capture.thread = std::this_thread::get_id();
+            g_capture.active.store(1, std::memory_order_release);
+        }
+        ctx.capturing = &entry;
+        cudaGraph_t graph = nullptr;
+        try {
+            PK_CUDA_CHECK(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeThreadLocal));
+            try {
+                fn();
+            } catch (...) {
+                (void)cudaStreamEndCapture(ctx.stream, &graph);
+                if (graph) (void)cudaGraphDestroy(graph);
+                throw;
+            }
+            PK_CUDA_CHECK(cudaStreamEndCapture(ctx.stream, &graph));
+        } catch (...) {
+            ctx.capturing = nullptr;
+            end_capture_state();
+            throw;
+        }
+        ctx.capturing = nullptr;
+        end_capture_state();
+        entry.graph = graph;
+        const cudaError_t status = cudaGraphInstantiate(&entry.exec, graph, 0);
+        if (status != cudaSuccess) {
+            (void)cudaGraphDestroy(graph);
+            PK_CUDA_CHECK(status);
+        }
+        it = ctx.graphs.emplace(key, std::move(entry)).first;
+    }
+    PK_CUDA_CHECK(cudaGraphLaunch(it->second.exec, ctx.stream));
+}
+
+void clear_graphs(CudaContext& ctx) {
+    PK_CUDA_CHECK(cudaSetDevice(ctx.device));
+    PK_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+    for (auto& [key, g] : ctx.graphs) {
+        if (g.exec) PK_CUDA_CHECK(cudaGraphExecDestroy(g.exec));
+        if (g.graph) PK_CUDA_CHECK(cudaGraphDestroy(g.graph));
+    }
+    ctx.graphs.clear();
 }
 
 }  // namespace parakeet::cuda

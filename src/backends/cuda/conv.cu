@@ -43,8 +43,8 @@ __global__ void glu_depthwise_conv1d_silu_kernel(const float* x, const int* leng
 }
 
 __global__ void conv2d_3x3_s2_kernel(const float* x, int64_t t, int64_t f, const float* w, const float* bias,
-                                     int64_t c_out, bool depthwise, float* y) {
-    const int64_t t2 = (t - 1) / 2 + 1, f2 = (f - 1) / 2 + 1;
+                                     int64_t c_out, bool depthwise, int64_t pad_lo, float* y) {
+    const int64_t t2 = (t + pad_lo - 2) / 2 + 1, f2 = (f + pad_lo - 2) / 2 + 1;
     const int64_t n = c_out * t2 * f2;
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
         const int64_t fi = i % f2, ti = (i / f2) % t2, co = i / (f2 * t2);
@@ -52,10 +52,10 @@ __global__ void conv2d_3x3_s2_kernel(const float* x, int64_t t, int64_t f, const
         const float* wk = w + co * 9;
         float acc = 0.f;
         for (int64_t a = 0; a < 3; ++a) {
-            const int64_t ts = 2 * ti + a - 1;
+            const int64_t ts = 2 * ti + a - pad_lo;
             if (ts < 0 || ts >= t) continue;
             for (int64_t b = 0; b < 3; ++b) {
-                const int64_t fs = 2 * fi + b - 1;
+                const int64_t fs = 2 * fi + b - pad_lo;
                 if (fs < 0 || fs >= f) continue;
                 acc += wk[a * 3 + b] * xin[ts * f + fs];
             }
@@ -84,11 +84,11 @@ void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, con
 }
 
 void conv2d_3x3_s2(Launch l, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
-                   int64_t c_out, bool depthwise, float* y) {
+                   int64_t c_out, bool depthwise, int64_t pad_lo, float* y) {
     (void)c_in;
-    const int64_t n = c_out * ((t - 1) / 2 + 1) * ((f - 1) / 2 + 1);
+    const int64_t n = c_out * ((t + pad_lo - 2) / 2 + 1) * ((f + pad_lo - 2) / 2 + 1);
     if (n <= 0) return;
-    conv2d_3x3_s2_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, t, f, w, bias, c_out, depthwise, y);
+    conv2d_3x3_s2_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, t, f, w, bias, c_out, depthwise, pad_lo, y);
     PK_CUDA_CHECK_LAUNCH();
 }
 

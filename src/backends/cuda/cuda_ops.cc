@@ -68,8 +68,8 @@ void glu_depthwise_conv1d_silu(CudaContext& ctx, const float* x, const int* leng
 }
 
 void conv2d_3x3_s2(CudaContext& ctx, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w,
-                   const float* bias, int64_t c_out, bool depthwise, float* y) {
-    kernels::conv2d_3x3_s2(launch(ctx), x, c_in, t, f, w, bias, c_out, depthwise, y);
+                   const float* bias, int64_t c_out, bool depthwise, int64_t pad_lo, float* y) {
+    kernels::conv2d_3x3_s2(launch(ctx), x, c_in, t, f, w, bias, c_out, depthwise, pad_lo, y);
 }
 
 void add_row_bias(CudaContext& ctx, float* y, const float* bias, int64_t rows, int64_t cols) {

@@ -55,7 +55,7 @@ void glu_depthwise_conv1d_silu(CudaContext& ctx, const float* x, const int* leng
                                const float* bias, int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left,
                                float* y);
 void conv2d_3x3_s2(CudaContext& ctx, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w,
-                   const float* bias, int64_t c_out, bool depthwise, float* y);
+                   const float* bias, int64_t c_out, bool depthwise, int64_t pad_lo, float* y);
 void add_row_bias(CudaContext& ctx, float* y, const float* bias, int64_t rows, int64_t cols);
 void flatten_channels(CudaContext& ctx, const float* x, int64_t c, int64_t t, int64_t f, float* y);
 // lengths: host array [batch].

@@ -21,13 +21,26 @@ __device__ __forceinline__ float activate(float s, int activation) {
     return 1.f / (1.f + expf(-s));
 }
 
-// Items with flag[b] != 0, in order; every thread gets the same list.
+// Items b with flag[b] != 0 (global memory), in order; every thread of the block gets the same list.
 __device__ int collect(const int* flag, int batch, int* list) {
     __syncthreads();
     if (threadIdx.x == 0) {
         int n = 0;
         for (int b = 0; b < batch; ++b)
             if (__ldcg(flag + b)) list[n++] = b;
+        list[kGreedyMaxBatch] = n;
+    }
+    __syncthreads();
+    return list[kGreedyMaxBatch];
+}
+
+// Items with frames left (t < T).
+__device__ int collect_active(const GreedyParams& P, int* list) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int n = 0;
+        for (int b = 0; b < P.batch; ++b)
+            if (__ldcg(P.t + b) < P.lengths[b]) list[n++] = b;
         list[kGreedyMaxBatch] = n;
     }
     __syncthreads();
@@ -257,7 +270,6 @@ __device__ void predictor_update(const GreedyParams& P, cg::grid_group& grid, co
 __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyParams P) {
     extern __shared__ float smem[];
     __shared__ int list[kGreedyMaxBatch + 1];
-    __shared__ int active_flag[kGreedyMaxBatch];
     cg::grid_group grid = cg::this_grid();
     const int B = P.batch, H = P.hidden, L = P.n_layers;
     int max_T = 0;
@@ -288,9 +300,7 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
     // frame), so the loop ends within max_T · (max_symbols + 1) iterations.
     const int64_t max_iterations = int64_t{max_T} * (P.max_symbols + 1) + 1;
     for (int64_t it = 0;; ++it) {
-        __syncthreads();
-        if (threadIdx.x < B) active_flag[threadIdx.x] = __ldcg(P.t + threadIdx.x) < P.lengths[threadIdx.x];
-        const int n_active = collect(active_flag, B, list);
+        const int n_active = collect_active(P, list);
         if (n_active == 0) break;
         if (it >= max_iterations) {
             if (blockIdx.x == 0 && threadIdx.x == 0) atomicOr(P.error, 2);

@@ -1,0 +1,458 @@
+// CUDA backend vs the CPU reference: one test body per op, run on both devices with seeded random inputs;
+// tolerances per precision. Whole-model checks on tiny-a: encoder output and GPU greedy decoding.
+// Every test skips when no CUDA device is present.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+
+#include "backends/cuda/context.h"
+#include "backends/cuda/cuda_ops.h"
+#include "backends/cuda/greedy_decode.h"
+#include "io/audio.h"
+#include "ops/ops.h"
+#include "runtime/transcriber.h"
+
+namespace parakeet {
+namespace {
+
+// PARAKEET_TEST_DATA_DIR in the environment overrides the build tree's path (a bundle run on another machine).
+std::string data_dir() {
+    const char* env = std::getenv("PARAKEET_TEST_DATA_DIR");
+    return env && *env ? env : PARAKEET_TEST_DATA_DIR;
+}
+const std::string kTinyA = data_dir() + "/tiny-a";
+const Device kGpu{DeviceType::kCUDA, 0};
+
+const char* precision_name(Precision p) {
+    switch (p) {
+        case Precision::kF32: return "f32";
+        case Precision::kTF32: return "tf32";
+        case Precision::kF16: return "f16";
+        case Precision::kBF16: return "bf16";
+    }
+    return "?";
+}
+
+// Max |ref - got| relative to max(1, max |ref|).
+double tolerance(Precision p) {
+    switch (p) {
+        case Precision::kF32: return 1e-5;
+        case Precision::kTF32: return 3e-3;
+        case Precision::kF16: return 1e-2;
+        case Precision::kBF16: return 2e-2;
+    }
+    return 0;
+}
+
+Tensor random_tensor(const Shape& shape, std::mt19937& rng, float lo = -1.f, float hi = 1.f) {
+    Tensor t = Tensor::empty(shape);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+    return t;
+}
+
+double relative_error(const Tensor& ref, const Tensor& got) {
+    EXPECT_EQ(shape_str(ref.shape()), shape_str(got.shape()));
+    if (ref.numel() != got.numel()) return INFINITY;
+    Tensor g = got.to(Device{});
+    double diff = 0, scale = 1;
+    for (int64_t i = 0; i < ref.numel(); ++i) {
+        const double a = ref.data<float>()[i], b = g.data<float>()[i];
+        if (!std::isfinite(b)) return INFINITY;
+        diff = std::max(diff, std::fabs(a - b));
+        scale = std::max(scale, std::fabs(a));
+    }
+    return diff / scale;
+}
+
+class CudaTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+        seed_ = static_cast<uint32_t>(std::random_device{}());
+        rng_.seed(seed_);
+    }
+    static cuda::CudaContext& context() {
+        static std::shared_ptr<cuda::CudaContext> ctx = cuda::create_context();
+        return *ctx;
+    }
+    ExecContext gpu(Precision p = Precision::kF32) { return cuda::exec_context(context(), p); }
+    static ExecContext cpu() {
+        ExecContext ctx;
+        ctx.n_threads = 2;
+        return ctx;
+    }
+    Tensor rand(const Shape& s, float lo = -1.f, float hi = 1.f) { return random_tensor(s, rng_, lo, hi); }
+    void expect_close(const Tensor& ref, const Tensor& got, double tol, const std::string& what) {
+        const double err = relative_error(ref, got);
+        EXPECT_LE(err, tol) << what << " (seed " << seed_ << ")";
+    }
+
+    uint32_t seed_ = 0;
+    std::mt19937 rng_;
+};
+
+class CudaPrecisionTest : public CudaTest, public ::testing::WithParamInterface<Precision> {};
+
+TEST_P(CudaPrecisionTest, Linear) {
+    const Precision prec = GetParam();
+    for (bool with_bias : {false, true}) {
+        for (float beta : {0.f, 0.5f}) {
+            const int64_t m = 37, n = 70, k = 96;
+            Tensor x = rand({1, m, k}), w = rand({n, k}), b = rand({n}), y0 = rand({1, m, n});
+            Tensor y_cpu = y0.clone(), y_gpu = y0.to(kGpu);
+            ops::linear(cpu(), x, w, with_bias ? &b : nullptr, y_cpu, beta);
+            ops::linear(gpu(prec), x.to(kGpu), w, with_bias ? &b : nullptr, y_gpu, beta);
+            expect_close(y_cpu, y_gpu, tolerance(prec),
+                         fmt::format("linear {} bias={} beta={}", precision_name(prec), with_bias, beta));
+        }
+    }
+}
+
+TEST_P(CudaPrecisionTest, Matmul) {
+    const Precision prec = GetParam();
+    Tensor a = rand({24, 40}), b = rand({40, 33});
+    Tensor y_cpu = Tensor::empty({24, 33}), y_gpu = Tensor::empty({24, 33}, DType::kF32, kGpu);
+    ops::matmul(cpu(), a, b, y_cpu, 0.75f);
+    ops::matmul(gpu(prec), a, b.to(kGpu), y_gpu, 0.75f);
+    expect_close(y_cpu, y_gpu, tolerance(prec), fmt::format("matmul {}", precision_name(prec)));
+}
+
+struct AttentionCase {
+    int64_t batch, n_query, n_cache, n_heads, d_head;
+    int att_left, att_right;
+    bool lengths, local_table;
+};
+
+TEST_P(CudaPrecisionTest, RelPosAttention) {
+    const Precision prec = GetParam();
+    const AttentionCase cases[] = {
+        {2, 19, 0, 4, 8, -1, -1, true, false},    // full context, ragged batch
+        {1, 33, 0, 2, 64, 5, 3, false, false},    // limited context
+        {2, 16, 6, 2, 16, 8, 0, true, false},     // cached keys, causal-right
+        {1, 40, 0, 2, 128, 7, 7, true, true},     // local attention with a window-sized table
+        {2, 300, 0, 8, 16, -1, -1, true, false},  // several query blocks on the CPU side
+    };
+    for (const AttentionCase& c : cases) {
+        const int64_t d = c.n_heads * c.d_head, n_key = c.n_cache + c.n_query;
+        int64_t pos_first = n_key - 1, n_pos = 2 * n_key - 1;
+        if (c.local_table) {
+            pos_first = std::min<int64_t>(c.att_left, n_key - 1);
+            n_pos = pos_first + std::min<int64_t>(c.att_right, n_key - 1) + 1;
+        }
+        Tensor q = rand({c.batch, c.n_query, d}), k = rand({c.batch, n_key, d}), v = rand({c.batch, n_key, d});
+        Tensor p = rand({n_pos, d}), u = rand({c.n_heads, c.d_head}), vb = rand({c.n_heads, c.d_head});
+        std::vector<int> key_begin(c.batch), key_end(c.batch), q_valid(c.batch);
+        for (int64_t b = 0; b < c.batch; ++b) {
+            q_valid[b] = static_cast<int>(c.n_query - (c.lengths ? 3 * b : 0));
+            key_begin[b] = static_cast<int>(c.n_cache > 0 ? b * 2 : 0);
+            key_end[b] = static_cast<int>(c.n_cache + q_valid[b]);
+        }
+        ops::AttentionParams params;
+        params.n_heads = static_cast<int>(c.n_heads);
+        params.n_cache = static_cast<int>(c.n_cache);
+        params.att_left = c.att_left;
+        params.att_right = c.att_right;
+        params.pos_first = c.local_table ? pos_first : -1;
+        if (c.lengths) {
+            params.key_begin = key_begin.data();
+            params.key_end = key_end.data();
+            params.q_valid = q_valid.data();
+        }
+        Tensor out_cpu = Tensor::empty(q.shape()), out_gpu = Tensor::empty(q.shape(), DType::kF32, kGpu);
+        ops::rel_pos_attention(cpu(), q, k, v, p, u, vb, params, out_cpu);
+        ops::rel_pos_attention(gpu(prec), q.to(kGpu), k.to(kGpu), v.to(kGpu), p.to(kGpu), u, vb, params, out_gpu);
+        expect_close(out_cpu, out_gpu, tolerance(prec),
+                     fmt::format("attention {} T={} C={} H={} dk={} L={} R={}", precision_name(prec), c.n_query,
+                                 c.n_cache, c.n_heads, c.d_head, c.att_left, c.att_right));
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, CudaPrecisionTest,
+                         ::testing::Values(Precision::kF32, Precision::kTF32, Precision::kF16, Precision::kBF16),
+                         [](const auto& param_info) { return std::string(precision_name(param_info.param)); });
+
+TEST_F(CudaTest, LayerNorm) {
+    Tensor x = rand({3, 11, 200}, -3.f, 5.f), g = rand({200}), b = rand({200});
+    Tensor y_cpu = Tensor::empty(x.shape()), y_gpu = Tensor::empty(x.shape(), DType::kF32, kGpu);
+    ops::layer_norm(cpu(), x, g, b, 1e-5f, y_cpu);
+    ops::layer_norm(gpu(), x.to(kGpu), g, b, 1e-5f, y_gpu);
+    expect_close(y_cpu, y_gpu, 1e-5, "layer_norm");
+}
+
+TEST_F(CudaTest, ElementWise) {
+    Tensor x = rand({5, 7, 33}, -6.f, 6.f), r = rand({5, 7, 33});
+    {
+        Tensor a = x.clone(), g = x.to(kGpu);
+        ops::silu_(cpu(), a);
+        ops::silu_(gpu(), g);
+        expect_close(a, g, 1e-6, "silu");
+    }
+    {
+        Tensor a = x.clone(), g = x.to(kGpu);
+        ops::relu_(cpu(), a);
+        ops::relu_(gpu(), g);
+        expect_close(a, g, 0, "relu");
+    }
+    {
+        Tensor a = x.clone(), g = x.to(kGpu);
+        ops::add_scaled_(cpu(), a, r, 0.5f);
+        ops::add_scaled_(gpu(), g, r.to(kGpu), 0.5f);
+        expect_close(a, g, 1e-6, "add_scaled");
+    }
+    {
+        Tensor a = x.clone(), g = x.to(kGpu);
+        ops::scale_(cpu(), a, 1.7f);
+        ops::scale_(gpu(), g, 1.7f);
+        expect_close(a, g, 1e-6, "scale");
+    }
+    {
+        Tensor a = Tensor::empty({5, 7, 33}), g = Tensor::empty({5, 7, 33}, DType::kF32, kGpu);
+        Tensor in = rand({5, 7, 66}, -4.f, 4.f);
+        ops::glu(cpu(), in, a);
+        ops::glu(gpu(), in.to(kGpu), g);
+        expect_close(a, g, 1e-6, "glu");
+    }
+    {
+        Tensor a = rand({12, 50}), bias = rand({12});
+        Tensor g = a.to(kGpu);
+        ops::add_row_bias_(cpu(), a, bias);
+        ops::add_row_bias_(gpu(), g, bias);
+        expect_close(a, g, 1e-6, "add_row_bias");
+    }
+}
+
+TEST_F(CudaTest, Layout) {
+    Tensor x = rand({6, 9, 5});
+    Tensor y_cpu = Tensor::empty({9, 30}), y_gpu = Tensor::empty({9, 30}, DType::kF32, kGpu);
+    ops::flatten_channels(cpu(), x, y_cpu);
+    ops::flatten_channels(gpu(), x.to(kGpu), y_gpu);
+    expect_close(y_cpu, y_gpu, 0, "flatten_channels");
+
+    Tensor z = rand({3, 8, 4});
+    Tensor z_gpu = z.to(kGpu);
+    const int lengths[] = {8, 0, 5};
+    ops::zero_after_lengths_(cpu(), z, lengths);
+    ops::zero_after_lengths_(gpu(), z_gpu, lengths);
+    expect_close(z, z_gpu, 0, "zero_after_lengths");
+
+    Tensor back = Tensor::empty(z.shape());
+    Tensor mid = Tensor::empty(z.shape(), DType::kF32, kGpu);
+    ops::copy_(gpu(), mid, z_gpu);
+    ops::copy_(gpu(), back, mid);
+    expect_close(z, back, 0, "copy");
+}
+
+TEST_F(CudaTest, DepthwiseConv1d) {
+    for (int pad_left : {4, 8, 0}) {
+        Tensor x = rand({2, 23, 48}), w = rand({48, 9}), b = rand({48});
+        Tensor y_cpu = Tensor::empty(x.shape()), y_gpu = Tensor::empty(x.shape(), DType::kF32, kGpu);
+        ops::depthwise_conv1d(cpu(), x, w, &b, pad_left, y_cpu);
+        ops::depthwise_conv1d(gpu(), x.to(kGpu), w, &b, pad_left, y_gpu);
+        expect_close(y_cpu, y_gpu, 1e-5, fmt::format("depthwise_conv1d pad {}", pad_left));
+    }
+}
+
+TEST_F(CudaTest, Conv2d3x3s2) {
+    auto out = [](int64_t n, int pad_lo) { return (n + pad_lo - 2) / 2 + 1; };
+    for (int pad_lo : {1, 2}) {
+        {
+            const Shape ys{8, out(17, pad_lo), out(20, pad_lo)};
+            Tensor x = rand({1, 17, 20}), w = rand({8, 1, 3, 3}), b = rand({8});
+            Tensor y_cpu = Tensor::empty(ys), y_gpu = Tensor::empty(ys, DType::kF32, kGpu);
+            ops::conv2d_3x3_s2(cpu(), x, w, b, false, pad_lo, y_cpu);
+            ops::conv2d_3x3_s2(gpu(), x.to(kGpu), w, b, false, pad_lo, y_gpu);
+            expect_close(y_cpu, y_gpu, 1e-5, fmt::format("conv2d dense pad {}", pad_lo));
+        }
+        {
+            const Shape ys{8, out(9, pad_lo), out(10, pad_lo)};
+            Tensor x = rand({8, 9, 10}), w = rand({8, 1, 3, 3}), b = rand({8});
+            Tensor y_cpu = Tensor::empty(ys), y_gpu = Tensor::empty(ys, DType::kF32, kGpu);
+            ops::conv2d_3x3_s2(cpu(), x, w, b, true, pad_lo, y_cpu);
+            ops::conv2d_3x3_s2(gpu(), x.to(kGpu), w, b, true, pad_lo, y_gpu);
+            expect_close(y_cpu, y_gpu, 1e-5, fmt::format("conv2d depthwise pad {}", pad_lo));
+        }
+    }
+}
+
+// Fusions: each against the composition of the unfused CPU ops.
+TEST_F(CudaTest, FusedAddLayerNorm) {
+    Tensor x = rand({2, 13, 96}), r = rand({2, 13, 96}), g = rand({96}), b = rand({96});
+    Tensor x_cpu = x.clone(), y_cpu = Tensor::empty(x.shape());
+    ops::add_scaled_(cpu(), x_cpu, r, 0.5f);
+    ops::layer_norm(cpu(), x_cpu, g, b, 1e-5f, y_cpu);
+    Tensor x_gpu = x.to(kGpu), r_gpu = r.to(kGpu), y_gpu = Tensor::empty(x.shape(), DType::kF32, kGpu);
+    cuda::CudaContext& c = context();
+    cuda::add_layer_norm(c, x_gpu.data<float>(), r_gpu.data<float>(), 0.5f, cuda::weight_f32(c, g),
+                         cuda::weight_f32(c, b), 1e-5f, 26, 96, y_gpu.data<float>());
+    expect_close(x_cpu, x_gpu, 1e-6, "add_layer_norm residual");
+    expect_close(y_cpu, y_gpu, 1e-5, "add_layer_norm norm");
+}
+
+TEST_F(CudaTest, FusedGluDepthwiseSilu) {
+    const int64_t batch = 3, t = 21, ch = 40, k = 9;
+    Tensor x = rand({batch, t, 2 * ch}, -3.f, 3.f), w = rand({ch, k}), b = rand({ch});
+    const int lengths[] = {21, 10, 1};
+    Tensor glu = Tensor::empty({batch, t, ch}), y_cpu = Tensor::empty({batch, t, ch});
+    ops::glu(cpu(), x, glu);
+    ops::zero_after_lengths_(cpu(), glu, lengths);
+    ops::depthwise_conv1d(cpu(), glu, w, &b, 4, y_cpu);
+    ops::silu_(cpu(), y_cpu);
+    Tensor xg = x.to(kGpu), y_gpu = Tensor::empty({batch, t, ch}, DType::kF32, kGpu);
+    cuda::CudaContext& c = context();
+    cuda::glu_depthwise_conv1d_silu(c, xg.data<float>(), lengths, cuda::weight_f32(c, w), cuda::weight_f32(c, b),
+                                    batch, t, ch, k, 4, y_gpu.data<float>());
+    expect_close(y_cpu, y_gpu, 1e-5, "glu_depthwise_conv1d_silu");
+}
+
+TEST_F(CudaTest, FusedLinearBiasSilu) {
+    for (Precision prec : {Precision::kF32, Precision::kF16}) {
+        Tensor x = rand({29, 64}), w = rand({80, 64}), b = rand({80});
+        Tensor y_cpu = Tensor::empty({29, 80});
+        ops::linear(cpu(), x, w, &b, y_cpu);
+        ops::silu_(cpu(), y_cpu);
+        Tensor xg = x.to(kGpu), y_gpu = Tensor::empty({29, 80}, DType::kF32, kGpu);
+        cuda::CudaContext& c = context();
+        cuda::linear_bias_silu(c, prec, xg.data<float>(), cuda::device_weight(c, w, prec), cuda::weight_f32(c, b),
+                               y_gpu.data<float>(), 29, 80, 64);
+        expect_close(y_cpu, y_gpu, tolerance(prec), fmt::format("linear_bias_silu {}", precision_name(prec)));
+    }
+}
+
+TEST_F(CudaTest, WeightCacheUploadsOnce) {
+    cuda::CudaContext& c = context();
+    Tensor w = rand({16, 8});
+    Tensor a = cuda::device_weight(c, w, Precision::kF16);
+    Tensor b = cuda::device_weight(c, w, Precision::kF16);
+    EXPECT_EQ(a.raw(), b.raw());
+    EXPECT_EQ(a.dtype(), DType::kF16);
+    EXPECT_EQ(a.device(), kGpu);
+    Tensor f = cuda::device_weight(c, w, Precision::kF32);
+    expect_close(w, f, 0, "fp32 weight upload");
+    EXPECT_GT(cuda::weight_cache_bytes(c), 0u);
+}
+
+TEST_F(CudaTest, GraphReplayMatchesDirect) {
+    cuda::CudaContext& c = context();
+    ExecContext g = gpu();
+    Tensor x = rand({4, 10, 64}), w = rand({64, 64}), gamma = rand({64}), beta = rand({64});
+    Tensor xg = x.to(kGpu), hidden = Tensor::empty({4, 10, 64}, DType::kF32, kGpu);
+    Tensor out = Tensor::empty({4, 10, 64}, DType::kF32, kGpu);
+    cuda::prefetch_weights(c, {w, gamma, beta}, Precision::kF32);
+    auto step = [&] {
+        ops::linear(g, xg, w, nullptr, hidden);
+        ops::silu_(g, hidden);
+        ops::layer_norm(g, hidden, gamma, beta, 1e-5f, out);
+    };
+    step();
+    Tensor direct = out.to(Device{});
+    Tensor zero = Tensor::zeros(out.shape(), DType::kF32, kGpu);
+    ops::copy_(g, out, zero);
+    cuda::run_graph(c, 42, step);  // capture + launch
+    expect_close(direct, out, 0, "graph first launch");
+    ops::copy_(g, out, zero);
+    cuda::run_graph(c, 42, step);  // replay
+    expect_close(direct, out, 0, "graph replay");
+    cuda::clear_graphs(c);
+}
+
+// tiny-a: the encoder on the GPU against the CPU, and GPU greedy decoding against the CPU transcript.
+class CudaTinyA : public CudaTest {
+protected:
+    static std::shared_ptr<const Model> model() {
+        static auto m = Model::load(kTinyA + "/model/tiny-a.nemo");
+        return m;
+    }
+    static std::vector<float> clip(int i) {
+        return load_audio(kTinyA + "/inputs/clip" + std::to_string(i) + ".wav", 16000);
+    }
+    static Tensor features(const Model& m, const std::vector<float>& audio) {
+        return m.frontend().compute(audio.data(), static_cast<int64_t>(audio.size()));
+    }
+};
+
+TEST_F(CudaTinyA, EncoderMatchesCpu) {
+    auto m = model();
+    std::vector<Tensor> feats;
+    for (int i = 0; i < 4; ++i) feats.push_back(features(*m, clip(i)));
+    std::vector<int> len_cpu, len_gpu;
+    Tensor ref = m->encoder().forward(cpu(), feats, len_cpu, AttentionContext{});
+    const std::pair<Precision, double> runs[] = {
+        {Precision::kF32, 1e-3}, {Precision::kTF32, 2e-2}, {Precision::kF16, 2e-2}, {Precision::kBF16, 1e-1}};
+    for (const auto& [prec, tol] : runs) {
+        Tensor got = m->encoder().forward(gpu(prec), feats, len_gpu, AttentionContext{});
+        EXPECT_EQ(len_cpu, len_gpu);
+        EXPECT_EQ(got.device(), kGpu);
+        expect_close(ref, got, tol, fmt::format("tiny-a encoder (batch of 4) {}", precision_name(prec)));
+    }
+    // Limited context (local attention path).
+    Tensor ref_local = m->encoder().forward(cpu(), feats, len_cpu, AttentionContext{4, 2});
+    Tensor got_local = m->encoder().forward(gpu(), feats, len_gpu, AttentionContext{4, 2});
+    expect_close(ref_local, got_local, 1e-3, "tiny-a encoder, context [4, 2]");
+}
+
+TEST_F(CudaTinyA, GreedyDecodeMatchesCpu) {
+    auto m = model();
+    cuda::CudaContext& c = context();
+    cuda::GreedyDecoder decoder(c, m->config(), m->weights());
+    const int64_t jh = m->joint().hidden();
+    std::vector<Tensor> feats;
+    std::vector<std::vector<int>> ref_ids(4);
+    for (int i = 0; i < 4; ++i) {
+        std::vector<float> audio = clip(i);
+        feats.push_back(features(*m, audio));
+        Transcript tr = transcribe(*m, cpu(), {audio}, TranscribeOptions{})[0];
+        for (const TimedToken& t : tr.tokens) ref_ids[i].push_back(t.id);
+        ASSERT_FALSE(ref_ids[i].empty());
+    }
+    // Whole pipeline on the GPU, batch of 4: encoder, joint projection, device decode.
+    std::vector<int> lengths;
+    Tensor enc = m->encoder().forward(gpu(), feats, lengths, AttentionContext{});
+    const int64_t t_max = enc.dim(1);
+    Tensor fproj = Tensor::empty({4, t_max, jh}, DType::kF32, kGpu);
+    m->joint().project_encoder(gpu(), enc, fproj);
+    auto tokens = cuda::greedy_decode_batch(c, decoder, fproj.data<float>(), t_max, lengths.data(), 4);
+    for (int i = 0; i < 4; ++i) {
+        std::vector<int> ids;
+        for (const Token& t : tokens[i]) ids.push_back(t.id);
+        EXPECT_EQ(ids, ref_ids[i]) << "clip" << i;
+    }
+
+    // Decoder alone on the CPU's projection, one item at a time and in two chunks with carried state:
+    // tokens, frames, durations and state must equal greedy_decode()'s exactly.
+    GreedyOptions gopt = decoder.options();
+    for (int i = 0; i < 4; ++i) {
+        std::vector<int> len;
+        Tensor e = m->encoder().forward(cpu(), {feats[i]}, len, AttentionContext{});
+        const int n = len[0];
+        Tensor f = Tensor::empty({n, jh});
+        m->joint().project_encoder(cpu(), e.reshape({e.dim(1), e.dim(2)}).slice0(0, n), f);
+        Tensor f_gpu = f.to(kGpu);
+        const int split = n / 2;
+        DecoderState cpu_state;
+        std::vector<Token> cpu_tokens;
+        greedy_decode(m->predictor(), m->joint(), gopt, f.data<float>(), split, cpu_state, cpu_tokens);
+        greedy_decode(m->predictor(), m->joint(), gopt, f.data<float>() + split * jh, n - split, cpu_state,
+                      cpu_tokens);
+        std::vector<DecoderState> gpu_state(1);
+        std::vector<std::vector<Token>> gpu_tokens(1);
+        const int first = split, second = n - split;
+        decoder.decode(c, f_gpu.data<float>(), first, &first, 1, gpu_state, gpu_tokens);
+        decoder.decode(c, f_gpu.data<float>() + split * jh, second, &second, 1, gpu_state, gpu_tokens);
+        ASSERT_EQ(cpu_tokens.size(), gpu_tokens[0].size()) << "clip" << i;
+        for (size_t j = 0; j < cpu_tokens.size(); ++j) {
+            EXPECT_EQ(cpu_tokens[j].id, gpu_tokens[0][j].id) << "clip" << i << " token " << j;
+            EXPECT_EQ(cpu_tokens[j].frame, gpu_tokens[0][j].frame) << "clip" << i << " token " << j;
+            EXPECT_EQ(cpu_tokens[j].duration, gpu_tokens[0][j].duration) << "clip" << i << " token " << j;
+            EXPECT_NEAR(cpu_tokens[j].confidence, gpu_tokens[0][j].confidence, 1e-4) << "clip" << i;
+        }
+        EXPECT_EQ(cpu_state.time_jump, gpu_state[0].time_jump);
+        EXPECT_EQ(cpu_state.frames_decoded, gpu_state[0].frames_decoded);
+    }
+}
+
+}  // namespace
+}  // namespace parakeet
