@@ -12,6 +12,14 @@ int main(int argc, char** argv) {
     parakeet::cli::add_inspect(app);
     parakeet::cli::add_transcribe(app);
     parakeet::cli::add_bench(app);
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+        known = known || (argc > 1 && sub->get_name() == argv[1]);
+    if (argc > 1 && argv[1][0] != '-' && !known) {
+        std::fprintf(stderr, "parakeet: unknown command '%s' (commands: inspect, transcribe, stream, parity, bench)\n",
+                     argv[1]);
+        return 2;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
