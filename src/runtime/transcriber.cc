@@ -29,6 +29,16 @@ Tensor scalar_i64(int64_t v) {
 
 std::vector<Transcript> transcribe(const Model& model, const ExecContext& ctx,
                                    const std::vector<std::vector<float>>& audio, const TranscribeOptions& opt) {
+    PK_CHECK(ctx.device.type == DeviceType::kCPU, kInternal, "transcribe(ctx) is the CPU form; use a DeviceRunner");
+    // Non-owning: the runner only reads the model during this call.
+    DeviceRunner runner(std::shared_ptr<const Model>(&model, [](const Model*) {}), ctx.device, Precision::kF32,
+                        ctx.n_threads);
+    return transcribe(model, runner, audio, opt);
+}
+
+std::vector<Transcript> transcribe(const Model& model, const DeviceRunner& runner,
+                                   const std::vector<std::vector<float>>& audio, const TranscribeOptions& opt) {
+    const ExecContext& ctx = runner.ctx();
     const ModelConfig& cfg = model.config();
     const int64_t batch = static_cast<int64_t>(audio.size());
     std::vector<Transcript> out(batch);
@@ -58,44 +68,55 @@ std::vector<Transcript> transcribe(const Model& model, const ExecContext& ctx,
     auto t0 = std::chrono::steady_clock::now();
     std::vector<int> lengths;
     Tensor enc = model.encoder().forward(ctx, feats, lengths, att, batch == 1 ? opt.sink : TensorSink());
+    runner.synchronize();
     const double enc_seconds = seconds_since(t0) / std::max<int64_t>(batch, 1);
     const int64_t t_max = enc.dim(1), d = enc.dim(2);
     if (opt.sink && batch == 1) {
-        opt.sink("encoder_output", to_channels_first(enc.data<float>(), t_max, d, 0));
+        Tensor host = enc.to(Device{});
+        opt.sink("encoder_output", to_channels_first(host.data<float>(), t_max, d, 0));
         opt.sink("encoded_len", scalar_i64(lengths[0]));
     }
 
-    GreedyOptions gopt;
-    gopt.blank_id = cfg.blank_id();
-    gopt.durations = cfg.is_tdt() ? cfg.decoding.durations : std::vector<int>{};
-    gopt.max_symbols = cfg.decoding.max_symbols;
+    auto t1 = std::chrono::steady_clock::now();
     const Joint& joint = model.joint();
+    Tensor f = Tensor::empty({batch, t_max, joint.hidden()}, DType::kF32, ctx.device);
+    if (t_max > 0) {
+        Tensor f2 = f.reshape({batch * t_max, joint.hidden()});
+        joint.project_encoder(ctx, enc.reshape({batch * t_max, d}), f2);
+    }
+    std::vector<DecoderState> states(batch);
+    std::vector<std::vector<Token>> tokens(batch);
+    if (opt.trace) {
+        PK_CHECK(!runner.is_cuda(), kUnsupported, "decode traces are produced by the CPU decoder");
+        GreedyOptions gopt{cfg.blank_id(), cfg.is_tdt() ? cfg.decoding.durations : std::vector<int>{},
+                           cfg.decoding.max_symbols};
+        for (int64_t b = 0; b < batch; ++b)
+            greedy_decode(model.predictor(), joint, gopt, f.data<float>() + b * t_max * joint.hidden(), lengths[b],
+                          states[b], tokens[b], opt.trace);
+    } else {
+        runner.decode(f, lengths, states, tokens);
+    }
+    const double dec_seconds = seconds_since(t1) / std::max<int64_t>(batch, 1);
     for (int64_t b = 0; b < batch; ++b) {
-        auto t1 = std::chrono::steady_clock::now();
-        const int64_t n = lengths[b];
-        Tensor f = Tensor::empty({n, joint.hidden()});
-        if (n > 0) joint.project_encoder(ctx, enc.slice0(b, b + 1).reshape({t_max, d}).slice0(0, n), f);
-        DecoderState state;
-        std::vector<Token> tokens;
-        greedy_decode(model.predictor(), joint, gopt, f.data<float>(), static_cast<int>(n), state, tokens, opt.trace);
         Transcript& tr = out[b];
-        tr.n_encoder_frames = static_cast<int>(n);
+        tr.n_encoder_frames = lengths[b];
         tr.encoder_seconds = enc_seconds;
-        tr.tokens = time_tokens(tokens, model.tokenizer(), model.frame_seconds(), cfg.is_tdt());
+        tr.decoder_seconds = dec_seconds;
+        tr.tokens = time_tokens(tokens[b], model.tokenizer(), model.frame_seconds(), cfg.is_tdt());
         if (const Tokenizer* tok = model.tokenizer()) {
             std::vector<int> ids;
-            for (const Token& t : tokens) ids.push_back(t.id);
+            for (const Token& t : tokens[b]) ids.push_back(t.id);
             tr.text = tok->decode(ids);
             tr.words = group_words(tr.tokens, *tok);
         }
-        tr.decoder_seconds = seconds_since(t1);
         if (opt.sink && batch == 1) {
-            Tensor ids = Tensor::empty({static_cast<int64_t>(tokens.size())}, DType::kI32);
+            const auto& tk = tokens[b];
+            Tensor ids = Tensor::empty({static_cast<int64_t>(tk.size())}, DType::kI32);
             Tensor frames = Tensor::empty(ids.shape(), DType::kI32), durs = Tensor::empty(ids.shape(), DType::kI32);
-            for (size_t i = 0; i < tokens.size(); ++i) {
-                ids.data<int32_t>()[i] = tokens[i].id;
-                frames.data<int32_t>()[i] = tokens[i].frame;
-                durs.data<int32_t>()[i] = tokens[i].duration;
+            for (size_t i = 0; i < tk.size(); ++i) {
+                ids.data<int32_t>()[i] = tk[i].id;
+                frames.data<int32_t>()[i] = tk[i].frame;
+                durs.data<int32_t>()[i] = tk[i].duration;
             }
             opt.sink("tokens", ids);
             opt.sink("token_frames", frames);

@@ -6,6 +6,7 @@
 
 #include "core/context.h"
 #include "decoding/words.h"
+#include "runtime/device.h"
 #include "runtime/model.h"
 
 namespace parakeet {
@@ -32,7 +33,11 @@ struct Transcript {
     double frontend_seconds = 0, encoder_seconds = 0, decoder_seconds = 0;
 };
 
-// Transcribes each item of a batch (samples at the model's rate). Encoder runs batched.
+// Transcribes each item of a batch (samples at the model's rate) on the runner's device. Encoder and decoder
+// run batched.
+std::vector<Transcript> transcribe(const Model& model, const DeviceRunner& runner,
+                                   const std::vector<std::vector<float>>& audio, const TranscribeOptions& options);
+// CPU convenience form (ctx.device must be the CPU).
 std::vector<Transcript> transcribe(const Model& model, const ExecContext& ctx,
                                    const std::vector<std::vector<float>>& audio, const TranscribeOptions& options);
 

@@ -10,6 +10,7 @@
 
 #include "backends/cpu/cpu_ops.h"
 #include "commands.h"
+#include "runtime/device.h"
 #include "runtime/transcriber.h"
 
 namespace parakeet::cli {
@@ -23,6 +24,9 @@ struct BenchArgs {
     std::string seconds = "10,60";
     std::string threads = "1,2";
     int repeat = 1;
+    std::string device = "cpu";
+    std::string precision = "fp32";
+    int batch = 1;
     bool json = false;
 };
 
@@ -110,7 +114,8 @@ double gemm_floor(const ModelConfig& c, int64_t n_features, int64_t t) {
 void run_bench(const BenchArgs& a) {
     PK_CHECK(a.model.empty() != a.arch.empty(), kInvalidArgument, "give either -m MODEL or --arch NAME");
     PK_CHECK(a.arch.empty() || a.random_weights, kInvalidArgument, "--arch needs --random-weights (no weights ship)");
-    PK_CHECK(a.repeat >= 1 && a.repeat <= 100, kInvalidArgument, "bad --repeat {}", a.repeat);
+    PK_CHECK(a.repeat >= 1 && a.repeat <= 1000, kInvalidArgument, "bad --repeat {}", a.repeat);
+    PK_CHECK(a.batch >= 1 && a.batch <= 1024, kInvalidArgument, "bad --batch {}", a.batch);
     const auto seconds = parse_list(a.seconds, "--seconds");
     const auto threads = parse_list(a.threads, "--threads");
     const double t_load = now();
@@ -133,25 +138,29 @@ void run_bench(const BenchArgs& a) {
     for (int secs : seconds) {
         const auto audio = test_audio(secs, cfg.preprocessor.sample_rate);
         for (int th : threads) {
-            ExecContext ctx;
-            ctx.n_threads = th;
-            set_cpu_threads(th);
+            DeviceRunner runner(model, Device::parse(a.device), parse_precision(a.precision), th);
+            const bool gpu = runner.is_cuda();
+            const std::vector<std::vector<float>> batch(a.batch, audio);
             TranscribeOptions opt;
-            transcribe(*model, ctx, {audio}, opt);  // warm-up
+            transcribe(*model, runner, batch, opt);  // warm-up
             double best = 1e30;
             Transcript best_t;
             for (int r = 0; r < a.repeat; ++r) {
                 const double t0 = now();
-                Transcript t = transcribe(*model, ctx, {audio}, opt)[0];
+                Transcript t = transcribe(*model, runner, batch, opt)[0];
                 const double wall = now() - t0;
                 if (wall < best) {
                     best = wall;
                     best_t = t;
                 }
             }
-            const double floor_s = gemm_floor(cfg, best_t.n_feature_frames, best_t.n_encoder_frames);
-            const double rtfx = secs / best;
+            // The GEMM floor is a CPU measurement; on the GPU the baseline is the PyTorch run (torch_bench.py).
+            const double floor_s = gpu ? 0.0 : gemm_floor(cfg, best_t.n_feature_frames, best_t.n_encoder_frames);
+            const double rtfx = secs * a.batch / best;
             nlohmann::ordered_json row = {{"audio_seconds", secs},
+                                          {"batch", a.batch},
+                                          {"device", a.device},
+                                          {"precision", a.precision},
                                           {"threads", th},
                                           {"wall_seconds", best},
                                           {"rtfx", rtfx},
@@ -159,14 +168,14 @@ void run_bench(const BenchArgs& a) {
                                           {"encoder_share", best_t.encoder_seconds / best},
                                           {"decoder_share", best_t.decoder_seconds / best},
                                           {"gemm_floor_seconds", floor_s},
-                                          {"ratio_to_floor", best / floor_s},
+                                          {"ratio_to_floor", gpu ? 0.0 : best / floor_s},
                                           {"tokens", best_t.tokens.size()},
                                           {"peak_rss_mb", peak_rss_mb()}};
             if (!a.json)
                 std::cout << fmt::format("{:>5}s {:>7} {:>9.3f} {:>8.1f} {:>7.1f}% {:>7.1f}% {:>8.1f}% {:>9.3f} {:>8.2f} {:>9.0f}\n",
                                          secs, th, best, rtfx, 100 * best_t.frontend_seconds / best,
                                          100 * best_t.encoder_seconds / best, 100 * best_t.decoder_seconds / best,
-                                         floor_s, best / floor_s, peak_rss_mb());
+                                         floor_s, gpu ? 0.0 : best / floor_s, peak_rss_mb());
             rows.push_back(std::move(row));
         }
     }
@@ -185,6 +194,9 @@ void add_bench(CLI::App& app) {
     sub->add_option("--threads", a->threads, "Comma-separated CPU thread counts");
     sub->add_option("--repeat", a->repeat, "Timed repetitions (best is reported)");
     sub->add_flag("--json", a->json, "Print JSON");
+    sub->add_option("--device", a->device, "cpu or cuda[:N]");
+    sub->add_option("--precision", a->precision, "fp32, tf32, fp16 or bf16 (GPU)");
+    sub->add_option("--batch", a->batch, "Files transcribed together (same length)");
     sub->callback([a] { run_bench(*a); });
 }
 

@@ -21,6 +21,7 @@ struct TranscribeArgs {
     std::string format = "text";
     int threads = 0;
     std::string device = "cpu";
+    std::string precision = "fp32";
     std::string dump_dir;
     std::string frontend = "nemo25";
     int raw_rate = 16000;
@@ -83,14 +84,14 @@ void run_transcribe(const TranscribeArgs& a) {
     const RawFormat raw_format = parse_raw_format(a.raw_format);
     PK_CHECK(a.raw_rate > 0 && a.raw_rate <= 768000, kInvalidArgument, "bad --raw-rate {}", a.raw_rate);
     PK_CHECK(a.raw_channels > 0 && a.raw_channels <= 64, kInvalidArgument, "bad --raw-channels {}", a.raw_channels);
-    ExecContext ctx;
-    ctx.device = Device::parse(a.device);
-    ctx.n_threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-    set_cpu_threads(ctx.n_threads);
+    const Device device = Device::parse(a.device);
+    const Precision precision = parse_precision(a.precision);
+    const int threads = a.threads > 0 ? a.threads : static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
     ModelOptions mopt;
     mopt.frontend = a.frontend == "nemo24" ? FrontendVersion::kNemo24 : FrontendVersion::kNemo25;
     auto model = Model::load(a.model, mopt);
     PK_CHECK(model->tokenizer() != nullptr, kUnsupported, "{}: the model has no tokenizer", a.model);
+    DeviceRunner runner(model, device, precision, threads);
     const int rate = model->config().preprocessor.sample_rate;
     const bool many = a.audio.size() > 1;
     for (const std::string& path : a.audio) {
@@ -111,7 +112,7 @@ void run_transcribe(const TranscribeArgs& a) {
         const bool progress = isatty(STDERR_FILENO) && batch[0].size() > static_cast<size_t>(rate) * 60;
         if (progress) std::fprintf(stderr, "\r%s: transcribing %.1f s of audio...", path.c_str(),
                                    static_cast<double>(batch[0].size()) / rate);
-        Transcript t = transcribe(*model, ctx, batch, topt)[0];
+        Transcript t = transcribe(*model, runner, batch, topt)[0];
         if (progress) std::fprintf(stderr, "\r%s: done in %.1f s%30s\n", path.c_str(),
                                    t.frontend_seconds + t.encoder_seconds + t.decoder_seconds, "");
         if (a.format == "text") {
@@ -143,6 +144,7 @@ void add_transcribe(CLI::App& app) {
     sub->add_option("--format", a->format, "Output: text, json, srt or vtt");
     sub->add_option("--threads", a->threads, "CPU threads (default: all cores)");
     sub->add_option("--device", a->device, "cpu or cuda[:N]");
+    sub->add_option("--precision", a->precision, "fp32, tf32, fp16 or bf16 (GPU; the CPU computes in fp32)");
     sub->add_option("--dump-dir", a->dump_dir, "Write intermediate tensors as .npy (NeMo golden names)");
     sub->add_option("--frontend", a->frontend, "nemo25 (NeMo >= 2.5, default) or nemo24 (older edge padding)");
     sub->add_option("--raw-rate", a->raw_rate, "Sample rate of raw PCM on stdin");
