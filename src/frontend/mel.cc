@@ -113,10 +113,14 @@ Tensor MelFrontend::log_mel(const float* samples, int64_t n) const {
             y[n - 1 + i] = y[n - 1 - i];
         }
     }
+    spectral_frames(padded.data(), n_frames, out.data<float>());
+    return out;
+}
+
+void MelFrontend::spectral_frames(const float* padded, int64_t n_frames, float* o) const {
     const float guard = static_cast<float>(config_.log_zero_guard_value);
     const float* fb = fb_.data();
-    float* o = out.data<float>();
-#pragma omp parallel
+#pragma omp parallel if (n_frames > 8)
     {
         std::unique_ptr<kiss_fftr_state, decltype(&kiss_fftr_free)> cfg(kiss_fftr_alloc(n_fft_, 0, nullptr, nullptr),
                                                                           &kiss_fftr_free);
@@ -124,7 +128,7 @@ Tensor MelFrontend::log_mel(const float* samples, int64_t n) const {
         std::vector<kiss_fft_cpx> spec(n_bins_);
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < n_frames; ++t) {
-            const float* src = padded.data() + t * hop_;
+            const float* src = padded + t * hop_;
             for (int i = 0; i < n_fft_; ++i) frame[i] = src[i] * window_[i];
             kiss_fftr(cfg.get(), frame.data(), spec.data());
             for (int k = 0; k < n_bins_; ++k) {
@@ -140,7 +144,57 @@ Tensor MelFrontend::log_mel(const float* samples, int64_t n) const {
             }
         }
     }
-    return out;
+}
+
+StreamingLogMel::StreamingLogMel(const MelFrontend& frontend) : fe_(frontend) { reset(); }
+
+void StreamingLogMel::reset() {
+    // Centre padding: n_fft/2 zeros before sample 0 (NeMo >= 2.5 pads with zeros).
+    padded_.assign(static_cast<size_t>(fe_.n_fft() / 2), 0.f);
+    padded_offset_ = 0;
+    received_ = 0;
+    frames_done_ = 0;
+    last_sample_ = 0.f;
+    finished_ = false;
+}
+
+void StreamingLogMel::accept(const float* x, size_t n) {
+    PK_CHECK(!finished_, kInvalidArgument, "audio given after the end of input");
+    const float preemph = fe_.preemph();
+    for (size_t i = 0; i < n; ++i) {
+        PK_CHECK(std::isfinite(x[i]), kInvalidArgument, "audio contains NaN or Inf samples (at sample {})",
+                 received_ + static_cast<int64_t>(i));
+        const float prod = preemph * last_sample_;
+        padded_.push_back(received_ + static_cast<int64_t>(i) == 0 ? x[i] : x[i] - prod);
+        last_sample_ = x[i];
+    }
+    received_ += static_cast<int64_t>(n);
+}
+
+void StreamingLogMel::finish() {
+    finished_ = true;
+    padded_.insert(padded_.end(), static_cast<size_t>(fe_.n_fft() / 2), 0.f);
+}
+
+int64_t StreamingLogMel::pull(std::vector<float>& out) {
+    // Frame t spans padded samples [hop·t, hop·t + n_fft); valid frames: F = N // hop once the input ended.
+    const int64_t hop = fe_.hop(), n_fft = fe_.n_fft();
+    const int64_t padded_len = padded_offset_ + static_cast<int64_t>(padded_.size());
+    int64_t avail = padded_len >= n_fft ? (padded_len - n_fft) / hop + 1 : 0;
+    avail = finished_ ? std::min(avail, fe_.num_frames(received_)) : avail;
+    const int64_t count = std::max<int64_t>(avail - frames_done_, 0);
+    if (count == 0) return 0;
+    const size_t base = out.size();
+    out.resize(base + static_cast<size_t>(count * fe_.n_mels()));
+    fe_.spectral_frames(padded_.data() + (frames_done_ * hop - padded_offset_), count, out.data() + base);
+    frames_done_ += count;
+    // Drop samples no later frame needs.
+    const int64_t keep_from = frames_done_ * hop;
+    if (keep_from > padded_offset_) {
+        padded_.erase(padded_.begin(), padded_.begin() + (keep_from - padded_offset_));
+        padded_offset_ = keep_from;
+    }
+    return count;
 }
 
 void normalize_per_feature(float* x, int64_t n_frames, int n_mels) {

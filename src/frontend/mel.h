@@ -30,7 +30,12 @@ public:
     // Raw log-mels before normalisation, [F, n_mels].
     Tensor log_mel(const float* samples, int64_t n_samples) const;
 
+    // Log-mels of n_frames frames from centre-padded, pre-emphasised samples: frame t starts at padded[hop·t].
+    void spectral_frames(const float* padded, int64_t n_frames, float* out) const;
+
     int n_mels() const { return n_mels_; }
+    int n_fft() const { return n_fft_; }
+    float preemph() const { return static_cast<float>(config_.preemph); }
     int hop() const { return hop_; }
     FrontendVersion version() const { return version_; }
 
@@ -40,6 +45,26 @@ private:
     int n_fft_, win_, hop_, n_mels_, n_bins_;
     std::vector<float> window_;  // [n_fft], the window zero-extended and centred
     std::vector<float> fb_;      // [n_mels, n_bins]
+};
+
+// Raw log-mel frames of a live stream, identical to MelFrontend::log_mel over the whole input (NeMo >= 2.5
+// frontend): a frame is produced once the n_fft/2 samples after its centre have arrived, or at finish().
+class StreamingLogMel {
+public:
+    explicit StreamingLogMel(const MelFrontend& frontend);
+    void accept(const float* samples, size_t n);
+    void finish();
+    // Appends the frames that became computable ([count, n_mels] row-major) and returns count.
+    int64_t pull(std::vector<float>& out);
+    int64_t frames_done() const { return frames_done_; }
+    void reset();
+
+private:
+    const MelFrontend& fe_;
+    std::vector<float> padded_;  // pre-emphasised samples with the left centre padding, from padded_offset_
+    int64_t padded_offset_ = 0, received_ = 0, frames_done_ = 0;
+    float last_sample_ = 0.f;
+    bool finished_ = false;
 };
 
 // per_feature normalisation in place over rows [0, n_frames) of x[n_frames, n_mels] (NeMo normalize_batch).

@@ -26,15 +26,6 @@ std::string data_dir() {
 const std::string kTinyA = data_dir() + "/tiny-a";
 const Device kGpu{DeviceType::kCUDA, 0};
 
-const char* precision_name(Precision p) {
-    switch (p) {
-        case Precision::kF32: return "f32";
-        case Precision::kTF32: return "tf32";
-        case Precision::kF16: return "f16";
-        case Precision::kBF16: return "bf16";
-    }
-    return "?";
-}
 
 // Max |ref - got| relative to max(1, max |ref|).
 double tolerance(Precision p) {

@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     parakeet::cli::add_inspect(app);
     parakeet::cli::add_transcribe(app);
+    parakeet::cli::add_stream(app);
+    parakeet::cli::add_parity(app);
     parakeet::cli::add_bench(app);
     bool known = false;
     for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))

@@ -35,7 +35,6 @@ import wave
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 torch.set_num_threads(1)
 
@@ -90,9 +89,92 @@ def load_state_dict(path):
 
 
 def load_nemo(path):
+    import yaml  # only needed for .nemo files (random_model() and its users need no PyYAML)
+
     members = read_nemo_members(path, skip=("model_weights.ckpt",))
     cfg = yaml.safe_load(members["model_config.yaml"].decode("utf-8"))
     return NemoModel(cfg, load_state_dict(path), members)
+
+
+def random_model(cfg, seed=0, device="cpu"):
+    """A NemoModel with NeMo's state-dict keys and shapes for `cfg` (a model_config dict: the keys Hparams reads) and
+    random weights, made directly on `device` (no .nemo, no tokenizer). Linear/conv weights ~ U(+-1/sqrt(fan_in))
+    (PyTorch's default scale), norm affines 1 +- 0.1, BatchNorm statistics and pos_bias_u/v random, the blank
+    embedding row zero. dw_striding only; encoder-level shared pos_bias when untie_biases is false."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    sd = {}
+
+    def u(name, *shape, fan_in=None):
+        b = 1.0 / math.sqrt(fan_in or shape[1] * int(np.prod(shape[2:], dtype=np.int64)))
+        sd[name] = (torch.rand(shape, generator=g, device=device) * 2 - 1) * b
+
+    def rn(name, n, mean=0.0, std=0.1):
+        sd[name] = mean + std * torch.randn((n,), generator=g, device=device)
+
+    pp, e, dec, jn = cfg["preprocessor"], cfg["encoder"], cfg["decoder"], cfg["joint"]["jointnet"]
+    sr, n_mels = int(pp.get("sample_rate", 16000)), int(pp.get("features", 64))
+    win = int(pp.get("window_size", 0.02) * sr)
+    n_fft = pp.get("n_fft") or 2 ** math.ceil(math.log2(win))
+    sd["preprocessor.featurizer.window"] = torch.hann_window(win, periodic=False, device=device)
+    sd["preprocessor.featurizer.fb"] = torch.rand((1, n_mels, n_fft // 2 + 1), generator=g, device=device) * 0.01
+    d, h, k = int(e["d_model"]), int(e.get("n_heads", 4)), int(e.get("conv_kernel_size", 31))
+    ch = int(e.get("subsampling_conv_channels", -1))
+    ch = d if ch == -1 else ch
+    causal, bias = bool(e.get("causal_downsampling", False)), bool(e.get("use_bias", True))
+    stages, f = int(math.log2(int(e.get("subsampling_factor", 4)))), n_mels
+    p = "encoder.pre_encode."
+    u(p + "conv.0.weight", ch, 1, 3, 3), u(p + "conv.0.bias", ch, fan_in=9)
+    for i in range(stages):
+        f = f // 2 + 1 if causal else (f - 1) // 2 + 1
+        if i:
+            u(p + f"conv.{3 * i - 1}.weight", ch, 1, 3, 3), u(p + f"conv.{3 * i - 1}.bias", ch, fan_in=9)
+            u(p + f"conv.{3 * i}.weight", ch, ch, 1, 1), u(p + f"conv.{3 * i}.bias", ch, fan_in=ch)
+    u(p + "out.weight", d, ch * f), u(p + "out.bias", d, fan_in=ch * f)
+    untie = bool(e.get("untie_biases", True))
+    for n in range(int(e["n_layers"])):
+        p = f"encoder.layers.{n}."
+
+        def lin(name, o, i):
+            u(p + name + ".weight", o, i)
+            if bias:
+                u(p + name + ".bias", o, fan_in=i)
+
+        for ln in ("norm_feed_forward1", "norm_conv", "norm_self_att", "norm_feed_forward2", "norm_out"):
+            rn(p + ln + ".weight", d, 1.0), rn(p + ln + ".bias", d)
+        for ff in ("feed_forward1", "feed_forward2"):
+            ff_d = d * int(e.get("ff_expansion_factor", 4))
+            lin(ff + ".linear1", ff_d, d), lin(ff + ".linear2", d, ff_d)
+        for name in ("linear_q", "linear_k", "linear_v", "linear_out"):
+            lin("self_attn." + name, d, d)
+        u(p + "self_attn.linear_pos.weight", d, d)
+        if untie or n == 0:
+            sd[p + "self_attn.pos_bias_u"] = 0.2 * torch.randn((h, d // h), generator=g, device=device)
+            sd[p + "self_attn.pos_bias_v"] = 0.2 * torch.randn((h, d // h), generator=g, device=device)
+        else:  # untie_biases: false -> one shared tensor under every layer's key
+            for b in ("pos_bias_u", "pos_bias_v"):
+                sd[p + "self_attn." + b] = sd["encoder.layers.0.self_attn." + b]
+        for name, o, i, kw in (("pointwise_conv1", 2 * d, d, 1), ("depthwise_conv", d, 1, k),
+                               ("pointwise_conv2", d, d, 1)):
+            u(p + f"conv.{name}.weight", o, i, kw)
+            if bias:
+                u(p + f"conv.{name}.bias", o, fan_in=i * kw)
+        bn = p + "conv.batch_norm."
+        rn(bn + "weight", d, 1.0), rn(bn + "bias", d), rn(bn + "running_mean", d)
+        sd[bn + "running_var"] = 0.5 + torch.rand((d,), generator=g, device=device)
+    V, ph = int(dec["vocab_size"]), int(dec["prednet"]["pred_hidden"])
+    sd["decoder.prediction.embed.weight"] = torch.randn((V + 1, ph), generator=g, device=device)
+    sd["decoder.prediction.embed.weight"][V] = 0.0
+    p = "decoder.prediction.dec_rnn.lstm."
+    for l in range(int(dec["prednet"].get("pred_rnn_layers", 1))):
+        for kind in ("ih", "hh"):
+            u(p + f"weight_{kind}_l{l}", 4 * ph, ph), u(p + f"bias_{kind}_l{l}", 4 * ph, fan_in=ph)
+    jh = int(jn["joint_hidden"])
+    n_out = V + 1 + int(cfg["joint"].get("num_extra_outputs", 0))
+    u("joint.pred.weight", jh, ph), u("joint.pred.bias", jh, fan_in=ph)
+    u("joint.enc.weight", jh, d), u("joint.enc.bias", jh, fan_in=d)
+    last = "joint.joint_net.2" if jn.get("dropout", 0.0) else "joint.joint_net.1"
+    u(last + ".weight", n_out, jh), u(last + ".bias", n_out, fan_in=jh)
+    return NemoModel(cfg, sd, {})
 
 
 class Hparams:
@@ -206,7 +288,7 @@ def featurize(m, audio, lengths, frontend="2.5"):
     if hp.preemph is not None:
         x = torch.cat((x[:, :1], x[:, 1:] - hp.preemph * x[:, :-1]), dim=1)
         if new:
-            tmask = torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+            tmask = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
             x = x.masked_fill(~tmask, 0.0)
     spec = torch.stft(
         x,
@@ -230,7 +312,7 @@ def featurize(m, audio, lengths, frontend="2.5"):
         x = normalize_per_feature(x, seq_len)
     elif hp.normalize:
         raise NotImplementedError(hp.normalize)
-    tmask = torch.arange(x.shape[-1]).unsqueeze(0) >= seq_len.unsqueeze(1)
+    tmask = torch.arange(x.shape[-1], device=x.device).unsqueeze(0) >= seq_len.unsqueeze(1)
     x = x.masked_fill(tmask.unsqueeze(1), hp.pad_value)
     if hp.pad_to and hp.pad_to > 0:
         pad = (-x.shape[-1]) % hp.pad_to
@@ -241,10 +323,10 @@ def featurize(m, audio, lengths, frontend="2.5"):
 
 def normalize_per_feature(x, seq_len):
     """Mean and unbiased std over the valid frames of each mel bin; +1e-5 on the std (NeMo's order of ops)."""
-    valid = (torch.arange(x.shape[2]).unsqueeze(0) < seq_len.unsqueeze(1)).unsqueeze(1)
+    valid = (torch.arange(x.shape[2], device=x.device).unsqueeze(0) < seq_len.unsqueeze(1)).unsqueeze(1)
     n = valid.sum(dim=2)  # [B, 1]
-    mean = torch.where(valid, x, torch.zeros(())).sum(dim=2) / n
-    var = torch.sum(torch.where(valid, x - mean.unsqueeze(2), torch.zeros(())) ** 2, dim=2) / (n - 1.0)
+    mean = torch.where(valid, x, x.new_zeros(())).sum(dim=2) / n
+    var = torch.sum(torch.where(valid, x - mean.unsqueeze(2), x.new_zeros(())) ** 2, dim=2) / (n - 1.0)
     std = torch.sqrt(var)
     std = std.masked_fill(std.isnan(), 0.0) + 1e-5
     return (x - mean.unsqueeze(2)) / std.unsqueeze(2)
@@ -271,7 +353,7 @@ def subsample(m, feats, lengths, frontend="2.5"):
     def mask(x, lens):
         if not masked:
             return x
-        t = torch.arange(x.shape[2]).unsqueeze(0) < lens.unsqueeze(1)
+        t = torch.arange(x.shape[2], device=x.device).unsqueeze(0) < lens.unsqueeze(1)
         return x * t[:, None, :, None].to(x.dtype)
 
     def strided(x, lens, w, b, groups):
@@ -300,11 +382,11 @@ def subsample(m, feats, lengths, frontend="2.5"):
     return x, lens
 
 
-def rel_pos_emb(n, d_model):
+def rel_pos_emb(n, d_model, device=None):
     """Rows for relative positions n-1, n-2, ..., -(n-1): [1, 2n-1, d_model] (sin on even, cos on odd features)."""
-    pos = torch.arange(n - 1, -n, -1, dtype=torch.float32).unsqueeze(1)
-    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model))
-    pe = torch.zeros(2 * n - 1, d_model)
+    pos = torch.arange(n - 1, -n, -1, dtype=torch.float32, device=device).unsqueeze(1)
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=device) * -(math.log(10000.0) / d_model))
+    pe = torch.zeros(2 * n - 1, d_model, device=device)
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div)
     return pe.unsqueeze(0)
@@ -312,7 +394,8 @@ def rel_pos_emb(n, d_model):
 
 def make_masks(hp, lengths, T):
     """pad_mask [B, T] (True = padding) and att_mask [B, T, T] (True = forbidden), as ConformerEncoder._create_masks."""
-    ctx = torch.ones(T, T, dtype=torch.bool)
+    dev = lengths.device
+    ctx = torch.ones(T, T, dtype=torch.bool, device=dev)
     lc, rc = hp.att_context
     if hp.att_context_style == "regular":
         if lc >= 0:
@@ -326,12 +409,12 @@ def make_masks(hp, lengths, T):
         else:
             k = rc + 1
             left_chunks = lc // k if lc >= 0 else 10000
-            ci = torch.arange(T) // k
+            ci = torch.arange(T, device=dev) // k
             diff = ci.unsqueeze(1) - ci.unsqueeze(0)
             ctx = ctx & (diff <= left_chunks) & (diff >= 0)
     else:
         raise NotImplementedError(hp.att_context_style)
-    valid = torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
+    valid = torch.arange(T, device=dev).unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
     both = valid.unsqueeze(1) & valid.unsqueeze(2)
     att_mask = ~(both & ctx.unsqueeze(0))
     return ~valid, att_mask
@@ -353,8 +436,8 @@ def rel_shift_index(bd_full):
     """bd_full [B, H, T, 2T-1] against rows for positions T-1..-(T-1) -> [B, H, T, T] where
     out[..., i, j] = bd_full[..., i, (T-1) - i + j]  (row of relative distance i - j)."""
     T = bd_full.shape[2]
-    i = torch.arange(T).unsqueeze(1)
-    j = torch.arange(T).unsqueeze(0)
+    i = torch.arange(T, device=bd_full.device).unsqueeze(1)
+    j = torch.arange(T, device=bd_full.device).unsqueeze(0)
     idx = (T - 1 - i + j).expand(bd_full.shape[0], bd_full.shape[1], T, T)
     return torch.gather(bd_full, 3, idx)
 
@@ -424,7 +507,7 @@ def encode(m, feats, feat_len, frontend="2.5", probes=None, nemo_shift=False):
     if hp.xscale:
         x = x * hp.xscale
     T = x.shape[1]
-    pos_emb = rel_pos_emb(T, hp.d_model)
+    pos_emb = rel_pos_emb(T, hp.d_model, x.device)
     if probes is not None:
         probes["pos_enc_x"] = x
         probes["pos_emb"] = pos_emb
@@ -447,7 +530,8 @@ class Transducer:
         self.log_softmax = log_softmax  # NeMo (log_softmax: null) normalises on CPU; argmax is the same
 
     def initial_state(self):
-        z = torch.zeros(self.hp.pred_layers, 1, self.hp.pred_hidden)
+        z = torch.zeros(self.hp.pred_layers, 1, self.hp.pred_hidden,
+                        device=self.sd["decoder.prediction.embed.weight"].device)
         return z, z.clone()
 
     def predict(self, token, state):

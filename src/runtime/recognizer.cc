@@ -1,0 +1,348 @@
+// Recognizer and Stream (include/parakeet/parakeet.hpp): windowed and cache-aware streaming over the same
+// model, with partial/final events, endpointing and the decoder state carried across steps.
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <thread>
+
+#include "decoding/words.h"
+#include "io/audio.h"
+#include "ops/ops.h"
+#include "parakeet/parakeet.hpp"
+#include "runtime/device.h"
+#include "runtime/windowed.h"
+
+namespace parakeet {
+
+void RecognizerConfig::validate() const {
+    PK_CHECK(mode == "windowed" || mode == "cache-aware", kInvalidArgument,
+             "bad mode '{}' (expected windowed or cache-aware)", mode);
+    PK_CHECK(left_secs >= 0 && chunk_secs > 0 && right_secs >= 0, kInvalidArgument,
+             "bad windowed context: left {} s, chunk {} s, right {} s", left_secs, chunk_secs, right_secs);
+    PK_CHECK(chunk_size == -1 || chunk_size > 0, kInvalidArgument, "bad chunk_size {}", chunk_size);
+    PK_CHECK(shift_size == -1 || (shift_size > 0 && chunk_size > 0 && shift_size <= chunk_size), kInvalidArgument,
+             "bad shift_size {} (needs chunk_size, and 0 < shift_size <= chunk_size)", shift_size);
+    PK_CHECK(left_chunks >= -1, kInvalidArgument, "bad left_chunks {}", left_chunks);
+    PK_CHECK(revision_tokens >= 0 && revision_ms >= 0, kInvalidArgument, "bad revision window");
+    PK_CHECK(endpoint_silence_ms >= 0, kInvalidArgument, "bad endpoint_silence_ms {}", endpoint_silence_ms);
+    PK_CHECK(threads >= 0 && threads <= 1024, kInvalidArgument, "bad threads {}", threads);
+}
+
+struct Recognizer::Impl {
+    RecognizerConfig cfg;
+    std::shared_ptr<const Model> model;
+    std::unique_ptr<DeviceRunner> runner;
+    StreamingConfig sc;  // cache-aware
+};
+
+struct Stream::Impl {
+    const Recognizer::Impl* rec = nullptr;
+    int input_rate = 0;
+    std::unique_ptr<Resampler> resampler;
+    bool finished = false, done = false;
+    int64_t samples = 0;
+
+    // windowed
+    std::unique_ptr<WindowedStreamer> win;
+    // cache-aware
+    std::unique_ptr<StreamingLogMel> mel;
+    std::vector<float> feats;    // raw log-mels [n, n_mels] from frame feats_offset
+    int64_t feats_offset = 0, n_feats = 0;
+    int64_t p = 0;               // next chunk's first feature frame
+    int step = 0;
+    EncoderCache cache;
+    DecoderState dstate;
+
+    // events
+    std::vector<Token> segment, lookahead;
+    int segment_id = 0;
+    int last_token_end = 0;      // encoder frame where the newest token ends
+    std::deque<Event> events;
+
+    void feed(const float* x, size_t n);
+};
+
+namespace {
+
+std::vector<TokenInfo> token_infos(const Model& m, const std::vector<Token>& tokens, std::vector<WordInfo>* words,
+                                   std::string* text) {
+    const Tokenizer* tok = m.tokenizer();
+    std::vector<TimedToken> timed = time_tokens(tokens, tok, m.frame_seconds(), m.config().is_tdt());
+    std::vector<TokenInfo> out;
+    for (const TimedToken& t : timed) out.push_back({t.id, t.piece, t.frame, t.start, t.end, t.confidence});
+    if (tok) {
+        std::vector<int> ids;
+        for (const Token& t : tokens) ids.push_back(t.id);
+        if (text) *text = tok->decode(ids);
+        if (words)
+            for (const Word& w : group_words(timed, *tok)) words->push_back({w.word, w.start, w.end});
+    }
+    return out;
+}
+
+}  // namespace
+
+std::shared_ptr<Recognizer> Recognizer::create(const RecognizerConfig& config) {
+    config.validate();
+    auto impl = std::make_unique<Impl>();
+    impl->cfg = config;
+    impl->model = Model::load(config.model_path);
+    const int threads = config.threads > 0 ? config.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    impl->runner = std::make_unique<DeviceRunner>(impl->model, Device::parse(config.device),
+                                                  parse_precision(config.precision), threads);
+    if (config.mode == "cache-aware") {
+        impl->sc = impl->model->encoder().streaming_config(config.chunk_size, config.shift_size, config.left_chunks,
+                                                           config.att_context);
+    } else {
+        WindowedStreamer probe(impl->model, {config.left_secs, config.chunk_secs, config.right_secs, config.nemo_compat});
+    }
+    return std::shared_ptr<Recognizer>(new Recognizer(std::move(impl)));
+}
+
+Recognizer::Recognizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Recognizer::~Recognizer() = default;
+const RecognizerConfig& Recognizer::config() const { return impl_->cfg; }
+int Recognizer::sample_rate() const { return impl_->model->config().preprocessor.sample_rate; }
+
+std::unique_ptr<Stream> Recognizer::create_stream() const {
+    auto s = std::make_unique<Stream::Impl>();
+    s->rec = impl_.get();
+    std::unique_ptr<Stream> stream(new Stream(std::move(s)));
+    stream->reset();
+    return stream;
+}
+
+Stream::Stream(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Stream::~Stream() = default;
+
+void Stream::reset() {
+    Impl& s = *impl_;
+    const Recognizer::Impl& r = *s.rec;
+    s.resampler.reset();
+    s.input_rate = 0;
+    s.finished = s.done = false;
+    s.samples = 0;
+    s.segment.clear();
+    s.lookahead.clear();
+    s.segment_id = 0;
+    s.last_token_end = 0;
+    s.events.clear();
+    s.dstate = DecoderState();
+    if (r.cfg.mode == "windowed") {
+        s.win = std::make_unique<WindowedStreamer>(
+            r.model, WindowedOptions{r.cfg.left_secs, r.cfg.chunk_secs, r.cfg.right_secs, r.cfg.nemo_compat});
+    } else {
+        s.mel = std::make_unique<StreamingLogMel>(r.model->frontend());
+        s.feats.clear();
+        s.feats_offset = s.n_feats = s.p = 0;
+        s.step = 0;
+        s.cache = r.model->encoder().initial_cache(r.sc, 1);
+    }
+}
+
+double Stream::audio_seconds() const {
+    return static_cast<double>(impl_->samples) / impl_->rec->model->config().preprocessor.sample_rate;
+}
+
+void Stream::Impl::feed(const float* x, size_t n) {
+    if (n == 0) return;
+    check_finite(x, n, "stream input");
+    samples += static_cast<int64_t>(n);
+    if (win) {
+        win->accept(x, n);
+    } else {
+        mel->accept(x, n);
+        n_feats += mel->pull(feats);
+    }
+}
+
+void Stream::accept_waveform(int sample_rate, const float* x, size_t n) {
+    Impl& s = *impl_;
+    PK_CHECK(!s.finished, kInvalidArgument, "accept_waveform after input_finished");
+    PK_CHECK(sample_rate > 0 && sample_rate <= 768000, kInvalidArgument, "bad sample rate {}", sample_rate);
+    const int model_rate = s.rec->model->config().preprocessor.sample_rate;
+    PK_CHECK(s.input_rate == 0 || s.input_rate == sample_rate, kInvalidArgument,
+             "sample rate changed from {} to {} within a stream (reset() first)", s.input_rate, sample_rate);
+    s.input_rate = sample_rate;
+    if (sample_rate == model_rate) {
+        s.feed(x, n);
+        return;
+    }
+    if (!s.resampler) s.resampler = std::make_unique<Resampler>(sample_rate, model_rate);
+    std::vector<float> y = s.resampler->process(x, n);
+    s.feed(y.data(), y.size());
+}
+
+void Stream::input_finished() {
+    Impl& s = *impl_;
+    if (s.finished) return;
+    if (s.resampler) {
+        std::vector<float> y = s.resampler->flush();
+        s.feed(y.data(), y.size());
+    }
+    s.finished = true;
+    if (s.win) {
+        s.win->finish();
+    } else {
+        s.mel->finish();
+        s.n_feats += s.mel->pull(s.feats);
+    }
+}
+
+bool Stream::is_ready() const {
+    const Impl& s = *impl_;
+    if (s.done) return false;
+    if (s.win) return s.win->ready();
+    const StreamingConfig& sc = s.rec->sc;
+    if (s.rec->cfg.nemo_compat) return s.finished;
+    if (s.finished) return true;
+    return s.step == 0 ? s.n_feats >= sc.chunk_size[0] : s.n_feats >= s.p + sc.chunk_size[1];
+}
+
+std::vector<Event> Stream::pop_events() {
+    std::vector<Event> out(impl_->events.begin(), impl_->events.end());
+    impl_->events.clear();
+    return out;
+}
+
+namespace {
+
+// After a step: append committed tokens, close the segment on an endpoint or at the end, else emit a partial.
+void publish(Stream::Impl& s, const std::vector<Token>& committed, std::vector<Token> lookahead, int frontier,
+             bool last, double compute_ms) {
+    const Recognizer::Impl& r = *s.rec;
+    const Model& m = *r.model;
+    const double fs = m.frame_seconds();
+    const bool changed = !committed.empty() || lookahead.size() != s.lookahead.size() || !lookahead.empty();
+    for (const Token& t : committed) {
+        s.segment.push_back(t);
+        s.last_token_end = std::max(s.last_token_end, t.frame + std::max(t.duration, 1));
+    }
+    s.lookahead = std::move(lookahead);
+    auto make = [&](Event::Type type, const std::vector<Token>& tokens) {
+        Event e;
+        e.type = type;
+        e.segment = s.segment_id;
+        e.tokens = token_infos(m, tokens, &e.words, &e.text);
+        if (!e.tokens.empty()) {
+            e.start = e.tokens.front().start;
+            e.end = e.tokens.back().end;
+        }
+        e.audio_seconds = static_cast<double>(s.samples) / m.config().preprocessor.sample_rate;
+        e.compute_ms = compute_ms;
+        return e;
+    };
+    const bool endpoint = r.cfg.endpoint_silence_ms > 0 && !s.segment.empty() && s.lookahead.empty() &&
+                          (frontier - s.last_token_end) * fs * 1000.0 >= r.cfg.endpoint_silence_ms;
+    if ((last || endpoint) && !s.segment.empty()) {
+        s.events.push_back(make(Event::Type::kFinal, s.segment));
+        s.segment.clear();
+        s.lookahead.clear();
+        ++s.segment_id;
+        return;
+    }
+    if (!changed || last) return;
+    std::vector<Token> all = s.segment;
+    all.insert(all.end(), s.lookahead.begin(), s.lookahead.end());
+    Event e = make(Event::Type::kPartial, all);
+    // Stable prefix: committed tokens outside the revision window, cut back to a word start.
+    size_t stable = s.segment.size() > static_cast<size_t>(r.cfg.revision_tokens)
+                        ? s.segment.size() - r.cfg.revision_tokens
+                        : 0;
+    while (stable > 0 && r.cfg.revision_ms > 0 &&
+           (frontier - s.segment[stable - 1].frame) * fs * 1000.0 < r.cfg.revision_ms)
+        --stable;
+    const Tokenizer* tok = m.tokenizer();
+    while (tok && stable > 0 && stable < s.segment.size() && !tok->starts_word(s.segment[stable].id)) --stable;
+    if (tok) {
+        std::vector<int> ids;
+        for (size_t i = 0; i < stable; ++i) ids.push_back(s.segment[i].id);
+        e.stable_text = tok->decode(ids);
+    }
+    s.events.push_back(std::move(e));
+}
+
+}  // namespace
+
+void Recognizer::decode(Stream& stream) const {
+    Stream::Impl& s = *stream.impl_;
+    const Impl& r = *impl_;
+    const ExecContext& ctx = r.runner->ctx();
+    const Model& m = *r.model;
+    while (stream.is_ready()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        std::vector<Token> committed, lookahead;
+        int frontier = 0;
+        bool last = false;
+        if (s.win) {
+            WindowedStep st = s.win->step(ctx, r.cfg.lookahead_partials);
+            committed = std::move(st.tokens);
+            lookahead = std::move(st.lookahead);
+            frontier = s.win->decoder_state().frames_decoded;
+            last = st.last;
+        } else {
+            // NeMo CacheAwareStreamingAudioBuffer slicing (spec 7.7) over the features seen so far.
+            const StreamingConfig& sc = r.sc;
+            const int n_mels = m.frontend().n_mels();
+            const bool compat = r.cfg.nemo_compat;
+            // NeMo >= 2.5 features carry one zeroed frame past the valid length, and its buffer counts it.
+            const int64_t total = s.n_feats + (compat && s.finished && s.n_feats > 0 ? 1 : 0);
+            if (compat && s.step == 0) {
+                // Whole-utterance normalisation, as NeMo's simulation normalises the file before chunking.
+                if (m.config().preprocessor.normalize == "per_feature")
+                    normalize_per_feature(s.feats.data(), s.n_feats, n_mels);
+                s.feats.resize(static_cast<size_t>(total * n_mels), 0.f);
+            }
+            const int pre = s.step == 0 ? 0 : sc.pre_encode_cache_size[1];
+            const int width = s.step == 0 ? sc.chunk_size[0] : sc.chunk_size[1];
+            const int64_t end = std::min<int64_t>(s.p + width, total);
+            const int64_t real = end - s.p;
+            if (s.p >= total || real < (s.step == 0 ? 1 : m.config().encoder.subsampling_factor)) {
+                s.done = true;
+                publish(s, {}, {}, s.dstate.frames_decoded, true, 0);
+                return;
+            }
+            Tensor chunk = Tensor::zeros({pre + real, n_mels});
+            for (int64_t i = -pre; i < real; ++i) {
+                const int64_t f = s.p + i;
+                if (f < 0) continue;
+                std::copy_n(s.feats.data() + (f - s.feats_offset) * n_mels, n_mels,
+                            chunk.data<float>() + (i + pre) * n_mels);
+            }
+            if (!compat && m.config().preprocessor.normalize == "per_feature")
+                normalize_per_feature(chunk.data<float>(), pre + real, n_mels);  // NeMo online_normalization
+            const int64_t p_next = s.p + (s.step == 0 ? sc.shift_size[0] : sc.shift_size[1]);
+            last = s.finished && p_next >= total;
+            StreamStepOutput out = m.encoder().stream_step(ctx, sc, {chunk}, {static_cast<int>(pre + real)}, s.cache,
+                                                           s.step == 0 ? 0 : sc.drop_extra_pre_encoded, last,
+                                                           r.cfg.att_context);
+            const int n = out.encoded_len[0];
+            Tensor f = Tensor::empty({1, std::max(n, 0), m.joint().hidden()}, DType::kF32, ctx.device);
+            if (n > 0) {
+                Tensor f2 = f.reshape({n, m.joint().hidden()});
+                m.joint().project_encoder(ctx, out.encoded.reshape({out.encoded.dim(1), out.encoded.dim(2)}).slice0(0, n),
+                                          f2);
+            }
+            std::vector<DecoderState> states{s.dstate};
+            std::vector<std::vector<Token>> toks;
+            r.runner->decode(f, {n}, states, toks);
+            s.dstate = states[0];
+            committed = std::move(toks[0]);
+            frontier = s.dstate.frames_decoded;
+            s.p = p_next;
+            ++s.step;
+            if (last) s.done = true;
+            // Keep only the features later chunks can reach.
+            const int64_t keep_from = std::max<int64_t>(0, s.p - pre - 1);
+            if (keep_from > s.feats_offset && keep_from <= s.n_feats) {
+                s.feats.erase(s.feats.begin(), s.feats.begin() + (keep_from - s.feats_offset) * n_mels);
+                s.feats_offset = keep_from;
+            }
+        }
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        publish(s, committed, std::move(lookahead), frontier, last, ms);
+        if (last) s.done = true;
+    }
+}
+
+}  // namespace parakeet
