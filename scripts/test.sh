@@ -12,6 +12,6 @@ ctest --test-dir build/release --output-on-failure -j"$jobs"
 if [ "${PARAKEET_SKIP_ASAN:-0}" != 1 ]; then
   cmake --preset debug-asan >/dev/null
   cmake --build build/debug-asan -j"$jobs"
-  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build/debug-asan --output-on-failure -j"$jobs" -LE slow
+  PARAKEET_SKIP_SLOW=1 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build/debug-asan --output-on-failure -j"$jobs" -LE slow
 fi
 /usr/bin/python3 tools/reference/check_tiny_a.py

@@ -333,7 +333,7 @@ void Recognizer::decode(Stream& stream) const {
             ++s.step;
             if (last) s.done = true;
             // Keep only the features later chunks can reach.
-            const int64_t keep_from = std::max<int64_t>(0, s.p - pre - 1);
+            const int64_t keep_from = std::max<int64_t>(0, s.p - sc.pre_encode_cache_size[1]);
             if (keep_from > s.feats_offset && keep_from <= s.n_feats) {
                 s.feats.erase(s.feats.begin(), s.feats.begin() + (keep_from - s.feats_offset) * n_mels);
                 s.feats_offset = keep_from;

@@ -63,6 +63,7 @@ class CudaTest : public ::testing::Test {
 protected:
     void SetUp() override {
         if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+        context();  // registers device memory before any tensor is put on the GPU
         seed_ = static_cast<uint32_t>(std::random_device{}());
         rng_.seed(seed_);
     }

@@ -2,7 +2,8 @@
 """Compact PyTorch reference of NeMo Parakeet-TDT / RNNT inference, without importing NeMo.
 
 Written from docs/nemo-parakeet-spec.md and checked against goldens produced by NeMo 2.6
-(commit 8cfedd7) itself (tools/reference/check_tiny_a.py). Everything runs in float32 on the CPU.
+(commit 8cfedd7) itself (tools/reference/check_tiny_a.py). The CLI runs in float32 on the CPU; the functions
+follow the device of their inputs (torch_bench.py runs them on CUDA, also under autocast).
 
 Covered:
   * .nemo reading: (optionally gzipped) tar, ./model_config.yaml, ./model_weights.ckpt (torch.save of the
@@ -14,6 +15,7 @@ Covered:
     optional xscale, relative positional encoding, rel-pos multi-head attention (per-layer or shared
     pos_bias_u/v), conv module, FF halves, LayerNorms, any n_layers/d_model/n_heads/ff_expansion/kernel,
     use_bias, regular/chunked_limited attention context, symmetric/causal depthwise conv.
+  * random_model(cfg): the state dict of any such config with random weights, without a .nemo (no PyYAML needed).
   * RNNTDecoder (embedding + any number of LSTM layers), RNNTJoint, TDT greedy (label looping, spec 10.1)
     and plain RNNT greedy (label looping), SentencePiece detokenisation + NeMo's space-before-punctuation rule.
 

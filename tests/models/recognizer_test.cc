@@ -1,0 +1,227 @@
+// The streaming API (include/parakeet/parakeet.hpp): NeMo's streamed tokens through Recognizer/Stream, the
+// windowed mode's offline equivalence, event rules, and an hour-long stream in constant memory.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+
+#include "io/audio.h"
+#include "ops/ops.h"
+#include "parakeet/parakeet.hpp"
+#include "runtime/transcriber.h"
+
+namespace parakeet {
+namespace {
+
+const std::string kDir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
+
+std::vector<Event> run(Recognizer& rec, const std::vector<float>& audio, int rate, size_t feed) {
+    auto s = rec.create_stream();
+    std::vector<Event> events;
+    for (size_t i = 0; i < audio.size(); i += feed) {
+        s->accept_waveform(rate, audio.data() + i, std::min(feed, audio.size() - i));
+        rec.decode(*s);
+        for (Event& e : s->pop_events()) events.push_back(std::move(e));
+    }
+    s->input_finished();
+    rec.decode(*s);
+    for (Event& e : s->pop_events()) events.push_back(std::move(e));
+    return events;
+}
+
+std::vector<int> final_ids(const std::vector<Event>& events) {
+    std::vector<int> ids;
+    for (const Event& e : events)
+        if (e.type == Event::Type::kFinal)
+            for (const TokenInfo& t : e.tokens) ids.push_back(t.id);
+    return ids;
+}
+
+long rss_kb() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return 0;
+}
+
+TEST(Recognizer, CacheAwareNemoCompatGivesNemosStreamedTokens) {
+    RecognizerConfig cfg;
+    cfg.model_path = kDir + "/model/tiny-a.nemo";
+    cfg.mode = "cache-aware";
+    cfg.chunk_size = 4;
+    cfg.shift_size = 2;
+    cfg.left_chunks = 8;
+    cfg.nemo_compat = true;
+    cfg.endpoint_silence_ms = 0;
+    auto rec = Recognizer::create(cfg);
+    auto audio = load_audio(kDir + "/inputs/clip0.wav", 16000);
+    for (size_t feed : {size_t{320}, size_t{4000}, audio.size()}) {
+        auto events = run(*rec, audio, 16000, feed);
+        EXPECT_EQ(final_ids(events),
+                  (std::vector<int>{83, 88, 53, 22, 22, 22, 22, 22, 22, 22, 62, 118, 118, 113, 113, 113, 66, 113}));
+        ASSERT_FALSE(events.empty());
+        EXPECT_EQ(events.back().text, "ill goas wh wh wh wh wh wh wh onyylll tol");
+    }
+}
+
+TEST(Recognizer, CacheAwareLiveMatchesItselfAcrossFeedSizes) {
+    RecognizerConfig cfg;
+    cfg.model_path = kDir + "/model/tiny-a.nemo";
+    cfg.mode = "cache-aware";
+    cfg.chunk_size = 4;
+    cfg.shift_size = 2;
+    cfg.left_chunks = 8;
+    cfg.endpoint_silence_ms = 0;
+    auto rec = Recognizer::create(cfg);
+    auto audio = load_audio(kDir + "/inputs/clip1.wav", 16000);
+    const auto ref = final_ids(run(*rec, audio, 16000, audio.size()));
+    EXPECT_FALSE(ref.empty());
+    for (size_t feed : {size_t{160}, size_t{1000}, size_t{16000}}) EXPECT_EQ(final_ids(run(*rec, audio, 16000, feed)), ref);
+}
+
+TEST(Recognizer, WindowedWholeInputEqualsOfflineText) {
+    RecognizerConfig cfg;
+    cfg.model_path = kDir + "/model/tiny-a.nemo";
+    cfg.left_secs = 10;
+    cfg.chunk_secs = 10;
+    cfg.right_secs = 5;
+    cfg.endpoint_silence_ms = 0;
+    auto rec = Recognizer::create(cfg);
+    auto model = Model::load(cfg.model_path);
+    for (int clip = 0; clip < 4; ++clip) {
+        auto audio = load_audio(kDir + "/inputs/clip" + std::to_string(clip) + ".wav", 16000);
+        ExecContext ctx;
+        const std::string offline = transcribe(*model, ctx, {audio}, {})[0].text;
+        auto events = run(*rec, audio, 16000, 1600);
+        std::string text;
+        for (const Event& e : events)
+            if (e.type == Event::Type::kFinal) text += (text.empty() ? "" : " ") + e.text;
+        EXPECT_EQ(text, offline) << "clip" << clip;
+    }
+}
+
+TEST(Recognizer, EventsFollowTheRules) {
+    RecognizerConfig cfg;
+    cfg.model_path = kDir + "/model/tiny-a.nemo";
+    cfg.left_secs = 1;
+    cfg.chunk_secs = 0.16;
+    cfg.right_secs = 0.16;
+    // The random tiny model emits tokens even in silence (a token's duration covers the gap to the next), so a
+    // one-frame endpoint exercises segment closing; lookahead partials off so only committed tokens count.
+    cfg.endpoint_silence_ms = 80;
+    cfg.lookahead_partials = false;
+    auto rec = Recognizer::create(cfg);
+    // clip1, a pause, then clip2: endpoints split segments.
+    auto a = load_audio(kDir + "/inputs/clip1.wav", 16000), b = load_audio(kDir + "/inputs/clip2.wav", 16000);
+    a.insert(a.end(), 16000, 0.f);
+    a.insert(a.end(), b.begin(), b.end());
+    auto events = run(*rec, a, 16000, 800);
+    int segment = 0;
+    std::string last_stable;
+    double prev_end = 0;
+    bool saw_final = false;
+    for (const Event& e : events) {
+        EXPECT_GE(e.segment, segment);
+        if (e.segment > segment) last_stable.clear();
+        segment = e.segment;
+        if (e.type == Event::Type::kPartial) {
+            // The stable prefix only grows and is a prefix of the partial text.
+            EXPECT_EQ(e.text.rfind(e.stable_text, 0), 0u) << e.text << " | " << e.stable_text;
+            EXPECT_EQ(e.stable_text.rfind(last_stable, 0), 0u) << e.stable_text << " | " << last_stable;
+            last_stable = e.stable_text;
+        } else {
+            saw_final = true;
+            // A final covers the segment's tokens; finals of later segments start later.
+            EXPECT_GE(e.start, prev_end - 1e-9);
+            prev_end = e.end;
+            EXPECT_EQ(e.text.rfind(last_stable, 0), 0u) << e.text << " | " << last_stable;
+            last_stable.clear();
+        }
+    }
+    EXPECT_TRUE(saw_final);
+    EXPECT_GE(segment, 1) << "token gaps longer than the endpoint must close a segment";
+}
+
+TEST(Recognizer, ResamplesAndRejectsBadInput) {
+    RecognizerConfig cfg;
+    cfg.model_path = kDir + "/model/tiny-a.nemo";
+    auto rec = Recognizer::create(cfg);
+    auto audio = load_audio(kDir + "/inputs/clip3.wav", 8000);
+    auto events = run(*rec, audio, 8000, 400);
+    EXPECT_FALSE(final_ids(events).empty());
+    auto s = rec->create_stream();
+    std::vector<float> nan(100, NAN);
+    EXPECT_THROW(s->accept_waveform(16000, nan.data(), nan.size()), Error);
+    EXPECT_THROW(s->accept_waveform(0, audio.data(), 10), Error);
+    RecognizerConfig bad = cfg;
+    bad.mode = "magic";
+    EXPECT_THROW(Recognizer::create(bad), Error);
+    bad = cfg;
+    bad.chunk_secs = 0;
+    EXPECT_THROW(Recognizer::create(bad), Error);
+}
+
+// An hour of audio through both modes: memory stays flat and the cache length saturates at its capacity.
+TEST(Recognizer, HourLongStreamKeepsConstantMemory) {
+    if (std::getenv("PARAKEET_SKIP_SLOW")) GTEST_SKIP() << "PARAKEET_SKIP_SLOW set (sanitizer run)";
+    std::mt19937 rng(3);
+    std::normal_distribution<float> n(0.f, 0.05f);
+    std::vector<float> minute(16000 * 60);
+    for (size_t i = 0; i < minute.size(); ++i)
+        minute[i] = n(rng) * static_cast<float>(0.5 + 0.5 * std::sin(i * 2 * M_PI * 3 / 16000.0));
+    for (const char* mode : {"cache-aware", "windowed"}) {
+        RecognizerConfig cfg;
+        cfg.model_path = kDir + "/model/tiny-a.nemo";
+        cfg.mode = mode;
+        cfg.chunk_size = 4;
+        cfg.shift_size = 4;
+        cfg.left_chunks = 8;
+        cfg.left_secs = 2, cfg.chunk_secs = 2, cfg.right_secs = 0.48;
+        cfg.threads = 1;
+        auto rec = Recognizer::create(cfg);
+        auto s = rec->create_stream();
+        long rss_10min = 0;
+        size_t tokens = 0;
+        for (int m = 0; m < 60; ++m) {
+            for (size_t i = 0; i < minute.size(); i += 16000) {
+                s->accept_waveform(16000, minute.data() + i, 16000);
+                rec->decode(*s);
+                for (const Event& e : s->pop_events())
+                    if (e.type == Event::Type::kFinal) tokens += e.tokens.size();
+            }
+            if (m == 9) rss_10min = rss_kb();
+        }
+        s->input_finished();
+        rec->decode(*s);
+        for (const Event& e : s->pop_events())
+            if (e.type == Event::Type::kFinal) tokens += e.tokens.size();
+        EXPECT_NEAR(s->audio_seconds(), 3600.0, 1e-6);
+        EXPECT_GT(tokens, 0u);
+        EXPECT_LT(rss_kb() - rss_10min, 20 * 1024) << mode << ": memory grew between minute 10 and 60";
+    }
+}
+
+TEST(EncoderCache, LengthSaturatesAtCapacity) {
+    auto model = Model::load(kDir + "/model/tiny-a.nemo");
+    const FastConformerEncoder& enc = model->encoder();
+    StreamingConfig sc = enc.streaming_config(4, 2, 8);
+    EncoderCache cache = enc.initial_cache(sc, 1);
+    ExecContext ctx;
+    std::mt19937 rng(5);
+    std::normal_distribution<float> n(0.f, 1.f);
+    for (int k = 0; k < 400; ++k) {
+        const int width = k == 0 ? sc.chunk_size[0] : sc.chunk_size[1] + sc.pre_encode_cache_size[1];
+        Tensor chunk = Tensor::empty({width, 80});
+        for (int64_t i = 0; i < chunk.numel(); ++i) chunk.data<float>()[i] = n(rng);
+        StreamStepOutput out = enc.stream_step(ctx, sc, {chunk}, {width}, cache, k == 0 ? 0 : 2, false);
+        EXPECT_EQ(cache.channel_len[0], std::min(2 * (k + 1), sc.last_channel_cache_size));
+        EXPECT_EQ(cache.channel.dim(2), sc.last_channel_cache_size);
+        for (int64_t i = 0; i < out.encoded.numel(); ++i) ASSERT_TRUE(std::isfinite(out.encoded.data<float>()[i]));
+    }
+}
+
+}  // namespace
+}  // namespace parakeet
