@@ -10,6 +10,7 @@
 #include "ops/ops.h"
 #include "parakeet/parakeet.hpp"
 #include "runtime/device.h"
+#include "runtime/segments.h"
 #include "runtime/windowed.h"
 
 namespace parakeet {
@@ -53,34 +54,12 @@ struct Stream::Impl {
     EncoderCache cache;
     DecoderState dstate;
 
-    // events
-    std::vector<Token> segment, lookahead;
-    int segment_id = 0;
-    int last_token_end = 0;      // encoder frame where the newest token ends
+    SegmentTracker segments;
     std::deque<Event> events;
 
     void feed(const float* x, size_t n);
 };
 
-namespace {
-
-std::vector<TokenInfo> token_infos(const Model& m, const std::vector<Token>& tokens, std::vector<WordInfo>* words,
-                                   std::string* text) {
-    const Tokenizer* tok = m.tokenizer();
-    std::vector<TimedToken> timed = time_tokens(tokens, tok, m.frame_seconds(), m.config().is_tdt());
-    std::vector<TokenInfo> out;
-    for (const TimedToken& t : timed) out.push_back({t.id, t.piece, t.frame, t.start, t.end, t.confidence});
-    if (tok) {
-        std::vector<int> ids;
-        for (const Token& t : tokens) ids.push_back(t.id);
-        if (text) *text = tok->decode(ids);
-        if (words)
-            for (const Word& w : group_words(timed, *tok)) words->push_back({w.word, w.start, w.end});
-    }
-    return out;
-}
-
-}  // namespace
 
 std::shared_ptr<Recognizer> Recognizer::create(const RecognizerConfig& config) {
     config.validate();
@@ -122,10 +101,7 @@ void Stream::reset() {
     s.input_rate = 0;
     s.finished = s.done = false;
     s.samples = 0;
-    s.segment.clear();
-    s.lookahead.clear();
-    s.segment_id = 0;
-    s.last_token_end = 0;
+    s.segments = SegmentTracker();
     s.events.clear();
     s.dstate = DecoderState();
     if (r.cfg.mode == "windowed") {
@@ -205,65 +181,6 @@ std::vector<Event> Stream::pop_events() {
     return out;
 }
 
-namespace {
-
-// After a step: append committed tokens, close the segment on an endpoint or at the end, else emit a partial.
-void publish(Stream::Impl& s, const std::vector<Token>& committed, std::vector<Token> lookahead, int frontier,
-             bool last, double compute_ms) {
-    const Recognizer::Impl& r = *s.rec;
-    const Model& m = *r.model;
-    const double fs = m.frame_seconds();
-    const bool changed = !committed.empty() || lookahead.size() != s.lookahead.size() || !lookahead.empty();
-    for (const Token& t : committed) {
-        s.segment.push_back(t);
-        s.last_token_end = std::max(s.last_token_end, t.frame + std::max(t.duration, 1));
-    }
-    s.lookahead = std::move(lookahead);
-    auto make = [&](Event::Type type, const std::vector<Token>& tokens) {
-        Event e;
-        e.type = type;
-        e.segment = s.segment_id;
-        e.tokens = token_infos(m, tokens, &e.words, &e.text);
-        if (!e.tokens.empty()) {
-            e.start = e.tokens.front().start;
-            e.end = e.tokens.back().end;
-        }
-        e.audio_seconds = static_cast<double>(s.samples) / m.config().preprocessor.sample_rate;
-        e.compute_ms = compute_ms;
-        return e;
-    };
-    const bool endpoint = r.cfg.endpoint_silence_ms > 0 && !s.segment.empty() && s.lookahead.empty() &&
-                          (frontier - s.last_token_end) * fs * 1000.0 >= r.cfg.endpoint_silence_ms;
-    if ((last || endpoint) && !s.segment.empty()) {
-        s.events.push_back(make(Event::Type::kFinal, s.segment));
-        s.segment.clear();
-        s.lookahead.clear();
-        ++s.segment_id;
-        return;
-    }
-    if (!changed || last) return;
-    std::vector<Token> all = s.segment;
-    all.insert(all.end(), s.lookahead.begin(), s.lookahead.end());
-    Event e = make(Event::Type::kPartial, all);
-    // Stable prefix: committed tokens outside the revision window, cut back to a word start.
-    size_t stable = s.segment.size() > static_cast<size_t>(r.cfg.revision_tokens)
-                        ? s.segment.size() - r.cfg.revision_tokens
-                        : 0;
-    while (stable > 0 && r.cfg.revision_ms > 0 &&
-           (frontier - s.segment[stable - 1].frame) * fs * 1000.0 < r.cfg.revision_ms)
-        --stable;
-    const Tokenizer* tok = m.tokenizer();
-    while (tok && stable > 0 && stable < s.segment.size() && !tok->starts_word(s.segment[stable].id)) --stable;
-    if (tok) {
-        std::vector<int> ids;
-        for (size_t i = 0; i < stable; ++i) ids.push_back(s.segment[i].id);
-        e.stable_text = tok->decode(ids);
-    }
-    s.events.push_back(std::move(e));
-}
-
-}  // namespace
-
 void Recognizer::decode(Stream& stream) const {
     Stream::Impl& s = *stream.impl_;
     const Impl& r = *impl_;
@@ -299,7 +216,7 @@ void Recognizer::decode(Stream& stream) const {
             const int64_t real = end - s.p;
             if (s.p >= total || real < (s.step == 0 ? 1 : m.config().encoder.subsampling_factor)) {
                 s.done = true;
-                publish(s, {}, {}, s.dstate.frames_decoded, true, 0);
+                s.segments.update(m, r.cfg, {}, {}, s.dstate.frames_decoded, true, 0, stream.audio_seconds(), s.events);
                 return;
             }
             Tensor chunk = Tensor::zeros({pre + real, n_mels});
@@ -340,7 +257,7 @@ void Recognizer::decode(Stream& stream) const {
             }
         }
         const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        publish(s, committed, std::move(lookahead), frontier, last, ms);
+        s.segments.update(m, r.cfg, committed, std::move(lookahead), frontier, last, ms, stream.audio_seconds(), s.events);
         if (last) s.done = true;
     }
 }

@@ -10,6 +10,7 @@
 #include "io/audio.h"
 #include "ops/ops.h"
 #include "parakeet/parakeet.hpp"
+#include "runtime/segments.h"
 #include "runtime/transcriber.h"
 
 namespace parakeet {
@@ -109,8 +110,8 @@ TEST(Recognizer, EventsFollowTheRules) {
     cfg.left_secs = 1;
     cfg.chunk_secs = 0.16;
     cfg.right_secs = 0.16;
-    // The random tiny model emits tokens even in silence (a token's duration covers the gap to the next), so a
-    // one-frame endpoint exercises segment closing; lookahead partials off so only committed tokens count.
+    // The random tiny model emits tokens even in silence (each token's duration reaches the next), so its
+    // segments rarely close; SegmentTracker's test below covers endpointing with exact frames.
     cfg.endpoint_silence_ms = 80;
     cfg.lookahead_partials = false;
     auto rec = Recognizer::create(cfg);
@@ -142,7 +143,6 @@ TEST(Recognizer, EventsFollowTheRules) {
         }
     }
     EXPECT_TRUE(saw_final);
-    EXPECT_GE(segment, 1) << "token gaps longer than the endpoint must close a segment";
 }
 
 TEST(Recognizer, ResamplesAndRejectsBadInput) {
@@ -221,6 +221,47 @@ TEST(EncoderCache, LengthSaturatesAtCapacity) {
         EXPECT_EQ(cache.channel.dim(2), sc.last_channel_cache_size);
         for (int64_t i = 0; i < out.encoded.numel(); ++i) ASSERT_TRUE(std::isfinite(out.encoded.data<float>()[i]));
     }
+}
+
+}  // namespace
+}  // namespace parakeet
+
+namespace parakeet {
+namespace {
+
+TEST(SegmentTracker, EndpointClosesSegmentAndFinalsNeverChange) {
+    auto model = Model::load(kDir + "/model/tiny-a.nemo");
+    RecognizerConfig cfg;
+    cfg.endpoint_silence_ms = 400;  // 5 encoder frames
+    cfg.revision_tokens = 1;
+    SegmentTracker t;
+    std::deque<Event> ev;
+    // Tokens 43 ("▁u") and 84 ("ain") at frames 0 and 2, each lasting 1 frame.
+    t.update(*model, cfg, {{43, 0, 1, 0.9f}, {84, 2, 1, 0.8f}}, {}, 4, false, 1.0, 0.32, ev);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].type, Event::Type::kPartial);
+    EXPECT_EQ(ev[0].text, "uain");
+    EXPECT_EQ(ev[0].stable_text, "");  // the one revisable token is inside the only word
+    // Four frames after the last token's end (frame 3): no endpoint yet, nothing new: no event.
+    t.update(*model, cfg, {}, {}, 7, false, 1.0, 0.56, ev);
+    EXPECT_EQ(ev.size(), 1u);
+    // Five frames: the segment closes as final.
+    t.update(*model, cfg, {}, {}, 8, false, 1.0, 0.64, ev);
+    ASSERT_EQ(ev.size(), 2u);
+    EXPECT_EQ(ev[1].type, Event::Type::kFinal);
+    EXPECT_EQ(ev[1].segment, 0);
+    EXPECT_EQ(ev[1].text, "uain");
+    EXPECT_NEAR(ev[1].end, 0.24, 1e-9);
+    // The next tokens open segment 1; the end of input closes it.
+    t.update(*model, cfg, {{101, 9, 2, 0.7f}}, {{81, 11, 1, 0.5f}}, 11, false, 1.0, 0.9, ev);
+    ASSERT_EQ(ev.size(), 3u);
+    EXPECT_EQ(ev[2].segment, 1);
+    EXPECT_EQ(ev[2].text, "justion");  // committed "▁just" + lookahead "ion"
+    t.update(*model, cfg, {}, {}, 12, true, 1.0, 1.0, ev);
+    ASSERT_EQ(ev.size(), 4u);
+    EXPECT_EQ(ev[3].type, Event::Type::kFinal);
+    EXPECT_EQ(ev[3].text, "just");  // lookahead was never committed
+    EXPECT_EQ(t.segment_id(), 2);
 }
 
 }  // namespace
