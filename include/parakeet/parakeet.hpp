@@ -66,6 +66,10 @@ struct Event {
 };
 
 class Stream;
+class Model;
+class Recognizer;
+// Internal: a recognizer over an already loaded model (benchmarks with generated weights).
+std::shared_ptr<Recognizer> create_recognizer(const struct RecognizerConfig& config, std::shared_ptr<const Model> model);
 
 class Recognizer {
 public:
@@ -80,6 +84,7 @@ public:
     struct Impl;
 
 private:
+    friend std::shared_ptr<Recognizer> create_recognizer(const RecognizerConfig&, std::shared_ptr<const Model>);
     explicit Recognizer(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };

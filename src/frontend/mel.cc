@@ -80,6 +80,15 @@ MelFrontend::MelFrontend(const PreprocessorConfig& config, const Tensor& window,
         const double fmax = config.highfreq > 0 ? config.highfreq : config.sample_rate / 2.0;
         fb_ = slaney_mel_filterbank(config.sample_rate, n_fft_, n_mels_, config.lowfreq, fmax);
     }
+    fb_span_.assign(2 * static_cast<size_t>(n_mels_), 0);
+    for (int m = 0; m < n_mels_; ++m) {
+        const float* row = fb_.data() + static_cast<size_t>(m) * n_bins_;
+        int lo = 0, hi = n_bins_;
+        while (lo < hi && row[lo] == 0.f) ++lo;
+        while (hi > lo && row[hi - 1] == 0.f) --hi;
+        fb_span_[2 * m] = lo;
+        fb_span_[2 * m + 1] = hi;
+    }
 }
 
 int64_t MelFrontend::num_frames(int64_t n_samples) const {
@@ -137,9 +146,10 @@ void MelFrontend::spectral_frames(const float* padded, int64_t n_frames, float* 
                 power[k] = mag * mag;
             }
             for (int m = 0; m < n_mels_; ++m) {
+                // Only the filter's non-zero span (adding the zero weights outside it changes no bit).
                 const float* row = fb + static_cast<size_t>(m) * n_bins_;
                 float acc = 0.f;
-                for (int k = 0; k < n_bins_; ++k) acc += row[k] * power[k];
+                for (int k = fb_span_[2 * m]; k < fb_span_[2 * m + 1]; ++k) acc += row[k] * power[k];
                 o[t * n_mels_ + m] = std::log(acc + guard);
             }
         }

@@ -45,6 +45,7 @@ private:
     int n_fft_, win_, hop_, n_mels_, n_bins_;
     std::vector<float> window_;  // [n_fft], the window zero-extended and centred
     std::vector<float> fb_;      // [n_mels, n_bins]
+    std::vector<int> fb_span_;   // [n_mels, 2]: each filter's non-zero bins [begin, end)
 };
 
 // Raw log-mel frames of a live stream, identical to MelFrontend::log_mel over the whole input (NeMo >= 2.5

@@ -193,17 +193,18 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
         const auto [x0, x1] = py_slice(t, std::nullopt, cache->keep);
         const int64_t total = (c1 - c0) + (x1 - x0), kept = std::min(total, n_cache), skip = total - kept;
         cache->next_channel = empty({batch, kept, d});
+        // The kept rows are the last `kept` of cache[c0:c1] ++ chunk[x0:x1]: at most two contiguous copies.
+        const int64_t from_cache = std::max<int64_t>((c1 - c0) - skip, 0);
+        const int64_t cache_begin = c1 - from_cache, chunk_begin = x0 + std::max<int64_t>(skip - (c1 - c0), 0);
         for (int64_t b = 0; b < batch; ++b) {
-            int64_t r = 0;
-            auto append = [&](const Tensor& src, int64_t begin, int64_t end) {
-                for (int64_t i = begin; i < end; ++i, ++r) {
-                    if (r < skip) continue;
-                    Tensor dst = rows(cache->next_channel, b, r - skip, r - skip + 1);
-                    ops::copy_(ctx, dst, rows(src, b, i, i + 1));
-                }
-            };
-            append(cache->channel, c0, c1);
-            append(norm, x0, x1);
+            if (from_cache > 0) {
+                Tensor dst = rows(cache->next_channel, b, 0, from_cache);
+                ops::copy_(ctx, dst, rows(cache->channel, b, cache_begin, c1));
+            }
+            if (x1 > chunk_begin) {
+                Tensor dst = rows(cache->next_channel, b, from_cache, kept);
+                ops::copy_(ctx, dst, rows(norm, b, chunk_begin, x1));
+            }
         }
     }
     const int64_t n_key = n_cache + t;
@@ -257,14 +258,15 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
         // Next cache: Gpad without its last cache_drop columns, then its last Kc columns.
         const int64_t g_len = kc + t + right - std::max(cache->cache_drop, 0);
         cache->next_time = Tensor::zeros({batch, kc, d}, DType::kF32, dev);
+        // Rows [g_len - Kc, g_len) of Gpad; those at or past Kc + T are the right padding (zeros).
+        const int64_t src0 = std::max<int64_t>(g_len - kc, 0), src1 = std::min<int64_t>(g_len, kc + t);
+        const int64_t dst0 = src0 - (g_len - kc);
         for (int64_t b = 0; b < batch; ++b) {
             Tensor dst = rows(dw, b, 0, t);
             ops::copy_(ctx, dst, rows(gout, b, 0, t));
-            for (int64_t i = 0; i < kc; ++i) {
-                const int64_t src = g_len - kc + i;  // index into Gpad; >= kc + t is right padding (zeros)
-                if (src < 0 || src >= kc + t) continue;
-                Tensor row = rows(cache->next_time, b, i, i + 1);
-                ops::copy_(ctx, row, rows(gin, b, src, src + 1));
+            if (src1 > src0) {
+                Tensor row = rows(cache->next_time, b, dst0, dst0 + (src1 - src0));
+                ops::copy_(ctx, row, rows(gin, b, src0, src1));
             }
         }
     }
@@ -323,11 +325,29 @@ StreamingConfig FastConformerEncoder::streaming_config(int chunk_size, int shift
     return sc;
 }
 
-EncoderCache FastConformerEncoder::initial_cache(const StreamingConfig& sc, int batch) const {
+namespace {
+// Swaps the last two dimensions of a CPU tensor [..., A, B] -> [..., B, A].
+Tensor swap_last_two(const Tensor& x) {
+    Tensor in = x.to(Device{}).to_f32();
+    const int64_t a = in.dim(-2), b = in.dim(-1), outer = a * b ? in.numel() / (a * b) : 0;
+    Shape shape = in.shape();
+    std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
+    Tensor out = Tensor::empty(shape);
+    for (int64_t o = 0; o < outer; ++o)
+        for (int64_t i = 0; i < a; ++i)
+            for (int64_t j = 0; j < b; ++j) out.data<float>()[(o * b + j) * a + i] = in.data<float>()[(o * a + i) * b + j];
+    return out;
+}
+}  // namespace
+
+Tensor time_cache_from_nemo(const Tensor& nemo) { return swap_last_two(nemo); }
+Tensor time_cache_to_nemo(const Tensor& ours) { return swap_last_two(ours); }
+
+EncoderCache FastConformerEncoder::initial_cache(const StreamingConfig& sc, int batch, Device device) const {
     EncoderCache c;
     const int64_t l = config_.n_layers, d = config_.d_model;
-    c.channel = Tensor::zeros({l, batch, sc.last_channel_cache_size, d});
-    c.time = Tensor::zeros({l, batch, d, config_.conv_context_size[0]});
+    c.channel = Tensor::zeros({l, batch, sc.last_channel_cache_size, d}, DType::kF32, device);
+    c.time = Tensor::zeros({l, batch, config_.conv_context_size[0], d}, DType::kF32, device);
     c.channel_len.assign(batch, 0);
     return c;
 }
@@ -363,39 +383,32 @@ StreamStepOutput FastConformerEncoder::stream_step(const ExecContext& ctx, const
     pos = pos.to(ctx.device);
     const int keep = static_cast<int>(t) - sc.cache_drop_size;
 
+    // Caches live on the stepping device; a new stream's host caches move there once.
+    if (cache.channel.device() != ctx.device) cache.channel = cache.channel.to(ctx.device);
+    if (cache.time.device() != ctx.device) cache.time = cache.time.to(ctx.device);
     std::vector<Tensor> next_channel(n_layers), next_time(n_layers);
     for (int64_t l = 0; l < n_layers; ++l) {
         LayerCache lc;
-        lc.channel = cache.channel.slice0(l, l + 1).reshape({batch, n_cache, d}).to(ctx.device);
-        // NeMo keeps cache_last_time as [D, Kc]; the layer works time-major.
-        lc.time = Tensor::empty({batch, kc, d});
-        const Tensor time_l = cache.time.slice0(l, l + 1).to(Device{});
-        for (int64_t b = 0; b < batch; ++b)
-            for (int64_t c = 0; c < d; ++c)
-                for (int64_t i = 0; i < kc; ++i)
-                    lc.time.data<float>()[(b * kc + i) * d + c] = time_l.data<float>()[(b * d + c) * kc + i];
-        lc.time = lc.time.to(ctx.device);
+        lc.channel = cache.channel.slice0(l, l + 1).reshape({batch, n_cache, d});
+        lc.time = cache.time.slice0(l, l + 1).reshape({batch, kc, d});
         lc.key_begin.resize(batch);
         for (int64_t b = 0; b < batch; ++b)
             lc.key_begin[b] = static_cast<int>(std::clamp<int64_t>(n_cache - cache.channel_len[b], 0, n));
         lc.keep = keep;
         lc.cache_drop = sc.cache_drop_size;
         layer_forward(ctx, layers_[l], x, pos, n - 1, lengths, att, &lc);
-        next_channel[l] = lc.next_channel.to(Device{});
-        next_time[l] = lc.next_time.to(Device{});
+        next_channel[l] = lc.next_channel;
+        next_time[l] = lc.next_time;
     }
-    // Stack the next caches back into NeMo's layout.
+    // Stack the next caches (the channel cache keeps its size except in configurations NeMo slices shorter).
     const int64_t c_next = next_channel[0].dim(1);
-    cache.channel = Tensor::empty({n_layers, batch, c_next, d});
-    for (int64_t l = 0; l < n_layers; ++l)
-        std::copy_n(next_channel[l].data<float>(), next_channel[l].numel(),
-                    cache.channel.data<float>() + l * next_channel[l].numel());
-    for (int64_t l = 0; l < n_layers; ++l)
-        for (int64_t b = 0; b < batch; ++b)
-            for (int64_t i = 0; i < kc; ++i)
-                for (int64_t c = 0; c < d; ++c)
-                    cache.time.data<float>()[((l * batch + b) * d + c) * kc + i] =
-                        next_time[l].data<float>()[(b * kc + i) * d + c];
+    if (c_next != n_cache) cache.channel = Tensor::empty({n_layers, batch, c_next, d}, DType::kF32, ctx.device);
+    for (int64_t l = 0; l < n_layers; ++l) {
+        Tensor dst_c = cache.channel.slice0(l, l + 1).reshape(next_channel[l].shape());
+        ops::copy_(ctx, dst_c, next_channel[l]);
+        Tensor dst_t = cache.time.slice0(l, l + 1).reshape(next_time[l].shape());
+        ops::copy_(ctx, dst_t, next_time[l]);
+    }
     for (int64_t b = 0; b < batch; ++b)
         cache.channel_len[b] = std::min<int64_t>(cache.channel_len[b] + keep, n_cache);
 

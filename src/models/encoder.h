@@ -36,12 +36,16 @@ struct StreamingConfig {
     int drop_extra_pre_encoded = 0;   // encoder frames dropped after subsampling (later chunks)
 };
 
-// Per-stream encoder caches in NeMo's layer-first layout.
+// Per-stream encoder caches, layer-first as NeMo keeps them, resident on the device that steps them.
 struct EncoderCache {
     Tensor channel;                     // cache_last_channel [L, B, C, D]; valid rows right-aligned
-    Tensor time;                        // cache_last_time [L, B, D, Kc]
+    Tensor time;                        // cache_last_time, time-major [L, B, Kc, D] (NeMo: [L, B, D, Kc])
     std::vector<int64_t> channel_len;   // cache_last_channel_len [B]; may go negative (NeMo has no clamp)
 };
+
+// cache_last_time between NeMo's [L, B, D, Kc] and our [L, B, Kc, D] (CPU tensors).
+Tensor time_cache_from_nemo(const Tensor& nemo);
+Tensor time_cache_to_nemo(const Tensor& ours);
 
 // One cache-aware step's output.
 struct StreamStepOutput {
@@ -70,7 +74,7 @@ public:
     // a value to the model's att_context_size (context index `context`).
     StreamingConfig streaming_config(int chunk_size = -1, int shift_size = -1, int left_chunks = -1,
                                      int context = 0) const;
-    EncoderCache initial_cache(const StreamingConfig& sc, int batch) const;
+    EncoderCache initial_cache(const StreamingConfig& sc, int batch, Device device = {}) const;
     // NeMo cache_aware_stream_step for a batch of feature chunks [Tc_b, n_mels] whose first frames are the
     // pre-encode cache; `length[b]` valid frames. Updates `cache` in place (channel rows may shrink when a
     // configuration drops more than a chunk produces, exactly as NeMo's slicing does).

@@ -118,7 +118,7 @@ ParityReport run_stream_parity(const Model& model, const ExecContext& ctx, const
         const int length = static_cast<int>(scalar(tensor_from_json(in["length"], where + " length")));
         if (k == 0 || opt.mode == ParityMode::kFunctional) {
             cache.channel = tensor_from_json(in["cache_last_channel"], where + " cache_last_channel").to_f32();
-            cache.time = tensor_from_json(in["cache_last_time"], where + " cache_last_time").to_f32();
+            cache.time = time_cache_from_nemo(tensor_from_json(in["cache_last_time"], where + " cache_last_time"));
             cache.channel_len = {scalar(tensor_from_json(in["cache_last_channel_len"], where + " cache_len"))};
         }
         const auto& meta = ref[k].contains("metadata") ? ref[k]["metadata"] : nlohmann::json::object();
@@ -140,10 +140,11 @@ ParityReport run_stream_parity(const Model& model, const ExecContext& ctx, const
         const int64_t ref_len = scalar(tensor_from_json(out["cache_last_channel_len_out"], where + " len_out"));
         Tensor ref_channel = tensor_from_json(out["cache_last_channel_out"], where + " cache_last_channel_out");
         cp.tensors["cache_last_channel_out"] =
-            compare_tensors(valid_channel_rows(cache.channel, cache.channel_len[0]),
+            compare_tensors(valid_channel_rows(cache.channel.to(Device{}), cache.channel_len[0]),
                             valid_channel_rows(ref_channel, ref_len), atol("cache_last_channel_out"));
         cp.tensors["cache_last_time_out"] =
-            compare_tensors(cache.time, tensor_from_json(out["cache_last_time_out"], where + " cache_last_time_out"),
+            compare_tensors(time_cache_to_nemo(cache.time),
+                            tensor_from_json(out["cache_last_time_out"], where + " cache_last_time_out"),
                             atol("cache_last_time_out"));
         cp.lengths_ok = cache.channel_len[0] == ref_len &&
                         step.encoded_len[0] == scalar(tensor_from_json(out["encoded_lengths"], where + " lengths"));

@@ -63,17 +63,24 @@ struct Stream::Impl {
 
 std::shared_ptr<Recognizer> Recognizer::create(const RecognizerConfig& config) {
     config.validate();
-    auto impl = std::make_unique<Impl>();
+    return create_recognizer(config, Model::load(config.model_path));
+}
+
+std::shared_ptr<Recognizer> create_recognizer(const RecognizerConfig& config, std::shared_ptr<const Model> model) {
+    config.validate();
+    auto impl = std::make_unique<Recognizer::Impl>();
     impl->cfg = config;
-    impl->model = Model::load(config.model_path);
-    const int threads = config.threads > 0 ? config.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    impl->model = std::move(model);
+    const int threads =
+        config.threads > 0 ? config.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
     impl->runner = std::make_unique<DeviceRunner>(impl->model, Device::parse(config.device),
                                                   parse_precision(config.precision), threads);
     if (config.mode == "cache-aware") {
         impl->sc = impl->model->encoder().streaming_config(config.chunk_size, config.shift_size, config.left_chunks,
                                                            config.att_context);
     } else {
-        WindowedStreamer probe(impl->model, {config.left_secs, config.chunk_secs, config.right_secs, config.nemo_compat});
+        WindowedStreamer probe(impl->model,
+                               {config.left_secs, config.chunk_secs, config.right_secs, config.nemo_compat});
     }
     return std::shared_ptr<Recognizer>(new Recognizer(std::move(impl)));
 }
@@ -112,7 +119,7 @@ void Stream::reset() {
         s.feats.clear();
         s.feats_offset = s.n_feats = s.p = 0;
         s.step = 0;
-        s.cache = r.model->encoder().initial_cache(r.sc, 1);
+        s.cache = r.model->encoder().initial_cache(r.sc, 1, r.runner->ctx().device);
     }
 }
 

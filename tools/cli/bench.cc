@@ -1,6 +1,7 @@
 // parakeet bench: speed of the offline path, with the GEMM floor measured in the same run as the baseline.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -10,6 +11,7 @@
 
 #include "backends/cpu/cpu_ops.h"
 #include "commands.h"
+#include "parakeet/parakeet.hpp"
 #include "runtime/device.h"
 #include "runtime/transcriber.h"
 
@@ -28,6 +30,16 @@ struct BenchArgs {
     std::string precision = "fp32";
     int batch = 1;
     bool json = false;
+    // Streaming benchmark (instead of offline) when `stream` is set.
+    std::string stream;
+    int chunk_size = 2, shift_size = -1, left_chunks = 35;
+    double left_secs = 10, chunk_secs = 2, right_secs = 2;
+    double stream_seconds = 30;
+    int streams = 1;
+    // Encoder-only timing of one [frames, n_mels] feature chunk when > 0.
+    int encoder_frames = 0;
+    // Compare the device's encoder output and tokens with the CPU backend's on the same audio.
+    bool compare_cpu = false;
 };
 
 std::vector<int> parse_list(const std::string& s, const char* what) {
@@ -111,6 +123,135 @@ double gemm_floor(const ModelConfig& c, int64_t n_features, int64_t t) {
     return total;
 }
 
+double percentile(std::vector<double> v, double q) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[static_cast<size_t>(q * (v.size() - 1))];
+}
+
+// Steps `streams` streams in lockstep over the same audio, one chunk per tick; reports per-step latency.
+void run_stream_bench(const BenchArgs& a, std::shared_ptr<const Model> model, int threads) {
+    RecognizerConfig cfg;
+    cfg.mode = a.stream;
+    cfg.chunk_size = a.chunk_size;
+    cfg.shift_size = a.shift_size > 0 ? a.shift_size : a.chunk_size;
+    cfg.left_chunks = a.left_chunks;
+    cfg.left_secs = a.left_secs;
+    cfg.chunk_secs = a.chunk_secs;
+    cfg.right_secs = a.right_secs;
+    cfg.device = a.device;
+    cfg.precision = a.precision;
+    cfg.threads = threads;
+    cfg.endpoint_silence_ms = 0;
+    auto rec = create_recognizer(cfg, model);
+    const int rate = model->config().preprocessor.sample_rate;
+    const auto audio = test_audio(static_cast<int>(std::ceil(a.stream_seconds)), rate);
+    // Audio per tick: the chunk's duration (cache-aware: shift_size encoder frames).
+    const double tick_s = a.stream == "windowed" ? a.chunk_secs : cfg.shift_size * model->frame_seconds();
+    const size_t tick = std::max<size_t>(1, static_cast<size_t>(tick_s * rate));
+    std::vector<std::unique_ptr<Stream>> streams;
+    for (int i = 0; i < a.streams; ++i) streams.push_back(rec->create_stream());
+    std::vector<double> step_ms, tick_ms;
+    const double rss0 = peak_rss_mb();
+    for (size_t pos = 0; pos < audio.size(); pos += tick) {
+        const size_t n = std::min(tick, audio.size() - pos);
+        const double t_tick = now();
+        for (auto& s : streams) {
+            s->accept_waveform(rate, audio.data() + pos, n);
+            if (pos + n >= audio.size()) s->input_finished();
+            const bool ready = s->is_ready();
+            const double t0 = now();
+            rec->decode(*s);
+            if (ready) step_ms.push_back((now() - t0) * 1000);
+            s->pop_events();
+        }
+        tick_ms.push_back((now() - t_tick) * 1000);
+    }
+    // Warm-up: drop the first tenth of the steps and ticks.
+    step_ms.erase(step_ms.begin(), step_ms.begin() + step_ms.size() / 10);
+    tick_ms.erase(tick_ms.begin(), tick_ms.begin() + tick_ms.size() / 10);
+    const double p50 = percentile(step_ms, 0.5), p99 = percentile(step_ms, 0.99);
+    const double tick_p99 = percentile(tick_ms, 0.99);
+    const bool real_time = tick_p99 < tick_s * 1000;
+    nlohmann::ordered_json row = {{"mode", a.stream},
+                                  {"device", a.device},
+                                  {"precision", a.precision},
+                                  {"threads", threads},
+                                  {"streams", a.streams},
+                                  {"audio_per_step_s", tick_s},
+                                  {"steps", step_ms.size()},
+                                  {"step_ms_p50", p50},
+                                  {"step_ms_p99", p99},
+                                  {"tick_ms_p99", tick_p99},
+                                  {"real_time", real_time},
+                                  {"peak_rss_mb", peak_rss_mb()},
+                                  {"rss_growth_mb", peak_rss_mb() - rss0}};
+    if (a.json) {
+        std::cout << row.dump() << "\n";
+        return;
+    }
+    std::cout << fmt::format("{} {} {} threads {}: {} stream(s) x {:.0f} s, {:.2f} s audio per step: step p50 {:.2f} ms, "
+                             "p99 {:.2f} ms; all-stream tick p99 {:.2f} ms ({}real time); peak RSS {:.0f} MB (+{:.0f})\n",
+                             a.stream, a.device, a.precision, threads, a.streams, a.stream_seconds, tick_s, p50, p99,
+                             tick_p99, real_time ? "" : "NOT ", peak_rss_mb(), peak_rss_mb() - rss0);
+}
+
+void run_encoder_bench(const BenchArgs& a, std::shared_ptr<const Model> model, int threads) {
+    DeviceRunner runner(model, Device::parse(a.device), parse_precision(a.precision), threads);
+    Tensor feats = Tensor::empty({a.encoder_frames, model->config().preprocessor.features});
+    for (int64_t i = 0; i < feats.numel(); ++i) feats.data<float>()[i] = static_cast<float>(std::sin(i * 0.37));
+    std::vector<int> lengths;
+    std::vector<double> ms;
+    for (int r = 0; r < a.repeat + 3; ++r) {
+        const double t0 = now();
+        model->encoder().forward(runner.ctx(), {feats}, lengths, model->encoder().attention_context(0));
+        runner.synchronize();
+        if (r >= 3) ms.push_back((now() - t0) * 1000);
+    }
+    std::cout << fmt::format("encoder only, [{}, {}] features, batch 1, {} {} threads {}: p50 {:.2f} ms, p99 {:.2f} ms\n",
+                             a.encoder_frames, model->config().preprocessor.features, a.device, a.precision, threads,
+                             percentile(ms, 0.5), percentile(ms, 0.99));
+}
+
+// Encoder output and tokens of `device` vs the CPU backend on the same audio (full-architecture parity).
+void run_compare_cpu(const BenchArgs& a, std::shared_ptr<const Model> model, int threads, int seconds) {
+    const auto audio = test_audio(seconds, model->config().preprocessor.sample_rate);
+    auto capture = [&](const std::string& device, const std::string& precision, Tensor& enc) {
+        DeviceRunner runner(model, Device::parse(device), parse_precision(precision), threads);
+        TranscribeOptions opt;
+        opt.sink = [&](const std::string& name, const Tensor& t) {
+            if (name == "encoder_output") enc = t.clone();
+        };
+        return transcribe(*model, runner, {audio}, opt)[0];
+    };
+    Tensor enc_cpu, enc_dev;
+    Transcript cpu = capture("cpu", "fp32", enc_cpu);
+    Transcript dev = capture(a.device, a.precision, enc_dev);
+    double max_abs = 0, sum_abs = 0, max_ref = 0;
+    for (int64_t i = 0; i < enc_cpu.numel(); ++i) {
+        const double d = std::fabs(static_cast<double>(enc_cpu.data<float>()[i]) - enc_dev.data<float>()[i]);
+        max_abs = std::max(max_abs, d);
+        sum_abs += d;
+        max_ref = std::max(max_ref, static_cast<double>(std::fabs(enc_cpu.data<float>()[i])));
+    }
+    // Token agreement: 1 - edit distance / reference length.
+    const auto& x = cpu.tokens;
+    const auto& y = dev.tokens;
+    std::vector<size_t> prev(y.size() + 1), cur(y.size() + 1);
+    for (size_t j = 0; j <= y.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= x.size(); ++i) {
+        cur[0] = i;
+        for (size_t j = 1; j <= y.size(); ++j)
+            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1].id != y[j - 1].id)});
+        std::swap(prev, cur);
+    }
+    const double agreement = x.empty() ? (y.empty() ? 1.0 : 0.0) : 1.0 - static_cast<double>(prev[y.size()]) / x.size();
+    std::cout << fmt::format("{} s, {} {} vs cpu fp32: encoder max |diff| {:.3e} (max |value| {:.2f}), mean {:.3e}; "
+                             "tokens {} vs {}, agreement {:.4f}\n",
+                             seconds, a.device, a.precision, max_abs, max_ref, sum_abs / std::max<int64_t>(enc_cpu.numel(), 1),
+                             y.size(), x.size(), agreement);
+}
+
 void run_bench(const BenchArgs& a) {
     PK_CHECK(a.model.empty() != a.arch.empty(), kInvalidArgument, "give either -m MODEL or --arch NAME");
     PK_CHECK(a.arch.empty() || a.random_weights, kInvalidArgument, "--arch needs --random-weights (no weights ship)");
@@ -128,6 +269,21 @@ void run_bench(const BenchArgs& a) {
     }
     const double load_s = now() - t_load;
     const ModelConfig& cfg = model->config();
+    if (a.encoder_frames > 0) {
+        for (int th : threads) run_encoder_bench(a, model, th);
+        return;
+    }
+    if (a.compare_cpu) {
+        for (int secs : seconds) run_compare_cpu(a, model, threads.back(), secs);
+        return;
+    }
+    if (!a.stream.empty()) {
+        PK_CHECK(a.stream == "windowed" || a.stream == "cache-aware", kInvalidArgument,
+                 "bad --stream '{}' (expected windowed or cache-aware)", a.stream);
+        PK_CHECK(a.streams >= 1 && a.streams <= 4096, kInvalidArgument, "bad --streams {}", a.streams);
+        for (int th : threads) run_stream_bench(a, model, th);
+        return;
+    }
     nlohmann::ordered_json rows = nlohmann::ordered_json::array();
     if (!a.json)
         std::cout << fmt::format("model: {} ({} parameters), built/loaded in {:.2f} s\n",
@@ -197,6 +353,17 @@ void add_bench(CLI::App& app) {
     sub->add_option("--device", a->device, "cpu or cuda[:N]");
     sub->add_option("--precision", a->precision, "fp32, tf32, fp16 or bf16 (GPU)");
     sub->add_option("--batch", a->batch, "Files transcribed together (same length)");
+    sub->add_option("--stream", a->stream, "Benchmark streaming instead: windowed or cache-aware");
+    sub->add_option("--chunk-size", a->chunk_size, "Cache-aware chunk (encoder frames; 2 = 160 ms)");
+    sub->add_option("--shift-size", a->shift_size, "Cache-aware shift (encoder frames; default = chunk)");
+    sub->add_option("--left-chunks", a->left_chunks, "Cache-aware left chunks");
+    sub->add_option("--left-secs", a->left_secs, "Windowed left context");
+    sub->add_option("--chunk-secs", a->chunk_secs, "Windowed chunk");
+    sub->add_option("--right-secs", a->right_secs, "Windowed right context");
+    sub->add_option("--stream-seconds", a->stream_seconds, "Seconds of audio per stream");
+    sub->add_option("--streams", a->streams, "Streams stepped in lockstep (real-time capacity)");
+    sub->add_option("--encoder-frames", a->encoder_frames, "Time the encoder alone on this many feature frames");
+    sub->add_flag("--compare-cpu", a->compare_cpu, "Encoder error and token agreement of --device vs the CPU");
     sub->callback([a] { run_bench(*a); });
 }
 
