@@ -199,7 +199,7 @@ void Recognizer::decode(Stream& stream) const {
         int frontier = 0;
         bool last = false;
         if (s.win) {
-            WindowedStep st = s.win->step(ctx, r.cfg.lookahead_partials);
+            WindowedStep st = s.win->step(*r.runner, r.cfg.lookahead_partials);
             committed = std::move(st.tokens);
             lookahead = std::move(st.lookahead);
             frontier = s.win->decoder_state().frames_decoded;

@@ -23,7 +23,6 @@ WindowedStreamer::WindowedStreamer(std::shared_ptr<const Model> model, const Win
     right_ = frames(opt.right_secs) * frame_samples_;
     PK_CHECK(chunk_ > 0, kInvalidArgument, "--chunk-secs {} is shorter than one encoder frame ({} s)", opt.chunk_secs,
              static_cast<double>(frame_samples_) / c.preprocessor.sample_rate);
-    greedy_ = {c.blank_id(), c.is_tdt() ? c.decoding.durations : std::vector<int>{}, c.decoding.max_symbols};
 }
 
 void WindowedStreamer::reset() {
@@ -46,7 +45,8 @@ bool WindowedStreamer::ready() const {
     return received_ >= next_chunk_ + chunk_ + right_ || finished_;
 }
 
-WindowedStep WindowedStreamer::step(const ExecContext& ctx, bool with_lookahead) {
+WindowedStep WindowedStreamer::step(const DeviceRunner& runner, bool with_lookahead) {
+    const ExecContext& ctx = runner.ctx();
     PK_CHECK(ready(), kInternal, "windowed step without enough audio");
     WindowedStep s;
     const int64_t n_total = received_;
@@ -82,20 +82,33 @@ WindowedStep WindowedStreamer::step(const ExecContext& ctx, bool with_lookahead)
     }
     const int64_t d = model_->config().encoder.d_model;
     const int64_t avail = std::max<int64_t>(enc.dim(1) - s.left_frames, 0);
-    s.encoded = enc.reshape({enc.dim(1), d}).slice0(std::min<int64_t>(s.left_frames, enc.dim(1)), enc.dim(1)).to(Device{});
+    Tensor frames = enc.reshape({enc.dim(1), d}).slice0(std::min<int64_t>(s.left_frames, enc.dim(1)), enc.dim(1));
+    s.encoded = frames.to(Device{});
     s.out_len = static_cast<int>(std::min<int64_t>(s.out_len, avail));
     s.first_frame = state_.frames_decoded;
 
+    // Project the chunk and right-context frames once, on the device; decode the chunk, then (optionally) peek at
+    // the right context from a copy of the state: tentative tokens the next step redoes.
     const Joint& joint = model_->joint();
-    const int64_t n_proj = std::min<int64_t>(avail, std::max<int64_t>(enc_len - s.left_frames, 0));
-    Tensor f = Tensor::empty({std::max<int64_t>(n_proj, s.out_len), joint.hidden()});
-    if (f.dim(0) > 0) joint.project_encoder(ctx, s.encoded.slice0(0, f.dim(0)), f);
-    greedy_decode(model_->predictor(), joint, greedy_, f.data<float>(), s.out_len, state_, s.tokens);
+    const int64_t n_proj = std::max<int64_t>(std::min<int64_t>(avail, std::max<int64_t>(enc_len - s.left_frames, 0)),
+                                             s.out_len);
+    Tensor f = Tensor::empty({1, n_proj, joint.hidden()}, DType::kF32, ctx.device);
+    if (n_proj > 0) {
+        Tensor f2 = f.reshape({n_proj, joint.hidden()});
+        joint.project_encoder(ctx, frames.slice0(0, n_proj), f2);
+    }
+    std::vector<DecoderState> states{state_};
+    std::vector<std::vector<Token>> tokens;
+    runner.decode(f, {s.out_len}, states, tokens);
+    state_ = states[0];
+    s.tokens = std::move(tokens[0]);
     if (with_lookahead && !s.last && n_proj > s.out_len) {
-        // Tentative tokens from the right context, decoded on a copy of the state; the next step redoes them.
-        DecoderState peek = state_;
-        greedy_decode(model_->predictor(), joint, greedy_, f.data<float>() + s.out_len * joint.hidden(),
-                      static_cast<int>(n_proj - s.out_len), peek, s.lookahead);
+        Tensor rest = f.reshape({n_proj, joint.hidden()}).slice0(s.out_len, n_proj);
+        std::vector<DecoderState> peek{state_};
+        std::vector<std::vector<Token>> tentative;
+        runner.decode(rest.reshape({1, n_proj - s.out_len, joint.hidden()}),
+                      {static_cast<int>(n_proj - s.out_len)}, peek, tentative);
+        s.lookahead = std::move(tentative[0]);
     }
 
     next_chunk_ = chunk_end;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "decoding/greedy.h"
+#include "runtime/device.h"
 #include "runtime/model.h"
 
 namespace parakeet {
@@ -43,8 +44,8 @@ public:
     void finish();
     // True when a step can run (a full chunk plus right context, or the rest after finish()).
     bool ready() const;
-    // Runs one step. Requires ready().
-    WindowedStep step(const ExecContext& ctx, bool with_lookahead = false);
+    // Runs one step on the runner's device. Requires ready().
+    WindowedStep step(const DeviceRunner& runner, bool with_lookahead = false);
     bool done() const { return done_; }
     void reset();
 
@@ -55,7 +56,6 @@ public:
 private:
     std::shared_ptr<const Model> model_;
     WindowedOptions opt_;
-    GreedyOptions greedy_;
     int frame_samples_;          // samples per encoder frame (1280)
     int64_t left_, chunk_, right_;  // samples
     std::vector<float> buffer_;  // samples [buffer_offset_, received_)

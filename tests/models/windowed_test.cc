@@ -34,7 +34,7 @@ struct StreamRun {
 
 StreamRun stream(const std::vector<float>& audio, const WindowedOptions& opt, size_t feed = 0) {
     WindowedStreamer s(tiny_a(), opt);
-    ExecContext ctx;
+    DeviceRunner ctx(tiny_a(), Device{}, Precision::kF32, 1);
     StreamRun r;
     auto drain = [&] {
         while (s.ready()) {
@@ -131,7 +131,7 @@ TEST(Windowed, SeamsNeitherDuplicateNorLoseFrames) {
         for (const Setting& s : settings) {
             for (size_t feed : {size_t{0}, size_t{160}, size_t{1111}, size_t{4000}}) {
                 WindowedStreamer ws(tiny_a(), WindowedOptions{s.left, s.chunk, s.right, false});
-                ExecContext ctx;
+                DeviceRunner ctx(tiny_a(), Device{}, Precision::kF32, 1);
                 int next_frame = 0, last_token_frame = -1;
                 auto drain = [&] {
                     while (ws.ready()) {
