@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -151,6 +152,60 @@ TEST(TinyA, LocalAttentionWiderThanInputEqualsFullContext) {
     EXPECT_LT(max_abs_diff(full, local), 1e-6);
     Tensor narrow = model->encoder().forward(cpu_ctx(), {feats}, lengths, {4, 4});
     EXPECT_GT(max_abs_diff(full, narrow), 1e-3);  // a real band limit changes the output
+}
+
+}  // namespace
+}  // namespace parakeet
+
+namespace parakeet {
+namespace {
+
+// NeMo <= 2.4 frontend (reflect padding, N // 160 + 1 frames) against the PyTorch reference's goldens.
+TEST(TinyA, Nemo24Frontend) {
+    ModelOptions mo;
+    mo.frontend = FrontendVersion::kNemo24;
+    auto model = Model::load(kDir + "/model/tiny-a.nemo", mo);
+    for (const char* clip : {"clip0", "clip3"}) {
+        const std::string g = std::string(PARAKEET_TEST_DATA_DIR) + "/nemo24/" + clip + "/";
+        std::map<std::string, Tensor> dumped;
+        TranscribeOptions opt;
+        opt.sink = [&](const std::string& name, const Tensor& t) { dumped[name] = t.clone(); };
+        auto audio = load_audio(kDir + "/inputs/" + clip + ".wav", 16000);
+        transcribe(*model, cpu_ctx(), {audio}, opt);
+        EXPECT_LT(max_abs_diff(dumped["features"], read_npy(g + "features.npy")), 1e-4) << clip;
+        EXPECT_LT(max_abs_diff(dumped["encoder_output"], read_npy(g + "encoder_output.npy")), 1e-4) << clip;
+        EXPECT_EQ(ints(dumped["features_len"]), ints(read_npy(g + "features_len.npy"))) << clip;
+        EXPECT_EQ(ints(dumped["tokens"]), ints(read_npy(g + "tokens.npy"))) << clip;
+        EXPECT_EQ(ints(dumped["token_frames"]), ints(read_npy(g + "token_frames.npy"))) << clip;
+    }
+}
+
+long rss_kb() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return 0;
+}
+
+// An hour of audio offline: local attention beyond 24 min keeps memory linear in the length (no T x T scores).
+TEST(TinyA, HourLongFileUsesBoundedMemory) {
+    if (std::getenv("PARAKEET_SKIP_SLOW")) GTEST_SKIP() << "PARAKEET_SKIP_SLOW set (sanitizer run)";
+    auto model = tiny_a();
+    auto clip = load_audio(kDir + "/inputs/clip3.wav", 16000);
+    std::vector<float> hour;
+    hour.reserve(3600 * 16000);
+    while (hour.size() < 3600u * 16000) hour.insert(hour.end(), clip.begin(), clip.end());
+    hour.resize(3600u * 16000);
+    const long before = rss_kb();
+    ExecContext ctx;
+    ctx.n_threads = 2;
+    Transcript t = transcribe(*model, ctx, {hour}, {})[0];
+    EXPECT_EQ(t.n_encoder_frames, 45000);
+    EXPECT_GT(t.tokens.size(), 1000u);
+    EXPECT_NEAR(t.tokens.back().start, 3600.0, 10.0);
+    // Audio (230 MB) and features (115 MB) are held once; a full 45000 x 45000 score matrix alone would be 8 GB.
+    EXPECT_LT(rss_kb() - before, 1500 * 1024);
 }
 
 }  // namespace

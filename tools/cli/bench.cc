@@ -167,8 +167,11 @@ void run_stream_bench(const BenchArgs& a, std::shared_ptr<const Model> model, in
         }
         tick_ms.push_back((now() - t_tick) * 1000);
     }
-    // Warm-up: drop the first tenth of the steps and ticks.
+    // Warm-up: drop the first tenth of the steps and ticks. Flatness: p50 of the next tenth vs the last tenth.
     step_ms.erase(step_ms.begin(), step_ms.begin() + step_ms.size() / 10);
+    const size_t tenth = std::max<size_t>(step_ms.size() / 10, 1);
+    const double early_p50 = percentile({step_ms.begin(), step_ms.begin() + std::min(tenth, step_ms.size())}, 0.5);
+    const double late_p50 = percentile({step_ms.end() - std::min(tenth, step_ms.size()), step_ms.end()}, 0.5);
     tick_ms.erase(tick_ms.begin(), tick_ms.begin() + tick_ms.size() / 10);
     const double p50 = percentile(step_ms, 0.5), p99 = percentile(step_ms, 0.99);
     const double tick_p99 = percentile(tick_ms, 0.99);
@@ -183,6 +186,8 @@ void run_stream_bench(const BenchArgs& a, std::shared_ptr<const Model> model, in
                                   {"step_ms_p50", p50},
                                   {"step_ms_p99", p99},
                                   {"tick_ms_p99", tick_p99},
+                                  {"early_step_ms_p50", early_p50},
+                                  {"late_step_ms_p50", late_p50},
                                   {"real_time", real_time},
                                   {"peak_rss_mb", peak_rss_mb()},
                                   {"rss_growth_mb", peak_rss_mb() - rss0}};
@@ -191,9 +196,10 @@ void run_stream_bench(const BenchArgs& a, std::shared_ptr<const Model> model, in
         return;
     }
     std::cout << fmt::format("{} {} {} threads {}: {} stream(s) x {:.0f} s, {:.2f} s audio per step: step p50 {:.2f} ms, "
-                             "p99 {:.2f} ms; all-stream tick p99 {:.2f} ms ({}real time); peak RSS {:.0f} MB (+{:.0f})\n",
+                             "p99 {:.2f} ms (first/last tenth p50 {:.2f}/{:.2f}); all-stream tick p99 {:.2f} ms ({}real time); "
+                             "peak RSS {:.0f} MB (+{:.0f})\n",
                              a.stream, a.device, a.precision, threads, a.streams, a.stream_seconds, tick_s, p50, p99,
-                             tick_p99, real_time ? "" : "NOT ", peak_rss_mb(), peak_rss_mb() - rss0);
+                             early_p50, late_p50, tick_p99, real_time ? "" : "NOT ", peak_rss_mb(), peak_rss_mb() - rss0);
 }
 
 void run_encoder_bench(const BenchArgs& a, std::shared_ptr<const Model> model, int threads) {
