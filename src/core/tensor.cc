@@ -2,6 +2,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 namespace parakeet {
 
@@ -90,18 +93,78 @@ std::shared_ptr<Storage> device_storage(size_t nbytes, Device device) {
     return storage;
 }
 
+// Host blocks are recycled: a freed block goes to a free list of its size class (powers of two from 256 bytes),
+// so a streaming step that allocates the same temporaries every time allocates nothing new once warm. Blocks over
+// kMaxCachedBlock and a cache over kMaxCachedTotal go back to the system.
+class HostBlockCache {
+public:
+    static constexpr size_t kMaxCachedBlock = size_t{64} << 20;
+    static constexpr size_t kMaxCachedTotal = size_t{512} << 20;
+
+    void* get(size_t size_class) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            auto& list = free_[size_class];
+            if (!list.empty()) {
+                void* p = list.back();
+                list.pop_back();
+                cached_ -= size_class;
+                return p;
+            }
+            ++fresh_;
+        }
+        void* p = std::aligned_alloc(64, size_class);  // 64-byte alignment for SIMD and BLAS
+        PK_CHECK(p != nullptr, kInternal, "out of memory allocating {} bytes", size_class);
+        return p;
+    }
+
+    void put(void* p, size_t size_class) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (size_class <= kMaxCachedBlock && cached_ + size_class <= kMaxCachedTotal) {
+                free_[size_class].push_back(p);
+                cached_ += size_class;
+                return;
+            }
+        }
+        std::free(p);
+    }
+
+    uint64_t fresh() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return fresh_;
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::unordered_map<size_t, std::vector<void*>> free_;
+    size_t cached_ = 0;
+    uint64_t fresh_ = 0;
+};
+
+HostBlockCache& host_cache() {
+    static HostBlockCache* cache = new HostBlockCache();  // never destroyed: tensors may outlive static teardown
+    return *cache;
+}
+
+size_t size_class(size_t nbytes) {
+    size_t c = 256;
+    while (c < nbytes) c <<= 1;
+    return c;
+}
+
 std::shared_ptr<Storage> heap_storage(size_t nbytes) {
     auto storage = std::make_shared<Storage>();
-    // 64-byte alignment for SIMD and BLAS.
-    size_t rounded = (nbytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded ? rounded : 64);
-    PK_CHECK(p != nullptr, kInternal, "out of memory allocating {} bytes", nbytes);
+    const size_t cls = size_class(nbytes);
+    void* p = host_cache().get(cls);
     storage->data = p;
     storage->nbytes = nbytes;
-    storage->owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+    storage->owner = std::shared_ptr<void>(p, [cls](void* q) { host_cache().put(q, cls); });
     return storage;
 }
 }  // namespace
+
+uint64_t host_fresh_allocations() { return host_cache().fresh(); }
 
 void register_device_memory(DeviceType type, const DeviceMemory& memory) {
     g_device_memory[static_cast<int>(type)] = memory;

@@ -49,6 +49,9 @@ struct DeviceMemory {
     void (*copy)(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) = nullptr;
 };
 void register_device_memory(DeviceType type, const DeviceMemory& memory);
+// Host blocks obtained from the system so far (freed tensor memory is recycled by size class; a steady-state
+// streaming step gets all its temporaries from the recycled blocks, which this counter proves in tests).
+uint64_t host_fresh_allocations();
 // Throws kUnsupported when no backend for `type` was built or registered.
 const DeviceMemory& device_memory(DeviceType type);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -280,6 +281,19 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     std::swap(x, norm);
 }
 
+Tensor FastConformerEncoder::stream_positions(int64_t n, Device device) const {
+    // Every step of a stream has the same key count, so its 2n - 1 positional rows are built and uploaded once.
+    std::lock_guard<std::mutex> lock(pos_mu_);
+    for (const auto& [key_n, key_device, rows] : pos_cache_)
+        if (key_n == n && key_device == device) return rows;
+    const int64_t d = config_.d_model;
+    Tensor pos = Tensor::empty({2 * n - 1, d});
+    ops::rel_positions(n - 1, 2 * n - 1, static_cast<int>(d), pos);
+    if (pos_cache_.size() >= 8) pos_cache_.erase(pos_cache_.begin());
+    pos_cache_.emplace_back(n, device, pos.to(device));
+    return std::get<2>(pos_cache_.back());
+}
+
 AttentionContext FastConformerEncoder::attention_context(int context) const {
     PK_CHECK(context >= 0 && context < static_cast<int>(config_.att_context_size.size()), kInvalidArgument,
              "attention context index {} out of range (model has {})", context, config_.att_context_size.size());
@@ -378,9 +392,7 @@ StreamStepOutput FastConformerEncoder::stream_step(const ExecContext& ctx, const
         ops::copy_(ctx, dst, sub[b]);
     }
     const int64_t n_cache = cache.channel.dim(2), n = n_cache + t;
-    Tensor pos = Tensor::empty({2 * n - 1, d});
-    ops::rel_positions(n - 1, 2 * n - 1, static_cast<int>(d), pos);
-    pos = pos.to(ctx.device);
+    const Tensor pos = stream_positions(n, ctx.device);
     const int keep = static_cast<int>(t) - sc.cache_drop_size;
 
     // Caches live on the stepping device; a new stream's host caches move there once.

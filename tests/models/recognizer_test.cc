@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 
+#include "common/test_util.h"
 #include "io/audio.h"
 #include "ops/ops.h"
 #include "parakeet/parakeet.hpp"
@@ -15,6 +16,10 @@
 
 namespace parakeet {
 namespace {
+
+using testing::ints;
+using testing::max_abs_diff;
+using testing::rss_kb;
 
 const std::string kDir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
 
@@ -38,14 +43,6 @@ std::vector<int> final_ids(const std::vector<Event>& events) {
         if (e.type == Event::Type::kFinal)
             for (const TokenInfo& t : e.tokens) ids.push_back(t.id);
     return ids;
-}
-
-long rss_kb() {
-    std::ifstream in("/proc/self/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-    return 0;
 }
 
 TEST(Recognizer, CacheAwareNemoCompatGivesNemosStreamedTokens) {
@@ -262,6 +259,41 @@ TEST(SegmentTracker, EndpointClosesSegmentAndFinalsNeverChange) {
     EXPECT_EQ(ev[3].type, Event::Type::kFinal);
     EXPECT_EQ(ev[3].text, "just");  // lookahead was never committed
     EXPECT_EQ(t.segment_id(), 2);
+}
+
+}  // namespace
+}  // namespace parakeet
+
+namespace parakeet {
+namespace {
+
+// Once warm, a streaming step takes every tensor from recycled blocks: no new host allocation per step.
+TEST(Recognizer, SteadyStateStepAllocatesNoNewHostMemory) {
+    for (const char* mode : {"cache-aware", "windowed"}) {
+        RecognizerConfig cfg;
+        cfg.model_path = kDir + "/model/tiny-a.nemo";
+        cfg.mode = mode;
+        cfg.chunk_size = 4;
+        cfg.shift_size = 4;
+        cfg.left_chunks = 8;
+        cfg.left_secs = 1, cfg.chunk_secs = 0.32, cfg.right_secs = 0.16;
+        cfg.endpoint_silence_ms = 0;
+        cfg.threads = 1;
+        auto rec = Recognizer::create(cfg);
+        auto s = rec->create_stream();
+        auto audio = load_audio(kDir + "/inputs/clip1.wav", 16000);
+        auto feed = [&](size_t from, size_t to) {
+            for (size_t i = from; i < to; i += 1280) {
+                s->accept_waveform(16000, audio.data() + i, std::min<size_t>(1280, to - i));
+                rec->decode(*s);
+                s->pop_events();
+            }
+        };
+        feed(0, 48000);  // warm-up: 3 s, past the first window's growth
+        const uint64_t before = host_fresh_allocations();
+        feed(48000, 75200);
+        EXPECT_EQ(host_fresh_allocations(), before) << mode;
+    }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/test_util.h"
 #include "io/audio.h"
 #include "io/npy.h"
 #include "ops/ops.h"
@@ -13,6 +14,10 @@
 
 namespace parakeet {
 namespace {
+
+using testing::ints;
+using testing::max_abs_diff;
+using testing::rss_kb;
 
 const std::string kDir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
 
@@ -24,24 +29,6 @@ std::shared_ptr<const Model> tiny_a() {
 nlohmann::json manifest() {
     std::ifstream in(kDir + "/manifest.json");
     return nlohmann::json::parse(in);
-}
-
-// Max |a - b| over all elements; shapes must match.
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-    EXPECT_EQ(shape_str(a.shape()), shape_str(b.shape()));
-    if (a.shape() != b.shape()) return INFINITY;
-    Tensor fa = a.to_f32(), fb = b.to_f32();
-    double m = 0;
-    for (int64_t i = 0; i < fa.numel(); ++i)
-        m = std::max(m, static_cast<double>(std::fabs(fa.data<float>()[i] - fb.data<float>()[i])));
-    return m;
-}
-
-std::vector<int64_t> ints(const Tensor& t) {
-    std::vector<int64_t> v;
-    for (int64_t i = 0; i < t.numel(); ++i)
-        v.push_back(t.dtype() == DType::kI64 ? t.data<int64_t>()[i] : t.data<int32_t>()[i]);
-    return v;
 }
 
 ExecContext cpu_ctx() {
@@ -178,14 +165,6 @@ TEST(TinyA, Nemo24Frontend) {
         EXPECT_EQ(ints(dumped["tokens"]), ints(read_npy(g + "tokens.npy"))) << clip;
         EXPECT_EQ(ints(dumped["token_frames"]), ints(read_npy(g + "token_frames.npy"))) << clip;
     }
-}
-
-long rss_kb() {
-    std::ifstream in("/proc/self/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-    return 0;
 }
 
 // An hour of audio offline: local attention beyond 24 min keeps memory linear in the length (no T x T scores).

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/test_util.h"
 #include "io/audio.h"
 #include "io/nemo_archive.h"
 #include "io/npy.h"
@@ -14,23 +15,11 @@
 namespace parakeet {
 namespace {
 
+using testing::ints;
+using testing::max_abs_diff;
+using testing::rss_kb;
+
 const std::string kData = PARAKEET_TEST_DATA_DIR;
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-    if (a.shape() != b.shape()) return INFINITY;
-    Tensor fa = a.to_f32(), fb = b.to_f32();
-    double m = 0;
-    for (int64_t i = 0; i < fa.numel(); ++i)
-        m = std::max(m, static_cast<double>(std::fabs(fa.data<float>()[i] - fb.data<float>()[i])));
-    return m;
-}
-
-std::vector<int64_t> ints(const Tensor& t) {
-    std::vector<int64_t> v;
-    for (int64_t i = 0; i < t.numel(); ++i)
-        v.push_back(t.dtype() == DType::kI64 ? t.data<int64_t>()[i] : t.data<int32_t>()[i]);
-    return v;
-}
 
 std::string read_text(const std::string& path) {
     std::ifstream in(path);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/test_util.h"
 #include "io/audio.h"
 #include "io/npy.h"
 #include "runtime/transcriber.h"
@@ -12,18 +13,15 @@
 namespace parakeet {
 namespace {
 
+using testing::ints;
+using testing::max_abs_diff;
+using testing::rss_kb;
+
 const std::string kDir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
 
 std::shared_ptr<const Model> tiny_a() {
     static auto m = Model::load(kDir + "/model/tiny-a.nemo");
     return m;
-}
-
-std::vector<int64_t> ints(const Tensor& t) {
-    std::vector<int64_t> v;
-    for (int64_t i = 0; i < t.numel(); ++i)
-        v.push_back(t.dtype() == DType::kI64 ? t.data<int64_t>()[i] : t.data<int32_t>()[i]);
-    return v;
 }
 
 struct StreamRun {
