@@ -78,9 +78,12 @@ void run_stream(StreamArgs& a) {
         auto& toks = j["tokens"] = nlohmann::ordered_json::array();
         for (const TokenInfo& t : e.tokens)
             toks.push_back({{"id", t.id}, {"piece", t.piece}, {"start", t.start}, {"end", t.end}});
-        if (a.realtime && !e.words.empty()) {
-            // End-to-end latency of the newest word: shown now vs when its last sample was fed.
-            const double lat = (now_s() - t_start) - e.words.back().end;
+        if (a.realtime && !e.tokens.empty()) {
+            // End-to-end latency of the newest word: shown now vs when the audio of the frame that emitted its
+            // last token was fed (a TDT token's end adds its predicted duration, which may lie in the future).
+            const TokenInfo& last = e.tokens.back();
+            const double frame_s = last.frame > 0 ? last.start / last.frame : 0.08;
+            const double lat = (now_s() - t_start) - (last.start + frame_s);
             j["latency_ms"] = lat * 1000;
             latency_sum += lat;
             latency_max = std::max(latency_max, lat);
