@@ -7,5 +7,5 @@ bash scripts/setup-debian.sh
 cmake --preset release >/dev/null
 cmake --build build/release -j"$(nproc)"
 model=tests/data/tiny-a/model/tiny-a.nemo
-./build/release/parakeet inspect -m "$model" | head -n 12
+./build/release/parakeet inspect -m "$model"
 ./build/release/parakeet transcribe -m "$model" --format json tests/data/tiny-a/inputs/clip3.wav
