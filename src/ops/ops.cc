@@ -156,8 +156,9 @@ void rel_pos_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k,
                                pos_bias_u.data<float>(), pos_bias_v.data<float>(), out.data<float>());
     }, [&] {
         PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "rel_pos_attention", {&q, &k, &v, &p, &out});
-                   cuda::AttentionArgs ca{a.batch, a.n_query, a.n_key, a.n_heads, a.d_head, a.n_cache, a.att_left,
-                                          a.att_right, a.pos_first, a.key_begin, a.key_end, a.q_valid};
+                   cuda::AttentionArgs ca{a.batch,     a.n_query,   a.n_key,           a.n_heads,   a.d_head,
+                                          a.n_cache,   a.att_left,  a.att_right,       a.att_chunk, a.att_left_chunks,
+                                          a.pos_first, a.key_begin, a.key_end,         a.q_valid};
                    cuda::rel_pos_attention(*ctx.cuda, ctx.precision, ca, q.data<float>(), k.data<float>(),
                                            v.data<float>(), p.data<float>(), cuda::weight_f32(*ctx.cuda, pos_bias_u),
                                            cuda::weight_f32(*ctx.cuda, pos_bias_v), out.data<float>()));

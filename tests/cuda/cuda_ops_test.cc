@@ -117,6 +117,7 @@ struct AttentionCase {
     int64_t batch, n_query, n_cache, n_heads, d_head;
     int att_left, att_right;
     bool lengths, local_table;
+    int att_chunk = 0, att_left_chunks = 0;  // chunked_limited style when att_chunk > 0
 };
 
 TEST_P(CudaPrecisionTest, RelPosAttention) {
@@ -127,6 +128,8 @@ TEST_P(CudaPrecisionTest, RelPosAttention) {
         {2, 16, 6, 2, 16, 8, 0, true, false},     // cached keys, causal-right
         {1, 40, 0, 2, 128, 7, 7, true, true},     // local attention with a window-sized table
         {2, 300, 0, 8, 16, -1, -1, true, false},  // several query blocks on the CPU side
+        {2, 37, 0, 2, 16, -1, -1, true, false, 4, 2},  // chunked_limited [8, 3] offline
+        {1, 6, 16, 2, 16, -1, -1, true, false, 2, 8},  // chunked_limited with a cache
     };
     for (const AttentionCase& c : cases) {
         const int64_t d = c.n_heads * c.d_head, n_key = c.n_cache + c.n_query;
@@ -149,6 +152,8 @@ TEST_P(CudaPrecisionTest, RelPosAttention) {
         params.att_left = c.att_left;
         params.att_right = c.att_right;
         params.pos_first = c.local_table ? pos_first : -1;
+        params.att_chunk = c.att_chunk;
+        params.att_left_chunks = c.att_left_chunks;
         if (c.lengths) {
             params.key_begin = key_begin.data();
             params.key_end = key_end.data();
@@ -384,6 +389,34 @@ TEST_F(CudaTinyA, EncoderMatchesCpu) {
     Tensor ref_local = m->encoder().forward(cpu(), feats, len_cpu, AttentionContext{4, 2});
     Tensor got_local = m->encoder().forward(gpu(), feats, len_gpu, AttentionContext{4, 2});
     expect_close(ref_local, got_local, 1e-3, "tiny-a encoder, context [4, 2]");
+}
+
+// Causal subsampling, causal convolution and chunked_limited attention (v-causal): offline and streamed.
+TEST_F(CudaTinyA, CausalChunkedModelMatchesCpu) {
+    auto m = Model::load(std::string(PARAKEET_TEST_DATA_DIR) + "/variants/v-causal/model.nemo");
+    std::vector<Tensor> feats{features(*m, clip(0)), features(*m, clip(3))};
+    std::vector<int> len_cpu, len_gpu;
+    const AttentionContext att = m->encoder().attention_context(0);
+    ASSERT_TRUE(att.chunked_limited);
+    Tensor ref = m->encoder().forward(cpu(), feats, len_cpu, att);
+    Tensor got = m->encoder().forward(gpu(), feats, len_gpu, att);
+    EXPECT_EQ(len_cpu, len_gpu);
+    expect_close(ref, got, 1e-3, "v-causal encoder");
+    // Cache-aware steps with the model's own context, caches kept on each device.
+    const StreamingConfig sc = m->encoder().streaming_config();
+    EncoderCache c_cpu = m->encoder().initial_cache(sc, 1), c_gpu = m->encoder().initial_cache(sc, 1, kGpu);
+    const Tensor& f = feats[0];
+    for (int64_t p = 0, k = 0; p + sc.chunk_size[1] <= f.dim(0); ++k) {
+        const int pre = k == 0 ? 0 : sc.pre_encode_cache_size[1];
+        const int64_t width = (k == 0 ? sc.chunk_size[0] : sc.chunk_size[1]) + pre;
+        Tensor chunk = f.slice0(std::max<int64_t>(p - pre, 0), std::min(p - pre + width, f.dim(0))).clone();
+        const int n = static_cast<int>(chunk.dim(0));
+        auto out_cpu = m->encoder().stream_step(cpu(), sc, {chunk}, {n}, c_cpu, k == 0 ? 0 : 2, false);
+        auto out_gpu = m->encoder().stream_step(gpu(), sc, {chunk}, {n}, c_gpu, k == 0 ? 0 : 2, false);
+        expect_close(out_cpu.encoded, out_gpu.encoded, 1e-3, fmt::format("v-causal stream step {}", k));
+        EXPECT_EQ(c_cpu.channel_len, c_gpu.channel_len);
+        p += k == 0 ? sc.shift_size[0] : sc.shift_size[1];
+    }
 }
 
 TEST_F(CudaTinyA, GreedyDecodeMatchesCpu) {

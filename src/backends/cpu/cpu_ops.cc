@@ -1,5 +1,7 @@
 #include "backends/cpu/cpu_ops.h"
 
+#include "ops/attention_range.h"
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -92,16 +94,8 @@ void depthwise_conv1d(const float* x, const float* w, const float* bias, int64_t
 }
 
 void attention_key_range(const AttentionArgs& a, int64_t b, int64_t qpos, int64_t& lo, int64_t& hi) {
-    lo = a.key_begin ? a.key_begin[b] : 0;
-    hi = a.key_end ? a.key_end[b] : a.n_key;
-    if (a.att_chunk > 0) {  // chunked_limited: whole chunks, left_chunks of them back
-        const int64_t c = qpos / a.att_chunk;
-        lo = std::max(lo, (c - a.att_left_chunks) * a.att_chunk);
-        hi = std::min(hi, (c + 1) * a.att_chunk);
-    } else {  // regular
-        if (a.att_left >= 0) lo = std::max(lo, qpos - a.att_left);
-        if (a.att_right >= 0) hi = std::min(hi, qpos + a.att_right + 1);
-    }
+    parakeet::attention_key_range(qpos, a.key_begin ? a.key_begin[b] : 0, a.key_end ? a.key_end[b] : a.n_key,
+                                  a.att_left, a.att_right, a.att_chunk, a.att_left_chunks, lo, hi);
 }
 
 void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* p,

@@ -10,6 +10,7 @@
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/kernels.h"
 #include "core/error.h"
+#include "ops/attention_range.h"
 
 namespace parakeet::cuda {
 
@@ -39,14 +40,20 @@ void rel_pos_attention(CudaContext& ctx, Precision precision, const AttentionArg
         for (int64_t i0 = 0; i0 < a.n_query; i0 += block) {
             const int64_t i1 = std::min(i0 + block, a.n_query);
             const int64_t nb = i1 - i0;
-            int64_t j0 = kb, j1 = ke;
-            if (a.att_left >= 0) j0 = std::max(j0, a.n_cache + i0 - a.att_left);
-            if (a.att_right >= 0) j1 = std::min(j1, a.n_cache + i1 - 1 + a.att_right + 1);
+            // The block spans the union of its valid rows' allowed keys (the same rule as the CPU backend), and
+            // the distances those pairs reach select a contiguous range of positional rows.
             const int64_t valid_rows = std::clamp<int64_t>(nq_valid - i0, 0, nb);
-            int64_t d_max = (a.n_cache + i1 - 1) - j0;
-            int64_t d_min = (a.n_cache + i0) - (j1 - 1);
-            if (a.att_left >= 0) d_max = std::min(d_max, a.att_left);
-            if (a.att_right >= 0) d_min = std::max(d_min, -a.att_right);
+            int64_t j0 = n_key, j1 = 0, d_max = INT64_MIN, d_min = INT64_MAX;
+            for (int64_t i = 0; i < valid_rows; ++i) {
+                const int64_t qpos = a.n_cache + i0 + i;
+                int64_t lo, hi;
+                attention_key_range(qpos, kb, ke, a.att_left, a.att_right, a.att_chunk, a.att_left_chunks, lo, hi);
+                if (hi <= lo) continue;
+                j0 = std::min(j0, lo);
+                j1 = std::max(j1, hi);
+                d_max = std::max(d_max, qpos - lo);
+                d_min = std::min(d_min, qpos - (hi - 1));
+            }
             if (j1 <= j0 || valid_rows == 0 || d_max < d_min) {
                 PK_CUDA_CHECK(cudaMemsetAsync(ob + i0 * d_model, 0, static_cast<size_t>(nb * d_model) * sizeof(float),
                                               ctx.stream));
@@ -62,9 +69,10 @@ void rel_pos_attention(CudaContext& ctx, Precision precision, const AttentionArg
                  GemmOperand{kb_ptr + j0 * d_model, DType::kF32, d_model, dk}, 0.f, ac, nk, nb * nk, nh);
             gemm(ctx, precision, false, true, nb, nr, dk, 1.f, GemmOperand{qv, DType::kF32, dk, nb * dk},
                  GemmOperand{p + r0 * d_model, DType::kF32, d_model, dk}, 0.f, bd, nr, nb * nr, nh);
-            kernels::AttentionSoftmaxArgs sa{nh,          nb,        nk,  nr,         j0,
-                                             a.n_cache + i0, a.att_left, a.att_right, a.pos_first, r0,
-                                             valid_rows,  std::sqrt(static_cast<float>(dk))};
+            kernels::AttentionSoftmaxArgs sa{nh,          nb,          nk,          nr,          j0,
+                                             a.n_cache + i0, a.att_left, a.att_right, a.att_chunk, a.att_left_chunks,
+                                             kb,          ke,          a.pos_first, r0,          valid_rows,
+                                             std::sqrt(static_cast<float>(dk))};
             kernels::attention_softmax(l, sa, ac, bd);
             // out[i0 + i, h·dk + c] = Σ_j prob[h, i, j] · V[j0 + j, h·dk + c].
             gemm(ctx, precision, false, false, nb, dk, nk, 1.f, GemmOperand{ac, DType::kF32, nk, nb * nk},

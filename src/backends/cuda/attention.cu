@@ -1,5 +1,6 @@
 // Kernels of the rel-pos attention (attention.cc runs the GEMMs around them).
 #include "backends/cuda/kernel_utils.cuh"
+#include "ops/attention_range.h"
 
 namespace parakeet::cuda::kernels {
 
@@ -25,9 +26,11 @@ __global__ void attention_softmax_kernel(AttentionSoftmaxArgs a, float* ac, cons
     float* row = ac + hi_row * a.nk;
     const float* bdr = bd + hi_row * a.nr;
     const int64_t qpos = a.qpos0 + i;
-    int64_t lo = 0, hi = a.nk;
-    if (a.att_left >= 0) lo = max(lo, qpos - a.att_left - a.j0);
-    if (a.att_right >= 0) hi = min(hi, qpos + a.att_right + 1 - a.j0);
+    int64_t lo, hi;
+    attention_key_range(qpos, a.key_begin, a.key_end, a.att_left, a.att_right, a.att_chunk, a.att_left_chunks, lo,
+                        hi);
+    lo = max(lo - a.j0, int64_t{0});
+    hi = min(hi - a.j0, a.nk);
     if (i >= a.valid_rows || hi <= lo) {
         for (int64_t j = threadIdx.x; j < a.nk; j += blockDim.x) row[j] = 0.f;
         return;

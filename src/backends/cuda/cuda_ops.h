@@ -65,6 +65,8 @@ struct AttentionArgs {
     int64_t batch, n_query, n_key, n_heads, d_head;
     int64_t n_cache;
     int64_t att_left, att_right;  // -1 = unlimited
+    int64_t att_chunk;            // chunked_limited chunk (0 = regular style)
+    int64_t att_left_chunks;
     int64_t pos_first;            // distance of p's row 0 (row r holds distance pos_first - r)
     const int* key_begin;         // host [batch] or null
     const int* key_end;           // host [batch] or null

@@ -54,7 +54,8 @@ struct AttentionSoftmaxArgs {
     int64_t n_heads, nb, nk, nr;
     int64_t j0;           // first key of the block
     int64_t qpos0;        // n_cache + i0: position of query row 0
-    int64_t att_left, att_right;
+    int64_t att_left, att_right, att_chunk, att_left_chunks;
+    int64_t key_begin, key_end;  // valid keys of the batch item (absolute)
     int64_t pos_first, r0;
     int64_t valid_rows;   // rows >= this are zeroed
     float denom;          // sqrt(d_head): scores are divided after the sum, as NeMo does
