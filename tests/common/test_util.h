@@ -10,8 +10,17 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "runtime/model.h"
 
 namespace parakeet::testing {
+
+// The tiny-a fixture (NeMo's own goldens) and its model, loaded once per test program.
+inline const std::string kTinyADir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
+
+inline std::shared_ptr<const Model> tiny_a_model() {
+    static auto model = Model::load(kTinyADir + "/model/tiny-a.nemo");
+    return model;
+}
 
 // Max |a - b| over all elements (float32 view); infinity, and a test failure, when the shapes differ.
 inline double max_abs_diff(const Tensor& a, const Tensor& b) {

@@ -17,11 +17,20 @@
 namespace parakeet {
 namespace {
 
-using testing::ints;
-using testing::max_abs_diff;
 using testing::rss_kb;
 
-const std::string kDir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
+const std::string& kDir = testing::kTinyADir;
+
+// tiny-a with NeMo's setup_streaming_params(4, shift, 8) for cache-aware mode.
+RecognizerConfig tiny_config(const std::string& mode, int shift_size) {
+    RecognizerConfig cfg;
+    cfg.model_path = kDir + "/model/tiny-a.nemo";
+    cfg.mode = mode;
+    cfg.chunk_size = 4;
+    cfg.shift_size = shift_size;
+    cfg.left_chunks = 8;
+    return cfg;
+}
 
 std::vector<Event> run(Recognizer& rec, const std::vector<float>& audio, int rate, size_t feed) {
     auto s = rec.create_stream();
@@ -46,12 +55,7 @@ std::vector<int> final_ids(const std::vector<Event>& events) {
 }
 
 TEST(Recognizer, CacheAwareNemoCompatGivesNemosStreamedTokens) {
-    RecognizerConfig cfg;
-    cfg.model_path = kDir + "/model/tiny-a.nemo";
-    cfg.mode = "cache-aware";
-    cfg.chunk_size = 4;
-    cfg.shift_size = 2;
-    cfg.left_chunks = 8;
+    RecognizerConfig cfg = tiny_config("cache-aware", 2);
     cfg.nemo_compat = true;
     cfg.endpoint_silence_ms = 0;
     auto rec = Recognizer::create(cfg);
@@ -66,12 +70,7 @@ TEST(Recognizer, CacheAwareNemoCompatGivesNemosStreamedTokens) {
 }
 
 TEST(Recognizer, CacheAwareLiveMatchesItselfAcrossFeedSizes) {
-    RecognizerConfig cfg;
-    cfg.model_path = kDir + "/model/tiny-a.nemo";
-    cfg.mode = "cache-aware";
-    cfg.chunk_size = 4;
-    cfg.shift_size = 2;
-    cfg.left_chunks = 8;
+    RecognizerConfig cfg = tiny_config("cache-aware", 2);
     cfg.endpoint_silence_ms = 0;
     auto rec = Recognizer::create(cfg);
     auto audio = load_audio(kDir + "/inputs/clip1.wav", 16000);
@@ -170,12 +169,7 @@ TEST(Recognizer, HourLongStreamKeepsConstantMemory) {
     for (size_t i = 0; i < minute.size(); ++i)
         minute[i] = n(rng) * static_cast<float>(0.5 + 0.5 * std::sin(i * 2 * M_PI * 3 / 16000.0));
     for (const char* mode : {"cache-aware", "windowed"}) {
-        RecognizerConfig cfg;
-        cfg.model_path = kDir + "/model/tiny-a.nemo";
-        cfg.mode = mode;
-        cfg.chunk_size = 4;
-        cfg.shift_size = 4;
-        cfg.left_chunks = 8;
+        RecognizerConfig cfg = tiny_config(mode, 4);
         cfg.left_secs = 2, cfg.chunk_secs = 2, cfg.right_secs = 0.48;
         cfg.threads = 1;
         auto rec = Recognizer::create(cfg);
@@ -220,12 +214,6 @@ TEST(EncoderCache, LengthSaturatesAtCapacity) {
     }
 }
 
-}  // namespace
-}  // namespace parakeet
-
-namespace parakeet {
-namespace {
-
 TEST(SegmentTracker, EndpointClosesSegmentAndFinalsNeverChange) {
     auto model = Model::load(kDir + "/model/tiny-a.nemo");
     RecognizerConfig cfg;
@@ -261,21 +249,10 @@ TEST(SegmentTracker, EndpointClosesSegmentAndFinalsNeverChange) {
     EXPECT_EQ(t.segment_id(), 2);
 }
 
-}  // namespace
-}  // namespace parakeet
-
-namespace parakeet {
-namespace {
-
 // Once warm, a streaming step takes every tensor from recycled blocks: no new host allocation per step.
 TEST(Recognizer, SteadyStateStepAllocatesNoNewHostMemory) {
     for (const char* mode : {"cache-aware", "windowed"}) {
-        RecognizerConfig cfg;
-        cfg.model_path = kDir + "/model/tiny-a.nemo";
-        cfg.mode = mode;
-        cfg.chunk_size = 4;
-        cfg.shift_size = 4;
-        cfg.left_chunks = 8;
+        RecognizerConfig cfg = tiny_config(mode, 4);
         cfg.left_secs = 1, cfg.chunk_secs = 0.32, cfg.right_secs = 0.16;
         cfg.endpoint_silence_ms = 0;
         cfg.threads = 1;

@@ -1,13 +1,14 @@
 // Cache-aware streaming parity with NeMo's per-chunk reference (tiny-a, setup_streaming_params(4, 2, 8)).
 #include <gtest/gtest.h>
 
+#include "common/test_util.h"
 #include "io/npy.h"
 #include "runtime/parity.h"
 
 namespace parakeet {
 namespace {
 
-const std::string kDir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
+const std::string& kDir = testing::kTinyADir;
 
 class StreamParity : public ::testing::TestWithParam<ParityMode> {};
 

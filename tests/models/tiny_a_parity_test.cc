@@ -19,12 +19,9 @@ using testing::ints;
 using testing::max_abs_diff;
 using testing::rss_kb;
 
-const std::string kDir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
+const std::string& kDir = testing::kTinyADir;
 
-std::shared_ptr<const Model> tiny_a() {
-    static auto model = Model::load(kDir + "/model/tiny-a.nemo");
-    return model;
-}
+using testing::tiny_a_model;
 
 nlohmann::json manifest() {
     std::ifstream in(kDir + "/manifest.json");
@@ -43,7 +40,7 @@ class TinyAClip : public ::testing::TestWithParam<int> {};
 TEST_P(TinyAClip, MatchesNemoGoldens) {
     const int clip = GetParam();
     const std::string golden = kDir + "/golden/clip" + std::to_string(clip) + "/";
-    auto model = tiny_a();
+    auto model = tiny_a_model();
     std::map<std::string, Tensor> dumped;
     TranscribeOptions opt;
     opt.sink = [&](const std::string& name, const Tensor& t) { dumped[name] = t.clone(); };
@@ -71,7 +68,7 @@ TEST_P(TinyAClip, MatchesNemoGoldens) {
 INSTANTIATE_TEST_SUITE_P(Clips, TinyAClip, ::testing::Values(0, 1, 2, 3));
 
 TEST(TinyA, Clip0Probes) {
-    auto model = tiny_a();
+    auto model = tiny_a_model();
     const std::string probes = kDir + "/golden/clip0/probes/";
     std::map<std::string, Tensor> dumped;
     TranscribeOptions opt;
@@ -107,7 +104,7 @@ TEST(TinyA, Clip0Probes) {
 }
 
 TEST(TinyA, BatchedEncoderMatchesNemoBatch) {
-    auto model = tiny_a();
+    auto model = tiny_a_model();
     std::vector<Tensor> feats;
     for (int c = 0; c < 3; ++c) {
         auto audio = load_audio(kDir + "/inputs/clip" + std::to_string(c) + ".wav", 16000);
@@ -130,7 +127,7 @@ TEST(TinyA, BatchedEncoderMatchesNemoBatch) {
 }
 
 TEST(TinyA, LocalAttentionWiderThanInputEqualsFullContext) {
-    auto model = tiny_a();
+    auto model = tiny_a_model();
     auto audio = load_audio(kDir + "/inputs/clip1.wav", 16000);
     Tensor feats = model->frontend().compute(audio.data(), static_cast<int64_t>(audio.size()));
     std::vector<int> lengths;
@@ -140,12 +137,6 @@ TEST(TinyA, LocalAttentionWiderThanInputEqualsFullContext) {
     Tensor narrow = model->encoder().forward(cpu_ctx(), {feats}, lengths, {4, 4});
     EXPECT_GT(max_abs_diff(full, narrow), 1e-3);  // a real band limit changes the output
 }
-
-}  // namespace
-}  // namespace parakeet
-
-namespace parakeet {
-namespace {
 
 // NeMo <= 2.4 frontend (reflect padding, N // 160 + 1 frames) against the PyTorch reference's goldens.
 TEST(TinyA, Nemo24Frontend) {
@@ -170,7 +161,7 @@ TEST(TinyA, Nemo24Frontend) {
 // An hour of audio offline: local attention beyond 24 min keeps memory linear in the length (no T x T scores).
 TEST(TinyA, HourLongFileUsesBoundedMemory) {
     if (std::getenv("PARAKEET_SKIP_SLOW")) GTEST_SKIP() << "PARAKEET_SKIP_SLOW set (sanitizer run)";
-    auto model = tiny_a();
+    auto model = tiny_a_model();
     auto clip = load_audio(kDir + "/inputs/clip3.wav", 16000);
     std::vector<float> hour;
     hour.reserve(3600 * 16000);

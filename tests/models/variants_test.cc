@@ -17,7 +17,6 @@ namespace {
 
 using testing::ints;
 using testing::max_abs_diff;
-using testing::rss_kb;
 
 const std::string kData = PARAKEET_TEST_DATA_DIR;
 

@@ -14,15 +14,10 @@ namespace parakeet {
 namespace {
 
 using testing::ints;
-using testing::max_abs_diff;
-using testing::rss_kb;
 
-const std::string kDir = std::string(PARAKEET_TEST_DATA_DIR) + "/tiny-a";
+const std::string& kDir = testing::kTinyADir;
 
-std::shared_ptr<const Model> tiny_a() {
-    static auto m = Model::load(kDir + "/model/tiny-a.nemo");
-    return m;
-}
+using testing::tiny_a_model;
 
 struct StreamRun {
     std::vector<Token> tokens;
@@ -31,8 +26,8 @@ struct StreamRun {
 };
 
 StreamRun stream(const std::vector<float>& audio, const WindowedOptions& opt, size_t feed = 0) {
-    WindowedStreamer s(tiny_a(), opt);
-    DeviceRunner ctx(tiny_a(), Device{}, Precision::kF32, 1);
+    WindowedStreamer s(tiny_a_model(), opt);
+    DeviceRunner ctx(tiny_a_model(), Device{}, Precision::kF32, 1);
     StreamRun r;
     auto drain = [&] {
         while (s.ready()) {
@@ -104,7 +99,7 @@ TEST(Windowed, WholeInputWindowEqualsOffline) {
     for (int clip = 0; clip < 4; ++clip) {
         auto audio = load_audio(kDir + "/inputs/clip" + std::to_string(clip) + ".wav", 16000);
         ExecContext ctx;
-        Transcript off = transcribe(*tiny_a(), ctx, {audio}, {})[0];
+        Transcript off = transcribe(*tiny_a_model(), ctx, {audio}, {})[0];
         StreamRun r = stream(audio, WindowedOptions{10, 10, 5, false});
         ASSERT_EQ(r.tokens.size(), off.tokens.size()) << "clip" << clip;
         for (size_t i = 0; i < r.tokens.size(); ++i) {
@@ -125,11 +120,11 @@ TEST(Windowed, SeamsNeitherDuplicateNorLoseFrames) {
                                 {"", 3, 1.04, 0.0},  {"", 10, 2, 2},     {"", 0.0, 0.8, 0.4}};
     for (const char* file : files) {
         auto audio = load_audio(kDir + "/" + file, 16000);
-        const int offline_frames = tiny_a()->encoder().encoded_length(static_cast<int>(audio.size() / 160));
+        const int offline_frames = tiny_a_model()->encoder().encoded_length(static_cast<int>(audio.size() / 160));
         for (const Setting& s : settings) {
             for (size_t feed : {size_t{0}, size_t{160}, size_t{1111}, size_t{4000}}) {
-                WindowedStreamer ws(tiny_a(), WindowedOptions{s.left, s.chunk, s.right, false});
-                DeviceRunner ctx(tiny_a(), Device{}, Precision::kF32, 1);
+                WindowedStreamer ws(tiny_a_model(), WindowedOptions{s.left, s.chunk, s.right, false});
+                DeviceRunner ctx(tiny_a_model(), Device{}, Precision::kF32, 1);
                 int next_frame = 0, last_token_frame = -1;
                 auto drain = [&] {
                     while (ws.ready()) {

@@ -93,11 +93,6 @@ void depthwise_conv1d(const float* x, const float* w, const float* bias, int64_t
     }
 }
 
-void attention_key_range(const AttentionArgs& a, int64_t b, int64_t qpos, int64_t& lo, int64_t& hi) {
-    parakeet::attention_key_range(qpos, a.key_begin ? a.key_begin[b] : 0, a.key_end ? a.key_end[b] : a.n_key,
-                                  a.att_left, a.att_right, a.att_chunk, a.att_left_chunks, lo, hi);
-}
-
 void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* p,
                        const float* pos_bias_u, const float* pos_bias_v, float* out) {
     const int64_t d_model = a.n_heads * a.d_head;
@@ -118,21 +113,14 @@ void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, c
             const int64_t nb = i1 - i0;
             // Allowed keys per row ([lo, hi), absolute); the block spans their union, and the distances
             // (C+i) - j they reach select a contiguous range of positional rows.
-            int64_t j0 = n_key, j1 = 0, d_max = INT64_MIN, d_min = INT64_MAX;
-            for (int64_t i = 0; i < nb; ++i) {
-                const int64_t qpos = a.n_cache + i0 + i;
-                attention_key_range(a, b, qpos, row_lo[i], row_hi[i]);
-                if (i0 + i >= nq_valid || row_hi[i] <= row_lo[i]) {
-                    row_hi[i] = row_lo[i];
-                    continue;
-                }
-                j0 = std::min(j0, row_lo[i]);
-                j1 = std::max(j1, row_hi[i]);
-                d_max = std::max(d_max, qpos - row_lo[i]);
-                d_min = std::min(d_min, qpos - (row_hi[i] - 1));
-            }
+            KeySpan span;
+            const bool any = attention_block_span(
+                a.n_cache + i0, nb, std::clamp<int64_t>(nq_valid - i0, 0, nb), a.key_begin ? a.key_begin[b] : 0,
+                a.key_end ? a.key_end[b] : n_key, a.att_left, a.att_right, a.att_chunk, a.att_left_chunks,
+                row_lo.data(), row_hi.data(), span);
+            const int64_t j0 = span.j0, j1 = span.j1, d_max = span.d_max, d_min = span.d_min;
             for (int64_t h = 0; h < a.n_heads; ++h) {
-                if (j1 <= j0) {
+                if (!any) {
                     for (int64_t i = 0; i < nb; ++i)
                         std::fill_n(ob + (i0 + i) * d_model + h * a.d_head, a.d_head, 0.f);
                     continue;

@@ -30,8 +30,6 @@ struct AttentionArgs {
     const int* key_end;           // may be null
     const int* q_valid;           // may be null
 };
-// Allowed keys [lo, hi) (absolute positions) of query position qpos of item b.
-void attention_key_range(const AttentionArgs& a, int64_t b, int64_t qpos, int64_t& lo, int64_t& hi);
 void rel_pos_attention(const AttentionArgs& a, const float* q, const float* k, const float* v, const float* p,
                        const float* pos_bias_u, const float* pos_bias_v, float* out);
 

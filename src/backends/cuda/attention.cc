@@ -43,25 +43,16 @@ void rel_pos_attention(CudaContext& ctx, Precision precision, const AttentionArg
             // The block spans the union of its valid rows' allowed keys (the same rule as the CPU backend), and
             // the distances those pairs reach select a contiguous range of positional rows.
             const int64_t valid_rows = std::clamp<int64_t>(nq_valid - i0, 0, nb);
-            int64_t j0 = n_key, j1 = 0, d_max = INT64_MIN, d_min = INT64_MAX;
-            for (int64_t i = 0; i < valid_rows; ++i) {
-                const int64_t qpos = a.n_cache + i0 + i;
-                int64_t lo, hi;
-                attention_key_range(qpos, kb, ke, a.att_left, a.att_right, a.att_chunk, a.att_left_chunks, lo, hi);
-                if (hi <= lo) continue;
-                j0 = std::min(j0, lo);
-                j1 = std::max(j1, hi);
-                d_max = std::max(d_max, qpos - lo);
-                d_min = std::min(d_min, qpos - (hi - 1));
-            }
-            if (j1 <= j0 || valid_rows == 0 || d_max < d_min) {
+            KeySpan span;
+            if (!attention_block_span(a.n_cache + i0, valid_rows, valid_rows, kb, ke, a.att_left, a.att_right,
+                                      a.att_chunk, a.att_left_chunks, nullptr, nullptr, span)) {
                 PK_CUDA_CHECK(cudaMemsetAsync(ob + i0 * d_model, 0, static_cast<size_t>(nb * d_model) * sizeof(float),
                                               ctx.stream));
                 continue;
             }
-            const int64_t nk = j1 - j0;
+            const int64_t j0 = span.j0, nk = span.j1 - span.j0, d_max = span.d_max;
             const int64_t r0 = a.pos_first - d_max;
-            const int64_t nr = d_max - d_min + 1;
+            const int64_t nr = d_max - span.d_min + 1;
             float* bd = ac + nh * nb * nk;
             kernels::attention_bias_queries(l, qb + i0 * d_model, d_model, nh, dk, nb, pos_bias_u, pos_bias_v, qu, qv);
             // Per head h (batch index): [nb, dk] · [nk, dk]ᵀ, K rows strided by d_model, heads by dk.
