@@ -67,6 +67,9 @@ parakeet_status parakeet_recognizer_create(const parakeet_recognizer_config* con
 void parakeet_recognizer_destroy(parakeet_recognizer* recognizer);
 int parakeet_recognizer_sample_rate(const parakeet_recognizer* recognizer);
 parakeet_status parakeet_recognizer_decode(parakeet_recognizer* recognizer, parakeet_stream* stream);
+/* Decodes n streams of one recognizer; cache-aware streaming on CUDA steps the ready ones as one batch. */
+parakeet_status parakeet_recognizer_decode_many(parakeet_recognizer* recognizer, parakeet_stream* const* streams,
+                                                size_t n);
 
 parakeet_status parakeet_stream_create(parakeet_recognizer* recognizer, parakeet_stream** out);
 void parakeet_stream_destroy(parakeet_stream* stream);

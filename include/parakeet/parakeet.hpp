@@ -4,7 +4,8 @@
 // Ownership and threads: a Recognizer holds the model (read-only weights) and one device; it is created once
 // and shared. A Stream holds all mutable state of one audio stream. Any number of streams may exist; calls on
 // one Stream must not overlap, and Recognizer::decode must not run concurrently on the same Recognizer when it
-// uses a CUDA device (one CUDA stream per recognizer). All errors are parakeet::Error (std::runtime_error).
+// uses a CUDA device (one CUDA stream per recognizer). Streams must be destroyed before their recognizer.
+// All errors are parakeet::Error (std::runtime_error).
 #pragma once
 
 #include <memory>
@@ -34,6 +35,9 @@ struct RecognizerConfig {
     bool lookahead_partials = true;
     std::string device = "cpu";       // "cpu", "cuda", "cuda:N"
     std::string precision = "fp32";   // GPU: fp32, tf32, fp16, bf16
+    // Cache-aware on CUDA: keep each stream's state on the device and step streams in batches through a
+    // captured CUDA graph (false: the per-stream path, one stream_step at a time).
+    bool batch_streams = true;
     int threads = 0;                  // CPU threads (0: all cores)
     // Throws parakeet::Error naming the first bad field.
     void validate() const;
@@ -78,6 +82,9 @@ public:
     std::unique_ptr<Stream> create_stream() const;
     // Runs every step the stream has audio for; events are queued on the stream.
     void decode(Stream& stream) const;
+    // The same for many streams. Cache-aware streaming on a CUDA device steps all ready streams as one batch
+    // (one graph launch per step for up to 1024 streams); elsewhere the streams are decoded one after another.
+    void decode(const std::vector<Stream*>& streams) const;
     const RecognizerConfig& config() const;
     int sample_rate() const;  // the model's rate (input at other rates is resampled)
 

@@ -113,6 +113,19 @@ parakeet_status parakeet_recognizer_decode(parakeet_recognizer* r, parakeet_stre
     });
 }
 
+parakeet_status parakeet_recognizer_decode_many(parakeet_recognizer* r, parakeet_stream* const* streams, size_t n) {
+    if (!r || (n > 0 && !streams)) return null_argument("recognizer/streams");
+    for (size_t i = 0; i < n; ++i)
+        if (!streams[i]) return null_argument("streams[i]");
+    return guarded([&] {
+        std::vector<parakeet::Stream*> list;
+        for (size_t i = 0; i < n; ++i) list.push_back(streams[i]->stream.get());
+        r->rec->decode(list);
+        for (size_t i = 0; i < n; ++i)
+            for (parakeet::Event& e : streams[i]->stream->pop_events()) streams[i]->queue.push_back(std::move(e));
+    });
+}
+
 parakeet_status parakeet_stream_create(parakeet_recognizer* r, parakeet_stream** out) {
     if (!r || !out) return null_argument("recognizer/out");
     return guarded([&] { *out = new parakeet_stream{r, r->rec->create_stream(), {}, {}, {}}; });

@@ -3,9 +3,13 @@
 #include <kissfft/kiss_fftr.h>
 
 #include <cmath>
+#include <map>
 #include <memory>
+#include <mutex>
 
+#include "backends/cuda/mel_gpu.h"
 #include "core/error.h"
+#include "ops/dispatch.h"
 
 namespace parakeet {
 
@@ -45,9 +49,17 @@ std::vector<float> slaney_mel_filterbank(int sample_rate, int n_fft, int n_mels,
     return fb;
 }
 
+struct MelFrontend::DeviceConstants {
+    struct Entry {
+        Tensor window, fb, fb_span;  // [n_fft] f32, [n_mels, n_bins] f32, [n_mels, 2] i32
+    };
+    std::mutex mutex;
+    std::map<int, Entry> by_device;  // key: CUDA device index
+};
+
 MelFrontend::MelFrontend(const PreprocessorConfig& config, const Tensor& window, const Tensor& fb,
                          FrontendVersion version)
-    : config_(config), version_(version) {
+    : config_(config), version_(version), device_(std::make_shared<DeviceConstants>()) {
     n_fft_ = config.n_fft;
     win_ = config.win_length();
     hop_ = config.hop_length();
@@ -97,16 +109,20 @@ int64_t MelFrontend::num_frames(int64_t n_samples) const {
     return version_ == FrontendVersion::kNemo25 ? f : f + 1;
 }
 
+void MelFrontend::check_input(const float* samples, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i)
+        PK_CHECK(std::isfinite(samples[i]), kInvalidArgument, "audio contains NaN or Inf samples (at sample {})", i);
+    if (version_ == FrontendVersion::kNemo24)
+        PK_CHECK(n > n_fft_ / 2, kInvalidArgument,
+                 "audio too short ({} samples) for the NeMo 2.4 frontend's reflect padding", n);
+}
+
 Tensor MelFrontend::log_mel(const float* samples, int64_t n) const {
     const int64_t n_frames = num_frames(n);
     Tensor out = Tensor::zeros({n_frames, n_mels_});
     if (n_frames == 0) return out;
-    for (int64_t i = 0; i < n; ++i)
-        PK_CHECK(std::isfinite(samples[i]), kInvalidArgument, "audio contains NaN or Inf samples (at sample {})", i);
+    check_input(samples, n);
     const int pad = n_fft_ / 2;
-    if (version_ == FrontendVersion::kNemo24)
-        PK_CHECK(n > pad, kInvalidArgument, "audio too short ({} samples) for the NeMo 2.4 frontend's reflect padding",
-                 n);
     // Pre-emphasis, product rounded before the subtraction (built with -ffp-contract=off).
     const float preemph = static_cast<float>(config_.preemph);
     std::vector<float> padded(static_cast<size_t>(n + 2 * pad), 0.f);
@@ -229,6 +245,50 @@ Tensor MelFrontend::compute(const float* samples, int64_t n) const {
     Tensor feats = log_mel(samples, n);
     if (config_.normalize == "per_feature") normalize_per_feature(feats.data<float>(), feats.dim(0), n_mels_);
     return feats;
+}
+
+Tensor MelFrontend::compute(const ExecContext& ctx, const float* samples, int64_t n) const {
+    Tensor feats;
+    ops::dispatch(
+        ctx, "mel_frontend", [&] { feats = compute(samples, n); },
+        [&] { PK_CUDA_OP(feats = compute_cuda(ctx, samples, n)); });
+    return feats;
+}
+
+Tensor MelFrontend::compute_cuda(const ExecContext& ctx, const float* samples, int64_t n) const {
+    const int64_t n_frames = num_frames(n);
+    Tensor out = Tensor::empty({n_frames, n_mels_}, DType::kF32, ctx.device);
+    if (n_frames == 0) return out;
+    check_input(samples, n);
+    const DeviceConstants::Entry* dc = nullptr;
+    {
+        std::lock_guard<std::mutex> lock(device_->mutex);
+        auto it = device_->by_device.find(ctx.device.index);
+        if (it == device_->by_device.end()) {
+            auto host = [](const void* p, const Shape& shape, DType dtype) {
+                return Tensor::view(const_cast<void*>(p), shape, dtype, nullptr);
+            };
+            DeviceConstants::Entry e;
+            e.window = host(window_.data(), {n_fft_}, DType::kF32).to(ctx.device);
+            e.fb = host(fb_.data(), {n_mels_, n_bins_}, DType::kF32).to(ctx.device);
+            e.fb_span = host(fb_span_.data(), {n_mels_, 2}, DType::kI32).to(ctx.device);
+            it = device_->by_device.emplace(ctx.device.index, std::move(e)).first;
+        }
+        dc = &it->second;  // entries are never erased: the pointer stays valid without the lock
+    }
+    cuda::MelArgs args;
+    args.n_fft = n_fft_;
+    args.hop = hop_;
+    args.n_mels = n_mels_;
+    args.preemph = static_cast<float>(config_.preemph);
+    args.log_guard = static_cast<float>(config_.log_zero_guard_value);
+    args.reflect_pad = version_ == FrontendVersion::kNemo24;
+    args.normalize = config_.normalize == "per_feature";
+    args.window = dc->window.data<float>();
+    args.fb = dc->fb.data<float>();
+    args.fb_span = dc->fb_span.data<int>();
+    PK_CUDA_OP(cuda::mel_features(*ctx.cuda, args, samples, n, n_frames, out.data<float>()));
+    return out;
 }
 
 }  // namespace parakeet

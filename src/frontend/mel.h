@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "core/context.h"
 #include "core/tensor.h"
 #include "models/config.h"
 
@@ -27,6 +29,11 @@ public:
     // Features [F, n_mels] (time-major), per_feature-normalised over the F frames. F may be 0.
     // Throws kInvalidArgument for NaN/Inf samples.
     Tensor compute(const float* samples, int64_t n_samples) const;
+    // The same features [F, n_mels] float32 on ctx.device: the CPU path above, or on CUDA the same steps on the
+    // GPU (cuFFT; src/backends/cuda/mel_gpu.h), queued on ctx's stream without synchronising. `samples` are
+    // host memory, read before the call returns. Thread-safe (the device copies of the window and filterbank
+    // are made once per device). Throws kUnsupported for CUDA in a build without it.
+    Tensor compute(const ExecContext& ctx, const float* samples, int64_t n_samples) const;
     // Raw log-mels before normalisation, [F, n_mels].
     Tensor log_mel(const float* samples, int64_t n_samples) const;
 
@@ -40,12 +47,18 @@ public:
     FrontendVersion version() const { return version_; }
 
 private:
+    struct DeviceConstants;  // window, filterbank and spans on each CUDA device that computed features
+    // Throws kInvalidArgument for NaN/Inf samples or (NeMo 2.4) input too short for the reflect padding.
+    void check_input(const float* samples, int64_t n_samples) const;
+    Tensor compute_cuda(const ExecContext& ctx, const float* samples, int64_t n_samples) const;
+
     PreprocessorConfig config_;
     FrontendVersion version_;
     int n_fft_, win_, hop_, n_mels_, n_bins_;
     std::vector<float> window_;  // [n_fft], the window zero-extended and centred
     std::vector<float> fb_;      // [n_mels, n_bins]
     std::vector<int> fb_span_;   // [n_mels, 2]: each filter's non-zero bins [begin, end)
+    std::shared_ptr<DeviceConstants> device_;  // created with the frontend, filled on first CUDA use
 };
 
 // Raw log-mel frames of a live stream, identical to MelFrontend::log_mel over the whole input (NeMo >= 2.5

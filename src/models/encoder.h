@@ -63,6 +63,13 @@ struct ConformerLayerWeights {
     Tensor out_norm_w, out_norm_b;
 };
 
+// The subsampling's weights as the encoder holds them.
+struct SubsamplingWeights {
+    Tensor conv0_w, conv0_b;                     // [C, 1, 3, 3], [C]
+    std::vector<Tensor> dw_w, dw_b, pw_w, pw_b;  // later stages: depthwise [C, 1, 3, 3], pointwise [C, C]
+    Tensor out_w, out_b;                         // [D, C·F'], [D]
+};
+
 class FastConformerEncoder {
 public:
     FastConformerEncoder(const EncoderConfig& config, const WeightStore& weights);
@@ -94,6 +101,13 @@ public:
     // Output size of one stride-2 subsampling stage for n input rows/bins.
     int64_t stage_size(int64_t n) const;
     const EncoderConfig& config() const { return config_; }
+    int n_subsampling_stages() const { return n_stages_; }
+    // Weights for code that runs the layers its own way (src/runtime/stream_batch.cc); BatchNorm is folded
+    // into dw_w/dw_b.
+    SubsamplingWeights subsampling_weights() const {
+        return {conv0_w_, conv0_b_, dw_w_, dw_b_, pw_w_, pw_b_, out_w_, out_b_};
+    }
+    const std::vector<ConformerLayerWeights>& layer_weights() const { return layers_; }
 
 private:
     // Caches of one layer for a streaming step (time-major copies of NeMo's tensors).

@@ -45,6 +45,8 @@ public:
 
     int hidden() const { return hidden_; }
     int n_outputs() const { return n_outputs_; }  // vocab + blank + durations
+    const Tensor& encoder_weight() const { return enc_w_; }  // [J, D]
+    const Tensor& encoder_bias() const { return enc_b_; }    // [J]
 
 private:
     int hidden_, n_outputs_;

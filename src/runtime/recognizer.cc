@@ -11,6 +11,7 @@
 #include "parakeet/parakeet.hpp"
 #include "runtime/device.h"
 #include "runtime/segments.h"
+#include "runtime/stream_batch.h"
 #include "runtime/windowed.h"
 
 namespace parakeet {
@@ -34,6 +35,8 @@ struct Recognizer::Impl {
     std::shared_ptr<const Model> model;
     std::unique_ptr<DeviceRunner> runner;
     StreamingConfig sc;  // cache-aware
+    // Cache-aware on CUDA: streams keep their state in slots of this engine and step as one batch.
+    std::unique_ptr<StreamBatchEngine> batch;
 };
 
 struct Stream::Impl {
@@ -53,12 +56,84 @@ struct Stream::Impl {
     int step = 0;
     EncoderCache cache;
     DecoderState dstate;
+    int slot = -1;               // StreamBatchEngine slot (batched cache-aware streaming)
 
     SegmentTracker segments;
     std::deque<Event> events;
 
+    ~Impl() {
+        if (slot >= 0 && rec && rec->batch) rec->batch->release(slot);
+    }
     void feed(const float* x, size_t n);
 };
+
+namespace {
+
+// One cache-aware chunk cut from a stream's features (NeMo CacheAwareStreamingAudioBuffer slicing, spec 7.7).
+struct CacheAwareChunk {
+    Tensor features;  // [pre + real, n_mels] host
+    int pre = 0, real = 0;
+    bool first = false, last = false;
+    int64_t p_next = 0;
+};
+
+// Cuts the stream's next chunk. False when the stream has no further step: it is then marked done and its
+// last segment closed.
+bool next_chunk(Stream::Impl& s, const Recognizer::Impl& r, double audio_seconds, CacheAwareChunk& out) {
+    const Model& m = *r.model;
+    const StreamingConfig& sc = r.sc;
+    const int n_mels = m.frontend().n_mels();
+    const bool compat = r.cfg.nemo_compat;
+    // NeMo >= 2.5 features carry one zeroed frame past the valid length, and its buffer counts it.
+    const int64_t total = s.n_feats + (compat && s.finished && s.n_feats > 0 ? 1 : 0);
+    if (compat && s.step == 0) {
+        // Whole-utterance normalisation, as NeMo's simulation normalises the file before chunking.
+        if (m.config().preprocessor.normalize == "per_feature") normalize_per_feature(s.feats.data(), s.n_feats, n_mels);
+        s.feats.resize(static_cast<size_t>(total * n_mels), 0.f);
+    }
+    const int pre = s.step == 0 ? 0 : sc.pre_encode_cache_size[1];
+    const int width = s.step == 0 ? sc.chunk_size[0] : sc.chunk_size[1];
+    const int64_t end = std::min<int64_t>(s.p + width, total);
+    const int64_t real = end - s.p;
+    if (s.p >= total || real < (s.step == 0 ? 1 : m.config().encoder.subsampling_factor)) {
+        s.done = true;
+        s.segments.update(m, r.cfg, {}, {}, s.dstate.frames_decoded, true, 0, audio_seconds, s.events);
+        return false;
+    }
+    out.features = Tensor::zeros({pre + real, n_mels});
+    for (int64_t i = -pre; i < real; ++i) {
+        const int64_t f = s.p + i;
+        if (f < 0) continue;
+        std::copy_n(s.feats.data() + (f - s.feats_offset) * n_mels, n_mels,
+                    out.features.data<float>() + (i + pre) * n_mels);
+    }
+    if (!compat && m.config().preprocessor.normalize == "per_feature")
+        normalize_per_feature(out.features.data<float>(), pre + real, n_mels);  // NeMo online_normalization
+    out.pre = pre;
+    out.real = static_cast<int>(real);
+    out.first = s.step == 0;
+    out.p_next = s.p + (s.step == 0 ? sc.shift_size[0] : sc.shift_size[1]);
+    out.last = s.finished && out.p_next >= total;
+    return true;
+}
+
+// Moves the stream past a decoded chunk and reports its tokens.
+void commit_chunk(Stream::Impl& s, const Recognizer::Impl& r, const CacheAwareChunk& chunk,
+                  std::vector<Token> tokens, double ms, double audio_seconds) {
+    const int n_mels = r.model->frontend().n_mels();
+    s.p = chunk.p_next;
+    ++s.step;
+    if (chunk.last) s.done = true;
+    // Keep only the features later chunks can reach.
+    const int64_t keep_from = std::max<int64_t>(0, s.p - r.sc.pre_encode_cache_size[1]);
+    if (keep_from > s.feats_offset && keep_from <= s.n_feats) {
+        s.feats.erase(s.feats.begin(), s.feats.begin() + (keep_from - s.feats_offset) * n_mels);
+        s.feats_offset = keep_from;
+    }
+    s.segments.update(*r.model, r.cfg, tokens, {}, s.dstate.frames_decoded, chunk.last, ms, audio_seconds, s.events);
+}
+
+}  // namespace
 
 
 std::shared_ptr<Recognizer> Recognizer::create(const RecognizerConfig& config) {
@@ -78,6 +153,11 @@ std::shared_ptr<Recognizer> create_recognizer(const RecognizerConfig& config, st
     if (config.mode == "cache-aware") {
         impl->sc = impl->model->encoder().streaming_config(config.chunk_size, config.shift_size, config.left_chunks,
                                                            config.att_context);
+        if (impl->runner->is_cuda() && config.batch_streams &&
+            StreamBatchEngine::unsupported_reason(*impl->model, impl->sc, config.att_context).empty())
+            impl->batch = std::make_unique<StreamBatchEngine>(impl->model, impl->sc, config.att_context,
+                                                              impl->runner->ctx().device.index,
+                                                              impl->runner->ctx().precision);
     } else {
         WindowedStreamer probe(impl->model,
                                {config.left_secs, config.chunk_secs, config.right_secs, config.nemo_compat});
@@ -119,7 +199,16 @@ void Stream::reset() {
         s.feats.clear();
         s.feats_offset = s.n_feats = s.p = 0;
         s.step = 0;
-        s.cache = r.model->encoder().initial_cache(r.sc, 1, r.runner->ctx().device);
+        if (r.batch) {
+            // Device state lives in the engine's slot (allocated once per stream, zeroed per utterance).
+            if (s.slot < 0) {
+                s.slot = r.batch->acquire();
+            } else {
+                r.batch->reset(s.slot);
+            }
+        } else {
+            s.cache = r.model->encoder().initial_cache(r.sc, 1, r.runner->ctx().device);
+        }
     }
 }
 
@@ -205,67 +294,81 @@ void Recognizer::decode(Stream& stream) const {
             frontier = s.win->decoder_state().frames_decoded;
             last = st.last;
         } else {
-            // NeMo CacheAwareStreamingAudioBuffer slicing (spec 7.7) over the features seen so far.
-            const StreamingConfig& sc = r.sc;
-            const int n_mels = m.frontend().n_mels();
-            const bool compat = r.cfg.nemo_compat;
-            // NeMo >= 2.5 features carry one zeroed frame past the valid length, and its buffer counts it.
-            const int64_t total = s.n_feats + (compat && s.finished && s.n_feats > 0 ? 1 : 0);
-            if (compat && s.step == 0) {
-                // Whole-utterance normalisation, as NeMo's simulation normalises the file before chunking.
-                if (m.config().preprocessor.normalize == "per_feature")
-                    normalize_per_feature(s.feats.data(), s.n_feats, n_mels);
-                s.feats.resize(static_cast<size_t>(total * n_mels), 0.f);
+            CacheAwareChunk chunk;
+            if (!next_chunk(s, r, stream.audio_seconds(), chunk)) return;
+            std::vector<Token> toks;
+            if (r.batch) {
+                std::vector<StreamBatchEngine::Output> outs;
+                r.batch->step({{s.slot, chunk.first, chunk.features.data<float>(), chunk.pre + chunk.real, chunk.last,
+                                s.dstate.frames_decoded}},
+                              outs);
+                toks = std::move(outs[0].tokens);
+                s.dstate.frames_decoded += outs[0].frames;
+            } else {
+                const int drop = chunk.first ? 0 : r.sc.drop_extra_pre_encoded;
+                StreamStepOutput out = m.encoder().stream_step(ctx, r.sc, {chunk.features}, {chunk.pre + chunk.real},
+                                                               s.cache, drop, chunk.last, r.cfg.att_context);
+                const int n = out.encoded_len[0];
+                Tensor f = Tensor::empty({1, std::max(n, 0), m.joint().hidden()}, DType::kF32, ctx.device);
+                if (n > 0) {
+                    Tensor f2 = f.reshape({n, m.joint().hidden()});
+                    m.joint().project_encoder(
+                        ctx, out.encoded.reshape({out.encoded.dim(1), out.encoded.dim(2)}).slice0(0, n), f2);
+                }
+                std::vector<DecoderState> states{s.dstate};
+                std::vector<std::vector<Token>> dec;
+                r.runner->decode(f, {n}, states, dec);
+                s.dstate = states[0];
+                toks = std::move(dec[0]);
             }
-            const int pre = s.step == 0 ? 0 : sc.pre_encode_cache_size[1];
-            const int width = s.step == 0 ? sc.chunk_size[0] : sc.chunk_size[1];
-            const int64_t end = std::min<int64_t>(s.p + width, total);
-            const int64_t real = end - s.p;
-            if (s.p >= total || real < (s.step == 0 ? 1 : m.config().encoder.subsampling_factor)) {
-                s.done = true;
-                s.segments.update(m, r.cfg, {}, {}, s.dstate.frames_decoded, true, 0, stream.audio_seconds(), s.events);
-                return;
-            }
-            Tensor chunk = Tensor::zeros({pre + real, n_mels});
-            for (int64_t i = -pre; i < real; ++i) {
-                const int64_t f = s.p + i;
-                if (f < 0) continue;
-                std::copy_n(s.feats.data() + (f - s.feats_offset) * n_mels, n_mels,
-                            chunk.data<float>() + (i + pre) * n_mels);
-            }
-            if (!compat && m.config().preprocessor.normalize == "per_feature")
-                normalize_per_feature(chunk.data<float>(), pre + real, n_mels);  // NeMo online_normalization
-            const int64_t p_next = s.p + (s.step == 0 ? sc.shift_size[0] : sc.shift_size[1]);
-            last = s.finished && p_next >= total;
-            StreamStepOutput out = m.encoder().stream_step(ctx, sc, {chunk}, {static_cast<int>(pre + real)}, s.cache,
-                                                           s.step == 0 ? 0 : sc.drop_extra_pre_encoded, last,
-                                                           r.cfg.att_context);
-            const int n = out.encoded_len[0];
-            Tensor f = Tensor::empty({1, std::max(n, 0), m.joint().hidden()}, DType::kF32, ctx.device);
-            if (n > 0) {
-                Tensor f2 = f.reshape({n, m.joint().hidden()});
-                m.joint().project_encoder(ctx, out.encoded.reshape({out.encoded.dim(1), out.encoded.dim(2)}).slice0(0, n),
-                                          f2);
-            }
-            std::vector<DecoderState> states{s.dstate};
-            std::vector<std::vector<Token>> toks;
-            r.runner->decode(f, {n}, states, toks);
-            s.dstate = states[0];
-            committed = std::move(toks[0]);
-            frontier = s.dstate.frames_decoded;
-            s.p = p_next;
-            ++s.step;
-            if (last) s.done = true;
-            // Keep only the features later chunks can reach.
-            const int64_t keep_from = std::max<int64_t>(0, s.p - sc.pre_encode_cache_size[1]);
-            if (keep_from > s.feats_offset && keep_from <= s.n_feats) {
-                s.feats.erase(s.feats.begin(), s.feats.begin() + (keep_from - s.feats_offset) * n_mels);
-                s.feats_offset = keep_from;
-            }
+            const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            commit_chunk(s, r, chunk, std::move(toks), ms, stream.audio_seconds());
+            continue;
         }
         const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         s.segments.update(m, r.cfg, committed, std::move(lookahead), frontier, last, ms, stream.audio_seconds(), s.events);
         if (last) s.done = true;
+    }
+}
+
+void Recognizer::decode(const std::vector<Stream*>& streams) const {
+    const Impl& r = *impl_;
+    if (!r.batch) {
+        for (Stream* stream : streams) decode(*stream);
+        return;
+    }
+    // Every ready stream contributes its next chunk to one batched step, until none is ready.
+    std::vector<Stream::Impl*> who;
+    std::vector<CacheAwareChunk> chunks;
+    std::vector<StreamBatchEngine::Step> steps;
+    std::vector<StreamBatchEngine::Output> outs;
+    for (;;) {
+        const auto t0 = std::chrono::steady_clock::now();
+        who.clear();
+        chunks.clear();
+        steps.clear();
+        for (Stream* stream : streams) {
+            if (!stream->is_ready()) continue;
+            Stream::Impl& s = *stream->impl_;
+            CacheAwareChunk chunk;
+            if (!next_chunk(s, r, stream->audio_seconds(), chunk)) continue;
+            who.push_back(&s);
+            chunks.push_back(std::move(chunk));
+        }
+        if (who.empty()) return;
+        for (size_t i = 0; i < who.size(); ++i) {
+            const CacheAwareChunk& c = chunks[i];
+            steps.push_back({who[i]->slot, c.first, c.features.data<float>(), c.pre + c.real, c.last,
+                             who[i]->dstate.frames_decoded});
+        }
+        r.batch->step(steps, outs);
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        for (size_t i = 0; i < who.size(); ++i) {
+            Stream::Impl& s = *who[i];
+            s.dstate.frames_decoded += outs[i].frames;
+            const double seconds = static_cast<double>(s.samples) / r.model->config().preprocessor.sample_rate;
+            commit_chunk(s, r, chunks[i], std::move(outs[i].tokens), ms, seconds);
+        }
     }
 }
 

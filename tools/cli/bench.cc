@@ -36,6 +36,9 @@ struct BenchArgs {
     double left_secs = 10, chunk_secs = 2, right_secs = 2;
     double stream_seconds = 30;
     int streams = 1;
+    bool no_batch = false;     // cache-aware on CUDA: per-stream steps instead of batched ones
+    int find_streams = 0;      // > 0: search the real-time capacity up to this many streams
+    double p99_bound_ms = 40;  // step latency bound of the capacity search
     // Encoder-only timing of one [frames, n_mels] feature chunk when > 0.
     int encoder_frames = 0;
     // Compare the device's encoder output and tokens with the CPU backend's on the same audio.
@@ -129,8 +132,18 @@ double percentile(std::vector<double> v, double q) {
     return v[static_cast<size_t>(q * (v.size() - 1))];
 }
 
-// Steps `streams` streams in lockstep over the same audio, one chunk per tick; reports per-step latency.
-void run_stream_bench(const BenchArgs& a, std::shared_ptr<const Model> model, int threads) {
+struct StreamBenchResult {
+    nlohmann::ordered_json row;
+    double tick_s = 0, step_p99 = 0, tick_p99 = 0;
+    bool real_time = false;
+};
+
+// Steps `n_streams` streams in lockstep over the same audio, one chunk of audio per tick: every stream takes
+// the tick's audio (features on the CPU, streams in parallel), then one Recognizer::decode over all streams
+// (cache-aware on CUDA: batched steps; otherwise one stream after another). A stream's step latency is the
+// time from the end of its feature extraction to its tokens: in batched mode the whole decode call.
+StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Model> model, int threads, int n_streams,
+                                  double stream_seconds) {
     RecognizerConfig cfg;
     cfg.mode = a.stream;
     cfg.chunk_size = a.chunk_size;
@@ -143,28 +156,47 @@ void run_stream_bench(const BenchArgs& a, std::shared_ptr<const Model> model, in
     cfg.precision = a.precision;
     cfg.threads = threads;
     cfg.endpoint_silence_ms = 0;
+    cfg.batch_streams = !a.no_batch;
     auto rec = create_recognizer(cfg, model);
     const int rate = model->config().preprocessor.sample_rate;
-    const auto audio = test_audio(static_cast<int>(std::ceil(a.stream_seconds)), rate);
+    const auto audio = test_audio(static_cast<int>(std::ceil(stream_seconds)), rate);
     // Audio per tick: the chunk's duration (cache-aware: shift_size encoder frames).
     const double tick_s = a.stream == "windowed" ? a.chunk_secs : cfg.shift_size * model->frame_seconds();
     const size_t tick = std::max<size_t>(1, static_cast<size_t>(tick_s * rate));
     std::vector<std::unique_ptr<Stream>> streams;
-    for (int i = 0; i < a.streams; ++i) streams.push_back(rec->create_stream());
-    std::vector<double> step_ms, tick_ms;
+    std::vector<Stream*> ptrs;
+    for (int i = 0; i < n_streams; ++i) {
+        streams.push_back(rec->create_stream());
+        ptrs.push_back(streams.back().get());
+    }
+    const bool batched = a.stream == "cache-aware" && a.device != "cpu" && !a.no_batch;
+    std::vector<double> step_ms, tick_ms, feature_ms;
     const double rss0 = peak_rss_mb();
     for (size_t pos = 0; pos < audio.size(); pos += tick) {
         const size_t n = std::min(tick, audio.size() - pos);
         const double t_tick = now();
-        for (auto& s : streams) {
-            s->accept_waveform(rate, audio.data() + pos, n);
-            if (pos + n >= audio.size()) s->input_finished();
-            const bool ready = s->is_ready();
-            const double t0 = now();
-            rec->decode(*s);
-            if (ready) step_ms.push_back((now() - t0) * 1000);
-            s->pop_events();
+        const bool end = pos + n >= audio.size();
+#pragma omp parallel for schedule(dynamic, 16) if (n_streams > 16)
+        for (int i = 0; i < n_streams; ++i) {
+            streams[i]->accept_waveform(rate, audio.data() + pos, n);
+            if (end) streams[i]->input_finished();
         }
+        const double t_feat = now();
+        feature_ms.push_back((t_feat - t_tick) * 1000);
+        if (batched) {
+            bool any = false;
+            for (Stream* s : ptrs) any = any || s->is_ready();
+            rec->decode(ptrs);
+            if (any) step_ms.push_back((now() - t_feat) * 1000);
+        } else {
+            for (Stream* s : ptrs) {
+                const bool ready = s->is_ready();
+                const double t0 = now();
+                rec->decode(*s);
+                if (ready) step_ms.push_back((now() - t0) * 1000);
+            }
+        }
+        for (Stream* s : ptrs) s->pop_events();
         tick_ms.push_back((now() - t_tick) * 1000);
     }
     // Warm-up: drop the first tenth of the steps and ticks. Flatness: p50 of the next tenth vs the last tenth.
@@ -173,33 +205,84 @@ void run_stream_bench(const BenchArgs& a, std::shared_ptr<const Model> model, in
     const double early_p50 = percentile({step_ms.begin(), step_ms.begin() + std::min(tenth, step_ms.size())}, 0.5);
     const double late_p50 = percentile({step_ms.end() - std::min(tenth, step_ms.size()), step_ms.end()}, 0.5);
     tick_ms.erase(tick_ms.begin(), tick_ms.begin() + tick_ms.size() / 10);
-    const double p50 = percentile(step_ms, 0.5), p99 = percentile(step_ms, 0.99);
-    const double tick_p99 = percentile(tick_ms, 0.99);
-    const bool real_time = tick_p99 < tick_s * 1000;
-    nlohmann::ordered_json row = {{"mode", a.stream},
-                                  {"device", a.device},
-                                  {"precision", a.precision},
-                                  {"threads", threads},
-                                  {"streams", a.streams},
-                                  {"audio_per_step_s", tick_s},
-                                  {"steps", step_ms.size()},
-                                  {"step_ms_p50", p50},
-                                  {"step_ms_p99", p99},
-                                  {"tick_ms_p99", tick_p99},
-                                  {"early_step_ms_p50", early_p50},
-                                  {"late_step_ms_p50", late_p50},
-                                  {"real_time", real_time},
-                                  {"peak_rss_mb", peak_rss_mb()},
-                                  {"rss_growth_mb", peak_rss_mb() - rss0}};
+    feature_ms.erase(feature_ms.begin(), feature_ms.begin() + feature_ms.size() / 10);
+    StreamBenchResult r;
+    const double p50 = percentile(step_ms, 0.5);
+    r.step_p99 = percentile(step_ms, 0.99);
+    r.tick_p99 = percentile(tick_ms, 0.99);
+    r.tick_s = tick_s;
+    r.real_time = r.tick_p99 < tick_s * 1000;
+    r.row = {{"mode", a.stream},
+             {"device", a.device},
+             {"precision", a.precision},
+             {"threads", threads},
+             {"streams", n_streams},
+             {"batched", batched},
+             {"audio_per_step_s", tick_s},
+             {"steps", step_ms.size()},
+             {"step_ms_p50", p50},
+             {"step_ms_p99", r.step_p99},
+             {"features_ms_p99", percentile(feature_ms, 0.99)},
+             {"tick_ms_p99", r.tick_p99},
+             {"early_step_ms_p50", early_p50},
+             {"late_step_ms_p50", late_p50},
+             {"real_time", r.real_time},
+             {"peak_rss_mb", peak_rss_mb()},
+             {"rss_growth_mb", peak_rss_mb() - rss0}};
+    return r;
+}
+
+void print_stream_row(const BenchArgs& a, const StreamBenchResult& r) {
+    const auto& row = r.row;
     if (a.json) {
-        std::cout << row.dump() << "\n";
+        std::cout << row.dump() << std::endl;
         return;
     }
-    std::cout << fmt::format("{} {} {} threads {}: {} stream(s) x {:.0f} s, {:.2f} s audio per step: step p50 {:.2f} ms, "
-                             "p99 {:.2f} ms (first/last tenth p50 {:.2f}/{:.2f}); all-stream tick p99 {:.2f} ms ({}real time); "
-                             "peak RSS {:.0f} MB (+{:.0f})\n",
-                             a.stream, a.device, a.precision, threads, a.streams, a.stream_seconds, tick_s, p50, p99,
-                             early_p50, late_p50, tick_p99, real_time ? "" : "NOT ", peak_rss_mb(), peak_rss_mb() - rss0);
+    std::cout << fmt::format("{} {} {} threads {}: {} stream(s){} x {:.0f} s, {:.2f} s audio per step: step p50 {:.2f} ms, "
+                             "p99 {:.2f} ms (first/last tenth p50 {:.2f}/{:.2f}); features p99 {:.2f} ms; all-stream tick "
+                             "p99 {:.2f} ms ({}real time); peak RSS {:.0f} MB (+{:.0f})",
+                             a.stream, a.device, a.precision, row["threads"].get<int>(), row["streams"].get<int>(),
+                             row["batched"].get<bool>() ? " batched" : "", a.stream_seconds, r.tick_s,
+                             row["step_ms_p50"].get<double>(), r.step_p99, row["early_step_ms_p50"].get<double>(),
+                             row["late_step_ms_p50"].get<double>(), row["features_ms_p99"].get<double>(), r.tick_p99,
+                             r.real_time ? "" : "NOT ", row["peak_rss_mb"].get<double>(),
+                             row["rss_growth_mb"].get<double>())
+              << std::endl;
+}
+
+void run_stream_bench(const BenchArgs& a, std::shared_ptr<const Model> model, int threads) {
+    if (a.find_streams <= 0) {
+        print_stream_row(a, measure_streams(a, model, threads, a.streams, a.stream_seconds));
+        return;
+    }
+    // Capacity: the most streams whose ticks stay real time and whose step p99 stays under the bound. Doubling
+    // from --streams, then bisection between the last passing and the first failing count.
+    auto passes = [&](int n) {
+        const StreamBenchResult r = measure_streams(a, model, threads, n, a.stream_seconds);
+        print_stream_row(a, r);
+        return r.real_time && r.step_p99 <= a.p99_bound_ms;
+    };
+    int good = 0, bad = 0;
+    for (int n = a.streams; n <= a.find_streams; n *= 2) {
+        if (!passes(n)) {
+            bad = n;
+            break;
+        }
+        good = n;
+    }
+    if (bad == 0 && good < a.find_streams && passes(a.find_streams)) good = a.find_streams;
+    while (bad > 0 && bad - good > std::max(8, good / 16)) {
+        const int mid = (good + bad) / 2;
+        (passes(mid) ? good : bad) = mid;
+    }
+    nlohmann::ordered_json row = {{"capacity_streams", good}, {"p99_bound_ms", a.p99_bound_ms},
+                                  {"first_failing_streams", bad}, {"precision", a.precision}};
+    if (a.json) {
+        std::cout << row.dump() << std::endl;
+    } else {
+        std::cout << fmt::format("capacity: {} real-time streams with step p99 <= {:.0f} ms ({} fail)\n", good,
+                                 a.p99_bound_ms, bad);
+    }
 }
 
 void run_encoder_bench(const BenchArgs& a, std::shared_ptr<const Model> model, int threads) {
@@ -286,7 +369,10 @@ void run_bench(const BenchArgs& a) {
     if (!a.stream.empty()) {
         PK_CHECK(a.stream == "windowed" || a.stream == "cache-aware", kInvalidArgument,
                  "bad --stream '{}' (expected windowed or cache-aware)", a.stream);
-        PK_CHECK(a.streams >= 1 && a.streams <= 4096, kInvalidArgument, "bad --streams {}", a.streams);
+        PK_CHECK(a.streams >= 1 && a.streams <= 8192, kInvalidArgument, "bad --streams {}", a.streams);
+        PK_CHECK(a.find_streams >= 0 && a.find_streams <= 8192, kInvalidArgument, "bad --find-streams {}",
+                 a.find_streams);
+        PK_CHECK(a.p99_bound_ms > 0, kInvalidArgument, "bad --p99-bound-ms {}", a.p99_bound_ms);
         for (int th : threads) run_stream_bench(a, model, th);
         return;
     }
@@ -368,6 +454,10 @@ void add_bench(CLI::App& app) {
     sub->add_option("--right-secs", a->right_secs, "Windowed right context");
     sub->add_option("--stream-seconds", a->stream_seconds, "Seconds of audio per stream");
     sub->add_option("--streams", a->streams, "Streams stepped in lockstep (real-time capacity)");
+    sub->add_flag("--no-batch", a->no_batch, "Cache-aware on CUDA: step streams one at a time");
+    sub->add_option("--find-streams", a->find_streams,
+                    "Search the most real-time streams (from --streams, doubling, up to this many)");
+    sub->add_option("--p99-bound-ms", a->p99_bound_ms, "Step latency p99 bound of --find-streams (ms)");
     sub->add_option("--encoder-frames", a->encoder_frames, "Time the encoder alone on this many feature frames");
     sub->add_flag("--compare-cpu", a->compare_cpu, "Encoder error and token agreement of --device vs the CPU");
     sub->callback([a] { run_bench(*a); });

@@ -300,6 +300,12 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
     // frame), so the loop ends within max_T · (max_symbols + 1) iterations.
     const int64_t max_iterations = int64_t{max_T} * (P.max_symbols + 1) + 1;
     for (int64_t it = 0;; ++it) {
+        // Only this iteration's emitters step the predictor: an item that emitted last iteration and has since
+        // run out of frames is not in decide_phase's list, so its flag must not survive to this iteration's
+        // collect (it would step its LSTM again on the same label and corrupt the state carried to the next
+        // chunk). The previous collect is behind a grid barrier, or all flags were already 0.
+        if (blockIdx.x == 0)
+            for (int b = threadIdx.x; b < B; b += blockDim.x) P.need_lstm[b] = 0;
         const int n_active = collect_active(P, list);
         if (n_active == 0) break;
         if (it >= max_iterations) {

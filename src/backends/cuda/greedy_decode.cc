@@ -189,6 +189,63 @@ void GreedyDecoder::decode(CudaContext& ctx, const float* fproj, int64_t max_fra
     }
 }
 
+size_t GreedyDecoder::scratch_floats(int batch) const {
+    return static_cast<size_t>(batch) * (n_layers_ * hidden_ + n_outputs_);
+}
+
+size_t GreedyDecoder::int_scratch(int batch) const { return static_cast<size_t>(4) * batch + 1; }
+
+void GreedyDecoder::decode_device(CudaContext& ctx, const DeviceBatch& d) const {
+    const int64_t B = d.batch, LH = int64_t{n_layers_} * hidden_, J = joint_hidden_, M = d.max_tokens;
+    const DeviceWeights& w = *weights_;
+    for (int b0 = 0; b0 < d.batch; b0 += kernels::kGreedyMaxBatch) {
+        const int nb = std::min(kernels::kGreedyMaxBatch, d.batch - b0);
+        kernels::GreedyParams p{};
+        p.embed = w.embed.data<float>();
+        for (int l = 0; l < n_layers_; ++l) {
+            p.w_ih[l] = w.w_ih[l].data<float>();
+            p.w_hh[l] = w.w_hh[l].data<float>();
+            p.bias[l] = w.bias[l].data<float>();
+        }
+        p.pred_w = w.pred_w.data<float>();
+        p.pred_b = w.pred_b.data<float>();
+        p.out_w = w.out_w.data<float>();
+        p.out_b = w.out_b.data<float>();
+        p.hidden = hidden_;
+        p.n_layers = n_layers_;
+        p.joint_hidden = joint_hidden_;
+        p.n_out = n_outputs_;
+        p.blank = options_.blank_id;
+        p.n_dur = static_cast<int>(options_.durations.size());
+        p.max_symbols = options_.max_symbols;
+        p.activation = activation_;
+        for (int i = 0; i < p.n_dur; ++i) p.durations[i] = options_.durations[i];
+        p.batch = nb;
+        p.fproj = d.fproj + b0 * d.item_stride;
+        p.item_stride = d.item_stride;
+        p.lengths = d.lengths + b0;
+        p.h = d.h + b0 * LH;
+        p.c = d.c + b0 * LH;
+        p.p = d.p + b0 * J;
+        p.t = d.t + b0;
+        p.started = d.started + b0;
+        p.hn = d.scratch + b0 * LH;
+        p.logits = d.scratch + B * LH + b0 * n_outputs_;
+        p.label = d.int_scratch + b0;
+        p.need_lstm = d.int_scratch + B + b0;
+        p.run = d.int_scratch + 2 * B + b0;
+        p.last_ts = d.int_scratch + 3 * B + b0;
+        p.error = d.int_scratch + 4 * B;
+        p.tok_id = d.tokens + b0 * M;
+        p.tok_frame = d.tokens + B * M + b0 * M;
+        p.tok_dur = d.tokens + 2 * B * M + b0 * M;
+        p.tok_conf = reinterpret_cast<float*>(d.tokens + 3 * B * M + b0 * M);
+        p.max_tokens = static_cast<int>(M);
+        p.n_tokens = d.n_tokens + b0;
+        kernels::greedy_decode(Launch{ctx.stream, ctx.n_sms}, p);
+    }
+}
+
 std::vector<std::vector<Token>> greedy_decode_batch(CudaContext& ctx, const GreedyDecoder& decoder,
                                                     const float* fproj, int64_t max_frames, const int* lengths,
                                                     int batch) {

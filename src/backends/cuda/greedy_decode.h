@@ -32,7 +32,33 @@ public:
     void decode(CudaContext& ctx, const float* fproj, int64_t max_frames, const int* lengths, int batch,
                 std::vector<DecoderState>& states, std::vector<std::vector<Token>>& tokens) const;
 
+    // The same decode with everything on the device and nothing synchronised (CUDA-graph capturable): the
+    // batched streaming step (src/runtime/stream_batch.cc) keeps each stream's state on the device.
+    struct DeviceBatch {
+        const float* fproj;    // [B, ·] item b's frames at fproj + b * item_stride, joint_hidden apart
+        int64_t item_stride;
+        const int* lengths;    // [B] frames to decode
+        int batch;
+        int max_tokens;        // token capacity per item (>= max frames · max_symbols + 1)
+        float* h;              // [B, layers · hidden] in/out
+        float* c;              // [B, layers · hidden] in/out
+        float* p;              // [B, joint_hidden] in/out
+        int* t;                // [B] in: carried time jump; out: final t (time jump = t - lengths[b])
+        const int* started;    // [B] 0: run the SOS step first
+        float* scratch;        // scratch_floats(batch)
+        int* int_scratch;      // int_scratch(batch), error flag last (must start at 0)
+        int* tokens;           // [4, B, max_tokens]: id, local frame, duration, confidence (float bits)
+        int* n_tokens;         // [B]
+    };
+    size_t scratch_floats(int batch) const;
+    size_t int_scratch(int batch) const;
+    void decode_device(CudaContext& ctx, const DeviceBatch& d) const;
+
     const GreedyOptions& options() const { return options_; }
+    int state_floats() const { return 2 * n_layers_ * hidden_ + joint_hidden_; }
+    int hidden() const { return hidden_; }
+    int n_layers() const { return n_layers_; }
+    int joint_hidden() const { return joint_hidden_; }
 
 private:
     struct DeviceWeights;

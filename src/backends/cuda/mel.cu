@@ -1,0 +1,121 @@
+// Log-mel frontend kernels (mirror MelFrontend::log_mel / spectral_frames / normalize_per_feature in
+// frontend/mel.cc). The CPU side is built with -ffp-contract=off, so products are rounded before sums here too:
+// __fmul_rn / __fadd_rn / __fsub_rn are never fused into FMAs by nvcc.
+#include "backends/cuda/kernel_utils.cuh"
+#include "backends/cuda/mel_kernels.h"
+
+namespace parakeet::cuda::kernels {
+
+namespace {
+
+constexpr int kMelThreads = 128;
+constexpr int kNormThreads = 256;
+
+// Pre-emphasised sample j of x (0 <= j < n).
+__device__ __forceinline__ float preemphasised(const float* x, int64_t j, float preemph) {
+    return j == 0 ? x[0] : __fsub_rn(x[j], __fmul_rn(preemph, x[j - 1]));
+}
+
+__global__ void mel_frames_kernel(const float* x, int64_t n, int64_t t0, int64_t count, int64_t batch, int n_fft,
+                                  int hop, float preemph, bool reflect, const float* window, float* frames) {
+    const int64_t total = batch * n_fft, pad = n_fft / 2;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
+         i += int64_t{gridDim.x} * blockDim.x) {
+        const int64_t r = i / n_fft;
+        const int k = static_cast<int>(i - r * n_fft);
+        float v = 0.f;
+        if (r < count) {
+            // Index into the unpadded signal; reflect padding mirrors around samples 0 and n-1 (n > pad).
+            int64_t j = (t0 + r) * hop + k - pad;
+            if (reflect) j = j < 0 ? -j : (j >= n ? 2 * (n - 1) - j : j);
+            if (j >= 0 && j < n) v = __fmul_rn(preemphasised(x, j, preemph), window[k]);
+        }
+        frames[i] = v;
+    }
+}
+
+// One block per frame: the power spectrum into shared memory, then one thread per mel filter.
+__global__ void mel_power_log_kernel(const float2* spec, int64_t count, int n_bins, int n_mels, const float* fb,
+                                     const int* fb_span, float guard, float* out) {
+    extern __shared__ float power[];
+    for (int64_t r = blockIdx.x; r < count; r += gridDim.x) {
+        const float2* s = spec + r * n_bins;
+        for (int k = threadIdx.x; k < n_bins; k += blockDim.x) {
+            const float2 z = s[k];
+            const float mag = __fsqrt_rn(__fadd_rn(__fmul_rn(z.x, z.x), __fmul_rn(z.y, z.y)));
+            power[k] = __fmul_rn(mag, mag);
+        }
+        __syncthreads();
+        for (int m = threadIdx.x; m < n_mels; m += blockDim.x) {
+            const float* row = fb + static_cast<int64_t>(m) * n_bins;
+            float acc = 0.f;
+            for (int k = fb_span[2 * m]; k < fb_span[2 * m + 1]; ++k) acc = __fadd_rn(acc, __fmul_rn(row[k], power[k]));
+            out[r * n_mels + m] = logf(__fadd_rn(acc, guard));
+        }
+        __syncthreads();  // power is rewritten for the next frame
+    }
+}
+
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32); every thread gets the result.
+__device__ __forceinline__ double block_sum_d(double v, double* shared32) {
+    v = warp_sum_d(v);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) shared32[warp] = v;
+    __syncthreads();
+    v = lane < (blockDim.x >> 5) ? shared32[lane] : 0.0;
+    return warp_sum_d(v);
+}
+
+// One block per mel column.
+__global__ void mel_normalize_kernel(float* x, int64_t n_frames, int n_mels) {
+    __shared__ double shared[32];
+    float* col = x + blockIdx.x;
+    double sum = 0.0;
+    for (int64_t t = threadIdx.x; t < n_frames; t += blockDim.x) sum += col[t * n_mels];
+    sum = block_sum_d(sum, shared);
+    const float mean = static_cast<float>(sum / static_cast<double>(n_frames));
+    double sq = 0.0;
+    for (int64_t t = threadIdx.x; t < n_frames; t += blockDim.x) {
+        const double d = __fsub_rn(col[t * n_mels], mean);
+        sq = __dadd_rn(sq, __dmul_rn(d, d));
+    }
+    sq = block_sum_d(sq, shared);
+    // Unbiased std; 0 for a single frame (NeMo >= 2.5); epsilon added to the std.
+    float std_dev = n_frames > 1 ? static_cast<float>(sqrt(sq / static_cast<double>(n_frames - 1))) : 0.f;
+    std_dev = __fadd_rn(std_dev, 1e-5f);
+    for (int64_t t = threadIdx.x; t < n_frames; t += blockDim.x)
+        col[t * n_mels] = __fdiv_rn(__fsub_rn(col[t * n_mels], mean), std_dev);
+}
+
+}  // namespace
+
+void mel_frames(Launch l, const float* x, int64_t n, int64_t t0, int64_t count, int64_t batch, int n_fft, int hop,
+                float preemph, bool reflect, const float* window, float* frames) {
+    if (batch <= 0) return;
+    mel_frames_kernel<<<grid_for(l, batch * n_fft), kThreads, 0, l.stream>>>(x, n, t0, count, batch, n_fft, hop,
+                                                                            preemph, reflect, window, frames);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void mel_power_log(Launch l, const void* spec, int64_t count, int n_bins, int n_mels, const float* fb,
+                   const int* fb_span, float guard, float* out) {
+    if (count <= 0) return;
+    const unsigned int blocks = static_cast<unsigned int>(std::min<int64_t>(count, int64_t{l.n_sms} * 32));
+    mel_power_log_kernel<<<blocks, kMelThreads, n_bins * sizeof(float), l.stream>>>(
+        static_cast<const float2*>(spec), count, n_bins, n_mels, fb, fb_span, guard, out);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void mel_normalize(Launch l, float* x, int64_t n_frames, int n_mels) {
+    if (n_frames <= 0 || n_mels <= 0) return;
+    mel_normalize_kernel<<<static_cast<unsigned int>(n_mels), kNormThreads, 0, l.stream>>>(x, n_frames, n_mels);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace parakeet::cuda::kernels

@@ -1,0 +1,428 @@
+// Kernels of the batched cache-aware streaming step (see stream_kernels.h).
+#include "backends/cuda/kernel_utils.cuh"
+#include "backends/cuda/stream_kernels.h"
+#include "ops/attention_range.h"
+
+namespace parakeet::cuda::kernels {
+
+namespace {
+
+constexpr int kFieldHead = 0, kFieldLen = 1, kFieldT = 2, kFieldStarted = 3, kIntFields = 4;
+
+__device__ __forceinline__ float* page_of(float* const* pages, int slot) { return pages[slot / kSlotsPerPage]; }
+__device__ __forceinline__ int index_in_page(int slot) { return slot % kSlotsPerPage; }
+__device__ __forceinline__ int* slot_ints(const SlotLayout& s, float* const* pages, int slot) {
+    return reinterpret_cast<int*>(page_of(pages, slot) + s.int_offset) + index_in_page(slot) * kIntFields;
+}
+// Keys of `layer` (values follow C·D floats later).
+__device__ __forceinline__ float* slot_keys(const SlotLayout& s, float* const* pages, int slot, int64_t layer) {
+    return page_of(pages, slot) + s.kv_offset +
+           ((int64_t{index_in_page(slot)} * s.n_layers + layer) * 2) * s.cache_rows * s.d_model;
+}
+__device__ __forceinline__ float* slot_time(const SlotLayout& s, float* const* pages, int slot, int64_t layer) {
+    return page_of(pages, slot) + s.time_offset +
+           (int64_t{index_in_page(slot)} * s.n_layers + layer) * s.time_rows * s.d_model;
+}
+
+#define PK_GRID_STRIDE(i, n) \
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (n); i += int64_t{gridDim.x} * blockDim.x)
+
+__global__ void sub_conv_first_kernel(const float* x, int64_t batch, int64_t t, int64_t f, const float* w,
+                                      const float* bias, int64_t c_out, int64_t pad_lo, const int* stage_len,
+                                      int64_t stage_stride, float* y) {
+    const int64_t t2 = (t + pad_lo - 2) / 2 + 1, f2 = (f + pad_lo - 2) / 2 + 1;
+    PK_GRID_STRIDE(i, batch * c_out * t2 * f2) {
+        const int64_t fi = i % f2, ti = (i / f2) % t2, co = (i / (f2 * t2)) % c_out, b = i / (f2 * t2 * c_out);
+        if (ti >= stage_len[b * stage_stride]) {
+            y[i] = 0.f;
+            continue;
+        }
+        const float* xin = x + b * t * f;
+        const float* wk = w + co * 9;
+        float acc = 0.f;
+        for (int64_t a = 0; a < 3; ++a) {
+            const int64_t ts = 2 * ti + a - pad_lo;
+            if (ts < 0 || ts >= t) continue;
+            for (int64_t c = 0; c < 3; ++c) {
+                const int64_t fs = 2 * fi + c - pad_lo;
+                if (fs < 0 || fs >= f) continue;
+                acc += wk[a * 3 + c] * xin[ts * f + fs];
+            }
+        }
+        y[i] = fmaxf(acc + bias[co], 0.f);
+    }
+}
+
+__global__ void sub_conv_depthwise_kernel(const float* x, int64_t batch, int64_t ch, int64_t t, int64_t f,
+                                          const float* w, const float* bias, int64_t pad_lo, float* y) {
+    const int64_t t2 = (t + pad_lo - 2) / 2 + 1, f2 = (f + pad_lo - 2) / 2 + 1;
+    PK_GRID_STRIDE(i, batch * ch * t2 * f2) {
+        const int64_t fi = i % f2, ti = (i / f2) % t2, bc = i / (f2 * t2), co = bc % ch;
+        const float* xin = x + bc * t * f;
+        const float* wk = w + co * 9;
+        float acc = 0.f;
+        for (int64_t a = 0; a < 3; ++a) {
+            const int64_t ts = 2 * ti + a - pad_lo;
+            if (ts < 0 || ts >= t) continue;
+            for (int64_t c = 0; c < 3; ++c) {
+                const int64_t fs = 2 * fi + c - pad_lo;
+                if (fs < 0 || fs >= f) continue;
+                acc += wk[a * 3 + c] * xin[ts * f + fs];
+            }
+        }
+        y[i] = acc + bias[co];
+    }
+}
+
+__global__ void bias_relu_rows_kernel(float* y, int64_t batch, int64_t ch, int64_t t, int64_t f, const float* bias,
+                                      const int* stage_len, int64_t stage_stride) {
+    PK_GRID_STRIDE(i, batch * ch * t * f) {
+        const int64_t ti = (i / f) % t, co = (i / (f * t)) % ch, b = i / (f * t * ch);
+        y[i] = ti < stage_len[b * stage_stride] ? fmaxf(y[i] + bias[co], 0.f) : 0.f;
+    }
+}
+
+__global__ void flatten_channels_batched_kernel(const float* x, int64_t batch, int64_t ch, int64_t t, int64_t f,
+                                                float* y) {
+    PK_GRID_STRIDE(i, batch * ch * t * f) {
+        const int64_t fi = i % f, ci = (i / f) % ch, ti = (i / (f * ch)) % t, b = i / (f * ch * t);
+        y[i] = x[((b * ch + ci) * t + ti) * f + fi];
+    }
+}
+
+__global__ void drop_scale_rows_kernel(const float* x, int64_t batch, int64_t t_in, int64_t drop, int64_t t,
+                                       int64_t d, float alpha, const int* enc_len, float* y) {
+    PK_GRID_STRIDE(i, batch * t * d) {
+        const int64_t c = i % d, ti = (i / d) % t, b = i / (d * t);
+        y[i] = ti < enc_len[b] ? x[(b * t_in + ti + drop) * d + c] * alpha : 0.f;
+    }
+}
+
+// One block per (item, head); queries one after another: scores over the allowed keys (warp per key,
+// lanes over the head's channels), softmax, then the weighted sum of values (thread per channel).
+__global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u,
+                                        const float* vbias, float* out) {
+    extern __shared__ float sm[];
+    __shared__ float red[32];
+    const SlotLayout& s = a.layout;
+    const int64_t b = blockIdx.x / a.n_heads, h = blockIdx.x % a.n_heads;
+    const int64_t dk = a.d_head, d = a.n_heads * dk, t = a.t, c_rows = s.cache_rows, n = c_rows + t;
+    const int slot = a.items.slot[b];
+    const int* ints = slot_ints(s, a.pages, slot);
+    const int64_t head = ints[kFieldHead], len = ints[kFieldLen];
+    const float* keys = slot_keys(s, a.pages, slot, a.layer) + h * dk;
+    const float* values = keys + c_rows * d;
+    const int64_t enc_len = a.items.enc_len[b];
+    const int64_t key_begin = min(max(c_rows - len, int64_t{0}), n), key_end = c_rows + enc_len;
+    const float denom = sqrtf(static_cast<float>(dk));
+    float* qu = sm;
+    float* qv = sm + dk;
+    float* sc = sm + 2 * dk;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    for (int64_t i = 0; i < t; ++i) {
+        float* orow = out + (b * t + i) * d + h * dk;
+        const int64_t qpos = c_rows + i;
+        int64_t lo = 0, hi = 0;
+        if (i < enc_len)
+            attention_key_range(qpos, key_begin, key_end, a.att_left, a.att_right, a.att_chunk, a.att_left_chunks,
+                                lo, hi);
+        if (hi <= lo) {
+            for (int64_t c = threadIdx.x; c < dk; c += blockDim.x) orow[c] = 0.f;
+            continue;
+        }
+        const float* q = qkv + (b * t + i) * 3 * d + h * dk;
+        __syncthreads();
+        for (int64_t c = threadIdx.x; c < dk; c += blockDim.x) {
+            qu[c] = q[c] + u[h * dk + c];
+            qv[c] = q[c] + vbias[h * dk + c];
+        }
+        __syncthreads();
+        for (int64_t j = lo + warp; j < hi; j += n_warps) {
+            const float* krow = j < c_rows ? keys + ((head + j) % c_rows) * d
+                                           : qkv + (b * t + (j - c_rows)) * 3 * d + d + h * dk;
+            const float* prow = p + (n - 1 - (qpos - j)) * d + h * dk;  // relative shift by index
+            float ac = 0.f, bd = 0.f;
+            for (int64_t c = lane; c < dk; c += 32) {
+                ac += qu[c] * krow[c];
+                bd += qv[c] * prow[c];
+            }
+            ac = warp_sum(ac);
+            bd = warp_sum(bd);
+            if (lane == 0) sc[j - lo] = (ac + bd) / denom;
+        }
+        __syncthreads();
+        float mx = -INFINITY;
+        for (int64_t j = threadIdx.x; j < hi - lo; j += blockDim.x) mx = fmaxf(mx, sc[j]);
+        mx = block_max(mx, red);
+        float sum = 0.f;
+        for (int64_t j = threadIdx.x; j < hi - lo; j += blockDim.x) {
+            const float e = expf(sc[j] - mx);
+            sc[j] = e;
+            sum += e;
+        }
+        const float inv = 1.f / block_sum(sum, red);  // block_sum's barriers publish sc
+        for (int64_t c = threadIdx.x; c < dk; c += blockDim.x) {
+            float acc = 0.f;
+            for (int64_t j = lo; j < hi; ++j) {
+                const float* vrow = j < c_rows ? values + ((head + j) % c_rows) * d
+                                               : qkv + (b * t + (j - c_rows)) * 3 * d + 2 * d + h * dk;
+                acc += sc[j - lo] * vrow[c];
+            }
+            orow[c] = acc * inv;
+        }
+    }
+}
+
+// Item b appends its first keep_b = enc_len[b] - cache_drop new rows (only the last C of them when keep_b > C).
+__global__ void stream_append_kv_kernel(StreamAttentionArgs a, const float* qkv, int64_t cache_drop, int64_t max_rows) {
+    const SlotLayout& s = a.layout;
+    const int64_t d = s.d_model, c_rows = s.cache_rows;
+    PK_GRID_STRIDE(i, a.batch * max_rows * d) {
+        const int64_t col = i % d, ri = (i / d) % max_rows, b = i / (d * max_rows);
+        const int64_t keep = a.items.enc_len[b] - cache_drop;
+        const int64_t r = (keep > c_rows ? keep - c_rows : 0) + ri;
+        if (r >= keep) continue;
+        const int slot = a.items.slot[b];
+        const int64_t head = slot_ints(s, a.pages, slot)[kFieldHead];
+        float* keys = slot_keys(s, a.pages, slot, a.layer);
+        const int64_t phys = (head + r) % c_rows;
+        const float* src = qkv + (b * a.t + r) * 3 * d;
+        keys[phys * d + col] = src[d + col];
+        keys[(c_rows + phys) * d + col] = src[2 * d + col];
+    }
+}
+
+// NeMo's cache_last_channel_len update, per item: len = min(len + keep_b, C) (negative keep_b, a stream's last
+// partial chunk, shrinks it as NeMo does); the ring head moves past the appended rows.
+__global__ void stream_advance_kernel(SlotLayout s, float* const* pages, StepItems items, int64_t batch,
+                                      int64_t cache_drop) {
+    const int64_t b = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+    if (b >= batch) return;
+    int* ints = slot_ints(s, pages, items.slot[b]);
+    const int64_t keep = items.enc_len[b] - cache_drop;
+    if (keep > 0) ints[kFieldHead] = static_cast<int>((ints[kFieldHead] + keep) % s.cache_rows);
+    ints[kFieldLen] = static_cast<int>(min(int64_t{ints[kFieldLen]} + keep, s.cache_rows));
+}
+
+__global__ void stream_conv_kernel(SlotLayout s, float* const* pages, StepItems items, int64_t layer,
+                                   const float* x, int64_t batch, int64_t t, int64_t kernel, int64_t right,
+                                   int64_t drop, const float* w, const float* bias, float* y) {
+    const int64_t d = s.d_model, kc = s.time_rows;
+    PK_GRID_STRIDE(i, batch * d) {
+        const int64_t c = i % d, b = i / d;
+        const int slot = items.slot[b];
+        float* cache = slot_time(s, pages, slot, layer) + c;
+        const int64_t valid = items.enc_len[b], n = kc + t + right;
+        float g[kMaxConvWindow];
+        for (int64_t r = 0; r < kc; ++r) g[r] = cache[r * d];
+        for (int64_t r = 0; r < t; ++r) {
+            const float* xr = x + (b * t + r) * 2 * d;
+            g[kc + r] = r < valid ? xr[c] * (1.f / (1.f + expf(-xr[d + c]))) : 0.f;
+        }
+        for (int64_t r = kc + t; r < n; ++r) g[r] = 0.f;
+        for (int64_t r = 0; r < t; ++r) {
+            float acc = bias ? bias[c] : 0.f;
+            for (int64_t k = 0; k < kernel; ++k) acc += w[c * kernel + k] * g[r + k];
+            y[(b * t + r) * d + c] = acc / (1.f + expf(-acc));
+        }
+        const int64_t g_len = kc + valid + right - (drop > 0 ? drop : 0);  // the item's own length
+        for (int64_t r = 0; r < kc; ++r) {
+            const int64_t src = g_len - kc + r;
+            cache[r * d] = src >= 0 && src < n ? g[src] : 0.f;
+        }
+    }
+}
+
+__global__ void decoder_gather_kernel(SlotLayout s, float* const* pages, const int* slot, int64_t batch, float* h,
+                                      float* c, float* p, int* t, int* started) {
+    const int64_t hd = s.dec_hidden, j = s.joint_hidden, per = 2 * hd + j;
+    PK_GRID_STRIDE(i, batch * per) {
+        const int64_t b = i / per, e = i % per, k = index_in_page(slot[b]);
+        const float* base = page_of(pages, slot[b]);
+        if (e < hd) {
+            h[b * hd + e] = base[s.h_offset + k * hd + e];
+        } else if (e < 2 * hd) {
+            c[b * hd + e - hd] = base[s.c_offset + k * hd + e - hd];
+        } else {
+            p[b * j + e - 2 * hd] = base[s.p_offset + k * j + e - 2 * hd];
+        }
+        if (e == 0) {
+            const int* ints = slot_ints(s, pages, slot[b]);
+            started[b] = ints[kFieldStarted];
+            t[b] = ints[kFieldStarted] ? ints[kFieldT] : 0;
+        }
+    }
+}
+
+__global__ void decoder_scatter_kernel(SlotLayout s, float* const* pages, const int* slot, const int* out_len,
+                                       int64_t batch, const float* h, const float* c, const float* p, const int* t) {
+    const int64_t hd = s.dec_hidden, j = s.joint_hidden, per = 2 * hd + j;
+    PK_GRID_STRIDE(i, batch * per) {
+        const int64_t b = i / per, e = i % per, k = index_in_page(slot[b]);
+        float* base = page_of(pages, slot[b]);
+        if (e < hd) {
+            base[s.h_offset + k * hd + e] = h[b * hd + e];
+        } else if (e < 2 * hd) {
+            base[s.c_offset + k * hd + e - hd] = c[b * hd + e - hd];
+        } else {
+            base[s.p_offset + k * j + e - 2 * hd] = p[b * j + e - 2 * hd];
+        }
+        if (e == 0) {
+            int* ints = slot_ints(s, pages, slot[b]);
+            ints[kFieldT] = t[b] - out_len[b];
+            ints[kFieldStarted] = 1;
+        }
+    }
+}
+
+__global__ void slot_reset_kernel(SlotLayout s, float* const* pages, int slot) {
+    float* base = page_of(pages, slot);
+    const int64_t k = index_in_page(slot);
+    const int64_t n_time = s.n_layers * s.time_rows * s.d_model;
+    const int64_t n = n_time + 2 * s.dec_hidden + s.joint_hidden + kIntFields;
+    PK_GRID_STRIDE(i, n) {
+        if (i < n_time) {
+            base[s.time_offset + k * n_time + i] = 0.f;
+        } else if (i < n_time + s.dec_hidden) {
+            base[s.h_offset + k * s.dec_hidden + (i - n_time)] = 0.f;
+        } else if (i < n_time + 2 * s.dec_hidden) {
+            base[s.c_offset + k * s.dec_hidden + (i - n_time - s.dec_hidden)] = 0.f;
+        } else if (i < n_time + 2 * s.dec_hidden + s.joint_hidden) {
+            base[s.p_offset + k * s.joint_hidden + (i - n_time - 2 * s.dec_hidden)] = 0.f;
+        } else {
+            slot_ints(s, pages, slot)[i - (n_time + 2 * s.dec_hidden + s.joint_hidden)] = 0;
+        }
+    }
+}
+
+int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
+
+}  // namespace
+
+SlotLayout make_slot_layout(int64_t n_layers, int64_t cache_rows, int64_t d_model, int64_t time_rows,
+                            int64_t dec_hidden, int64_t joint_hidden) {
+    SlotLayout s{};
+    s.n_layers = n_layers;
+    s.cache_rows = cache_rows;
+    s.d_model = d_model;
+    s.time_rows = time_rows;
+    s.dec_hidden = dec_hidden;
+    s.joint_hidden = joint_hidden;
+    const int64_t p = kSlotsPerPage;
+    int64_t off = 0;
+    s.kv_offset = off;
+    off = align64(off + p * n_layers * 2 * cache_rows * d_model);
+    s.time_offset = off;
+    off = align64(off + p * n_layers * time_rows * d_model);
+    s.h_offset = off;
+    off = align64(off + p * dec_hidden);
+    s.c_offset = off;
+    off = align64(off + p * dec_hidden);
+    s.p_offset = off;
+    off = align64(off + p * joint_hidden);
+    s.int_offset = off;
+    off = align64(off + p * kIntFields);
+    s.page_floats = off;
+    return s;
+}
+
+void sub_conv_first(Launch l, const float* x, int64_t batch, int64_t t, int64_t f, const float* w, const float* bias,
+                    int64_t c_out, int64_t pad_lo, const int* stage_len, int64_t stage_stride, float* y) {
+    const int64_t n = batch * c_out * ((t + pad_lo - 2) / 2 + 1) * ((f + pad_lo - 2) / 2 + 1);
+    if (n <= 0) return;
+    sub_conv_first_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t, f, w, bias, c_out, pad_lo,
+                                                                     stage_len, stage_stride, y);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void sub_conv_depthwise(Launch l, const float* x, int64_t batch, int64_t c, int64_t t, int64_t f, const float* w,
+                        const float* bias, int64_t pad_lo, float* y) {
+    const int64_t n = batch * c * ((t + pad_lo - 2) / 2 + 1) * ((f + pad_lo - 2) / 2 + 1);
+    if (n <= 0) return;
+    sub_conv_depthwise_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, w, bias, pad_lo, y);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void bias_relu_rows(Launch l, float* y, int64_t batch, int64_t c, int64_t t, int64_t f, const float* bias,
+                    const int* stage_len, int64_t stage_stride) {
+    const int64_t n = batch * c * t * f;
+    if (n <= 0) return;
+    bias_relu_rows_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(y, batch, c, t, f, bias, stage_len,
+                                                                     stage_stride);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void flatten_channels_batched(Launch l, const float* x, int64_t batch, int64_t c, int64_t t, int64_t f, float* y) {
+    const int64_t n = batch * c * t * f;
+    if (n <= 0) return;
+    flatten_channels_batched_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, y);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int64_t drop, int64_t t, int64_t d,
+                     float alpha, const int* enc_len, float* y) {
+    const int64_t n = batch * t * d;
+    if (n <= 0) return;
+    drop_scale_rows_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t_in, drop, t, d, alpha, enc_len, y);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
+                      const float* v, float* out) {
+    if (a.batch <= 0 || a.t <= 0) return;
+    const size_t shared = static_cast<size_t>(2 * a.d_head + a.layout.cache_rows + a.t) * sizeof(float);
+    stream_attention_kernel<<<static_cast<unsigned int>(a.batch * a.n_heads), 128, shared, l.stream>>>(a, qkv, p, u,
+                                                                                                      v, out);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void stream_append_kv(Launch l, const StreamAttentionArgs& a, const float* qkv, int64_t cache_drop) {
+    const int64_t max_rows = a.t < a.layout.cache_rows ? a.t : a.layout.cache_rows;
+    const int64_t n = a.batch * max_rows * a.layout.d_model;
+    if (n <= 0) return;
+    stream_append_kv_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(a, qkv, cache_drop, max_rows);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void stream_advance(Launch l, const SlotLayout& layout, float* const* pages, const StepItems& items, int64_t batch,
+                    int64_t cache_drop) {
+    if (batch <= 0) return;
+    stream_advance_kernel<<<static_cast<unsigned int>((batch + 127) / 128), 128, 0, l.stream>>>(layout, pages, items,
+                                                                                               batch, cache_drop);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void stream_conv(Launch l, const SlotLayout& layout, float* const* pages, const StepItems& items, int64_t layer,
+                 const float* x, int64_t batch, int64_t t, int64_t kernel, int64_t right, int64_t drop,
+                 const float* w, const float* bias, float* y) {
+    const int64_t n = batch * layout.d_model;
+    if (n <= 0 || t <= 0) return;
+    stream_conv_kernel<<<grid_for(l, n), 128, 0, l.stream>>>(layout, pages, items, layer, x, batch, t, kernel, right,
+                                                             drop, w, bias, y);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void decoder_gather(Launch l, const SlotLayout& layout, float* const* pages, const int* slot, int64_t batch,
+                    float* h, float* c, float* p, int* t, int* started) {
+    const int64_t n = batch * (2 * layout.dec_hidden + layout.joint_hidden);
+    if (n <= 0) return;
+    decoder_gather_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(layout, pages, slot, batch, h, c, p, t, started);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void decoder_scatter(Launch l, const SlotLayout& layout, float* const* pages, const int* slot, const int* out_len,
+                     int64_t batch, const float* h, const float* c, const float* p, const int* t) {
+    const int64_t n = batch * (2 * layout.dec_hidden + layout.joint_hidden);
+    if (n <= 0) return;
+    decoder_scatter_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(layout, pages, slot, out_len, batch, h, c, p, t);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void slot_reset(Launch l, const SlotLayout& layout, float* const* pages, int slot) {
+    const int64_t n = layout.n_layers * layout.time_rows * layout.d_model + 2 * layout.dec_hidden +
+                      layout.joint_hidden + kIntFields;
+    slot_reset_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(layout, pages, slot);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace parakeet::cuda::kernels

@@ -1,0 +1,99 @@
+// Kernels of the batched cache-aware streaming step (src/runtime/stream_batch.cc): many streams, each with its
+// own slot of device-resident caches, stepped as one batch. Raw pointers and plain structs only (no engine
+// headers: the .cu side is compiled by nvcc).
+//
+// Slots live in pages of kSlotsPerPage; a device table holds each page's base pointer, so pages can be added
+// while captured graphs (which read the table at run time) stay valid. Slot s is item s % kSlotsPerPage of
+// page s / kSlotsPerPage. A page holds, for each of its slots:
+//   keys/values   [L][2][C][D] float32: NeMo's cache_last_channel rows after linear_k / linear_v (a ring:
+//                 logical row j of C is physical row (head + j) % C; the last `len` logical rows are valid)
+//   time cache    [L][Kc][D]   float32: cache_last_time, time-major
+//   decoder state h, c [Ld·H], p [J] float32; ints head, len (cache_last_channel_len), t (TDT time jump),
+//                 started.
+#pragma once
+
+#include <cstdint>
+
+#include "backends/cuda/kernels.h"
+
+namespace parakeet::cuda::kernels {
+
+constexpr int kSlotsPerPage = 16;
+constexpr int kMaxPages = 4096;
+
+struct SlotLayout {
+    int64_t n_layers, cache_rows /* C */, d_model, time_rows /* Kc */;
+    int64_t dec_hidden /* Ld·H */, joint_hidden /* J */;
+    // Float offsets of each region from the page base (the int region is reinterpreted from floats).
+    int64_t kv_offset, time_offset, h_offset, c_offset, p_offset, int_offset;
+    int64_t page_floats;
+};
+SlotLayout make_slot_layout(int64_t n_layers, int64_t cache_rows, int64_t d_model, int64_t time_rows,
+                            int64_t dec_hidden, int64_t joint_hidden);
+
+// Per-item arrays of one batched step (device): slot, valid feature rows and the valid rows after each
+// subsampling stage, valid encoder frames (after the dropped pre-encode frames), decoded frames.
+struct StepItems {
+    const int* slot;
+    const int* stage_len;   // [B, n_stages]
+    const int* enc_len;     // [B]
+    const int* out_len;     // [B]
+};
+
+// Subsampling, batched over items of equal padded length. x[B, T, F] -> y[B, C, T2, F2] = ReLU(conv(x) + b)
+// from one input channel, rows t2 >= stage_len[b] zeroed (they are the next stage's padding).
+void sub_conv_first(Launch l, const float* x, int64_t batch, int64_t t, int64_t f, const float* w, const float* bias,
+                    int64_t c_out, int64_t pad_lo, const int* stage_len, int64_t stage_stride, float* y);
+// Depthwise stride-2 3x3 conv of x[B, C, T, F] -> y[B, C, T2, F2] (+ bias; no activation).
+void sub_conv_depthwise(Launch l, const float* x, int64_t batch, int64_t c, int64_t t, int64_t f, const float* w,
+                        const float* bias, int64_t pad_lo, float* y);
+// y[B, C, T, F] = ReLU(y + bias[c]), rows t >= stage_len[b] zeroed.
+void bias_relu_rows(Launch l, float* y, int64_t batch, int64_t c, int64_t t, int64_t f, const float* bias,
+                    const int* stage_len, int64_t stage_stride);
+// x[B, C, T, F] -> y[B, T, C·F] (NeMo's channel-major flatten).
+void flatten_channels_batched(Launch l, const float* x, int64_t batch, int64_t c, int64_t t, int64_t f, float* y);
+// y[b, t] = alpha · x[b, t + drop] for t < enc_len[b], else 0; x[B, T_in, D], y[B, T, D].
+void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int64_t drop, int64_t t, int64_t d,
+                     float alpha, const int* enc_len, float* y);
+
+// Rel-pos attention of T new queries per item over [cached keys (slot ring) | T new keys].
+// qkv[B, T, 3D] (q | k | v, heads of d_head contiguous), p[2N - 1, D] the projected positional rows of this
+// layer for N = C + T keys (row r: distance N - 1 - r), u/v[H, d_head]. out[B, T, D]; rows t >= enc_len[b] zero.
+struct StreamAttentionArgs {
+    int64_t batch, t, n_heads, d_head, layer;
+    int64_t att_left, att_right, att_chunk, att_left_chunks;
+    SlotLayout layout;
+    float* const* pages;
+    StepItems items;
+};
+void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
+                      const float* v, float* out);
+// Appends each item's first keep_b = enc_len[b] - cache_drop new rows' keys/values (qkv's k and v) to its
+// slot's ring for `layer` (only the last C of them when keep_b > C; none when keep_b <= 0). keep_b is NeMo's
+// per-stream `keep` (the item's own chunk length, not the batch's padded one). The ring head moves in
+// stream_advance, after every layer.
+void stream_append_kv(Launch l, const StreamAttentionArgs& a, const float* qkv, int64_t cache_drop);
+// Per item: head += keep_b (mod C) when keep_b > 0, len = min(len + keep_b, C) (NeMo's cache_last_channel_len).
+void stream_advance(Launch l, const SlotLayout& layout, float* const* pages, const StepItems& items, int64_t batch,
+                    int64_t cache_drop);
+
+// Conv module middle with the time cache: G = GLU(x[b, t]) for t < enc_len[b] else 0 (x[B, T, 2D]),
+// Gpad = [cache | G | zeros(right)], y[b, t] = SiLU(bias + Σ_k w[k] · Gpad[t + k]) for t < T, and the
+// slot's cache becomes Gpad rows [g_len - Kc, g_len), g_len = Kc + enc_len[b] + right - drop (NeMo
+// CausalConv1D.update_cache on the item's own length). Requires Kc + T + right <= kMaxConvWindow.
+constexpr int kMaxConvWindow = 128;
+void stream_conv(Launch l, const SlotLayout& layout, float* const* pages, const StepItems& items, int64_t layer,
+                 const float* x, int64_t batch, int64_t t, int64_t kernel, int64_t right, int64_t drop,
+                 const float* w, const float* bias, float* y);
+
+// Decoder state between the slots and the batch arrays of the greedy kernel: h, c [B, Ld·H], p [B, J],
+// t [B], started [B]. scatter also turns the kernel's final t into the carried time jump (t - out_len) and
+// marks the slot started.
+void decoder_gather(Launch l, const SlotLayout& layout, float* const* pages, const int* slot, int64_t batch,
+                    float* h, float* c, float* p, int* t, int* started);
+void decoder_scatter(Launch l, const SlotLayout& layout, float* const* pages, const int* slot, const int* out_len,
+                     int64_t batch, const float* h, const float* c, const float* p, const int* t);
+// Zeroes a slot's time cache, decoder state and ints (a new stream).
+void slot_reset(Launch l, const SlotLayout& layout, float* const* pages, int slot);
+
+}  // namespace parakeet::cuda::kernels

@@ -1,0 +1,80 @@
+// Batched cache-aware streaming on a GPU: many streams, each with a slot of device-resident caches and decoder
+// state, stepped as one batch through a captured CUDA graph (encoder chunk, joint projection and the greedy
+// decode loop), so one step costs one graph launch and one read-back of the new tokens.
+//
+// Numerically the step is NeMo's cache_aware_stream_step + the label-looping decode, as
+// FastConformerEncoder::stream_step computes it, with two changes of representation: the channel cache holds
+// each row's keys and values (linear_k/linear_v of the rows NeMo caches, so they are not recomputed every
+// step) in a ring, and chunks shorter than the batch's padded length (a stream's last chunk) are masked per
+// item exactly where NeMo's shorter tensors end (the subsampling's intermediate rows past each item's valid
+// rows are zeroed, as NeMo's padding reads them). Tests compare it with the per-stream path and NeMo's goldens.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/context.h"
+#include "decoding/greedy.h"
+#include "models/encoder.h"
+
+namespace parakeet {
+
+class Model;
+
+class StreamBatchEngine {
+public:
+    // One stream's chunk for a step.
+    struct Step {
+        int slot = -1;
+        bool first = false;             // the stream's first chunk (chunk_size[0], no pre-encode cache)
+        const float* features = nullptr;  // [rows, n_mels] host, pre-encode cache rows first
+        int rows = 0;                   // valid rows (<= the chunk's full length)
+        bool keep_all_outputs = false;  // the stream's last chunk (NeMo keep_all_outputs)
+        int frames_decoded = 0;         // global frame of this chunk's first output frame
+        bool want_encoded = false;      // also return the encoder output (parity checks)
+    };
+    struct Output {
+        std::vector<Token> tokens;  // global frames
+        int frames = 0;             // encoder frames decoded
+        Tensor encoded;             // [frames, d_model] host, when Step::want_encoded
+    };
+    static constexpr int kMaxBatch = 1024;
+
+    // Empty when the batched path runs this model and configuration on CUDA, else why not (the caller then
+    // steps streams one at a time with FastConformerEncoder::stream_step).
+    static std::string unsupported_reason(const Model& model, const StreamingConfig& sc, int context);
+
+    // Uploads the weights for `precision` and precomputes the positional projections of both chunk shapes.
+    StreamBatchEngine(std::shared_ptr<const Model> model, const StreamingConfig& sc, int context, int device_index,
+                      Precision precision);
+    ~StreamBatchEngine();
+    StreamBatchEngine(const StreamBatchEngine&) = delete;
+    StreamBatchEngine& operator=(const StreamBatchEngine&) = delete;
+
+    // A slot for a new stream, its caches and decoder state zeroed (device memory for 16 slots is allocated
+    // when none is free). Thread-safe.
+    int acquire();
+    void release(int slot);
+    // Zeroes a slot's state for a new utterance.
+    void reset(int slot);
+
+    // Runs one chunk of each step (distinct slots), in batches of up to kMaxBatch per chunk shape; out[i] gets
+    // step i's tokens. Blocks until the tokens are on the host.
+    void step(const std::vector<Step>& steps, std::vector<Output>& out);
+
+    // Debugging: run only the first n conformer layers (-1: all); drops the captured graphs.
+    void set_debug_layers(int n);
+
+    // Device bytes held per stream slot (caches and decoder state).
+    size_t slot_bytes() const;
+    // Slots allocated (in use or free), the reserved padding slot included.
+    int slots_allocated() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace parakeet
