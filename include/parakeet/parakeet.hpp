@@ -92,6 +92,7 @@ public:
 
 private:
     friend std::shared_ptr<Recognizer> create_recognizer(const RecognizerConfig&, std::shared_ptr<const Model>);
+    friend class StreamBatchEngine* stream_batch_engine(const Recognizer&);
     explicit Recognizer(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };

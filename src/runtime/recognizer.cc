@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <exception>
 #include <thread>
 
 #include "decoding/words.h"
@@ -331,44 +332,68 @@ void Recognizer::decode(Stream& stream) const {
     }
 }
 
+StreamBatchEngine* stream_batch_engine(const Recognizer& recognizer) { return recognizer.impl_->batch.get(); }
+
 void Recognizer::decode(const std::vector<Stream*>& streams) const {
     const Impl& r = *impl_;
     if (!r.batch) {
         for (Stream* stream : streams) decode(*stream);
         return;
     }
-    // Every ready stream contributes its next chunk to one batched step, until none is ready.
-    std::vector<Stream::Impl*> who;
+    // Every ready stream contributes its next chunk to one batched step, until none is ready. The per-stream
+    // host work (cutting and normalising chunks, events) runs on the CPU threads in parallel.
+    std::vector<Stream*> ready;
     std::vector<CacheAwareChunk> chunks;
+    std::vector<char> has_chunk;
+    std::vector<Stream::Impl*> who;
+    std::vector<size_t> which;
     std::vector<StreamBatchEngine::Step> steps;
     std::vector<StreamBatchEngine::Output> outs;
+    std::vector<std::exception_ptr> errors;
+    auto parallel = [&](size_t n, const auto& fn) {
+        errors.assign(n, nullptr);
+#pragma omp parallel for schedule(dynamic, 8) if (n >= 32)
+        for (size_t i = 0; i < n; ++i) {
+            try {
+                fn(i);
+            } catch (...) {
+                errors[i] = std::current_exception();
+            }
+        }
+        for (const auto& e : errors)
+            if (e) std::rethrow_exception(e);
+    };
     for (;;) {
         const auto t0 = std::chrono::steady_clock::now();
+        ready.clear();
+        for (Stream* stream : streams)
+            if (stream->is_ready()) ready.push_back(stream);
+        if (ready.empty()) return;
+        chunks.assign(ready.size(), CacheAwareChunk{});
+        has_chunk.assign(ready.size(), 0);
+        parallel(ready.size(), [&](size_t i) {
+            has_chunk[i] = next_chunk(*ready[i]->impl_, r, ready[i]->audio_seconds(), chunks[i]) ? 1 : 0;
+        });
         who.clear();
-        chunks.clear();
+        which.clear();
         steps.clear();
-        for (Stream* stream : streams) {
-            if (!stream->is_ready()) continue;
-            Stream::Impl& s = *stream->impl_;
-            CacheAwareChunk chunk;
-            if (!next_chunk(s, r, stream->audio_seconds(), chunk)) continue;
-            who.push_back(&s);
-            chunks.push_back(std::move(chunk));
-        }
-        if (who.empty()) return;
-        for (size_t i = 0; i < who.size(); ++i) {
+        for (size_t i = 0; i < ready.size(); ++i) {
+            if (!has_chunk[i]) continue;
+            Stream::Impl& s = *ready[i]->impl_;
             const CacheAwareChunk& c = chunks[i];
-            steps.push_back({who[i]->slot, c.first, c.features.data<float>(), c.pre + c.real, c.last,
-                             who[i]->dstate.frames_decoded});
+            who.push_back(&s);
+            which.push_back(i);
+            steps.push_back({s.slot, c.first, c.features.data<float>(), c.pre + c.real, c.last, s.dstate.frames_decoded});
         }
+        if (steps.empty()) continue;  // streams that just ended; look again
         r.batch->step(steps, outs);
         const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        for (size_t i = 0; i < who.size(); ++i) {
+        parallel(who.size(), [&](size_t i) {
             Stream::Impl& s = *who[i];
             s.dstate.frames_decoded += outs[i].frames;
             const double seconds = static_cast<double>(s.samples) / r.model->config().preprocessor.sample_rate;
-            commit_chunk(s, r, chunks[i], std::move(outs[i].tokens), ms, seconds);
-        }
+            commit_chunk(s, r, chunks[which[i]], std::move(outs[i].tokens), ms, seconds);
+        });
     }
 }
 

@@ -1,6 +1,7 @@
 #include "runtime/stream_batch.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -125,10 +126,15 @@ struct StreamBatchEngine::Impl {
     std::vector<std::unique_ptr<Io>> ios[2];  // per shape, indexed by log2(bucket)
     bool decode_in_graph = true;
     int debug_layers = -1;
+    cudaEvent_t ev_start = nullptr, ev_mid = nullptr, ev_end = nullptr;
+    Timing timing;
     std::mutex mutex;
 
     ~Impl() {
         if (cu) (void)cudaStreamSynchronize(cu->stream);
+        if (ev_start) (void)cudaEventDestroy(ev_start);
+        if (ev_mid) (void)cudaEventDestroy(ev_mid);
+        if (ev_end) (void)cudaEventDestroy(ev_end);
         for (auto& list : ios)
             for (auto& io : list)
                 if (io) {
@@ -294,28 +300,74 @@ struct StreamBatchEngine::Impl {
         float* np = norm.data<float>();
         float* tp = tmp.data<float>();
         const size_t n_layers = debug_layers >= 0 ? std::min<size_t>(debug_layers, layers.size()) : layers.size();
-        for (size_t li = 0; li < n_layers; ++li) {
-            const LayerDev& w = layers[li];
-            aa.layer = static_cast<int64_t>(li);
-            cuda::layer_norm(*cu, xp, w.ff1_norm_w, w.ff1_norm_b, 1e-5f, rows, D, np);
-            cuda::linear_bias_silu(*cu, precision, np, w.ff1_w1, w.ff1_b1, hidden.data<float>(), rows, ff, D);
-            cuda::linear(*cu, precision, hidden.data<float>(), w.ff1_w2, w.ff1_b2, tp, rows, D, ff, 0.f);
-            cuda::add_layer_norm(*cu, xp, tp, 0.5f, w.att_norm_w, w.att_norm_b, 1e-5f, rows, D, np);
-            cuda::linear(*cu, precision, np, w.qkv_w, w.qkv_b, qkv.data<float>(), rows, 3 * D, D, 0.f);
-            cuda::kernels::stream_attention(l, aa, qkv.data<float>(), sh.pos_proj[li].data<float>(), w.u, w.v,
-                                            att_out.data<float>());
-            cuda::kernels::stream_append_kv(l, aa, qkv.data<float>(), sc.cache_drop_size);
-            cuda::linear(*cu, precision, att_out.data<float>(), w.out_w, w.out_b, tp, rows, D, D, 0.f);
-            cuda::add_layer_norm(*cu, xp, tp, 1.f, w.conv_norm_w, w.conv_norm_b, 1e-5f, rows, D, np);
-            cuda::linear(*cu, precision, np, w.pw1_w, w.pw1_b, pw1.data<float>(), rows, 2 * D, D, 0.f);
-            cuda::kernels::stream_conv(l, layout, page_table, aa.items, aa.layer, pw1.data<float>(), B, T, kernel, right,
-                                       sc.cache_drop_size, w.dw_w, w.dw_b, dw.data<float>());
-            cuda::linear(*cu, precision, dw.data<float>(), w.pw2_w, w.pw2_b, tp, rows, D, D, 0.f);
-            cuda::add_layer_norm(*cu, xp, tp, 1.f, w.ff2_norm_w, w.ff2_norm_b, 1e-5f, rows, D, np);
-            cuda::linear_bias_silu(*cu, precision, np, w.ff2_w1, w.ff2_b1, hidden.data<float>(), rows, ff, D);
-            cuda::linear(*cu, precision, hidden.data<float>(), w.ff2_w2, w.ff2_b2, tp, rows, D, ff, 0.f);
-            cuda::add_layer_norm(*cu, xp, tp, 0.5f, w.out_norm_w, w.out_norm_b, 1e-5f, rows, D, np);
-            std::swap(xp, np);
+        const bool act16 = precision == Precision::kF16 || precision == Precision::kBF16;
+        if (!act16) {
+            for (size_t li = 0; li < n_layers; ++li) {
+                const LayerDev& w = layers[li];
+                aa.layer = static_cast<int64_t>(li);
+                cuda::layer_norm(*cu, xp, w.ff1_norm_w, w.ff1_norm_b, 1e-5f, rows, D, np);
+                cuda::linear_bias_silu(*cu, precision, np, w.ff1_w1, w.ff1_b1, hidden.data<float>(), rows, ff, D);
+                cuda::linear(*cu, precision, hidden.data<float>(), w.ff1_w2, w.ff1_b2, tp, rows, D, ff, 0.f);
+                cuda::add_layer_norm(*cu, xp, tp, 0.5f, w.att_norm_w, w.att_norm_b, 1e-5f, rows, D, np);
+                cuda::linear(*cu, precision, np, w.qkv_w, w.qkv_b, qkv.data<float>(), rows, 3 * D, D, 0.f);
+                cuda::kernels::stream_attention(l, aa, qkv.data<float>(), sh.pos_proj[li].data<float>(), w.u, w.v,
+                                                att_out.data<float>());
+                cuda::kernels::stream_append_kv(l, aa, qkv.data<float>(), sc.cache_drop_size);
+                cuda::linear(*cu, precision, att_out.data<float>(), w.out_w, w.out_b, tp, rows, D, D, 0.f);
+                cuda::add_layer_norm(*cu, xp, tp, 1.f, w.conv_norm_w, w.conv_norm_b, 1e-5f, rows, D, np);
+                cuda::linear(*cu, precision, np, w.pw1_w, w.pw1_b, pw1.data<float>(), rows, 2 * D, D, 0.f);
+                cuda::kernels::stream_conv(l, layout, page_table, aa.items, aa.layer, pw1.data<float>(), B, T, kernel,
+                                           right, sc.cache_drop_size, w.dw_w, w.dw_b, dw.data<float>());
+                cuda::linear(*cu, precision, dw.data<float>(), w.pw2_w, w.pw2_b, tp, rows, D, D, 0.f);
+                cuda::add_layer_norm(*cu, xp, tp, 1.f, w.ff2_norm_w, w.ff2_norm_b, 1e-5f, rows, D, np);
+                cuda::linear_bias_silu(*cu, precision, np, w.ff2_w1, w.ff2_b1, hidden.data<float>(), rows, ff, D);
+                cuda::linear(*cu, precision, hidden.data<float>(), w.ff2_w2, w.ff2_b2, tp, rows, D, ff, 0.f);
+                cuda::add_layer_norm(*cu, xp, tp, 0.5f, w.out_norm_w, w.out_norm_b, 1e-5f, rows, D, np);
+                std::swap(xp, np);
+            }
+        } else {
+            // fp16/bf16: the kernels that feed a GEMM write its input in 16 bits (no conversion passes); the
+            // residual stream, GEMM outputs and the caches stay float32.
+            const DType adt = precision == Precision::kF16 ? DType::kF16 : DType::kBF16;
+            const int code = adt == DType::kF16 ? 1 : 2;
+            auto alloc16 = [&](int64_t n) { return Tensor::empty({n}, adt, dev); };
+            Tensor norm16 = alloc16(rows * D), hidden16 = alloc16(rows * ff), att16 = alloc16(rows * D),
+                   dw16 = alloc16(rows * D);
+            Tensor ffout = alloc(rows * ff);
+            auto gemm = [&](const Tensor& a16, const Tensor& w, const float* bias, float* out, int64_t n, int64_t k) {
+                cuda::gemm(*cu, precision, false, true, rows, n, k, 1.f, cuda::GemmOperand{a16.raw(), adt, k},
+                           cuda::GemmOperand{w.raw(), w.dtype(), k}, 0.f, out, n);
+                if (bias) cuda::add_bias_rows(*cu, out, bias, rows, n);
+            };
+            for (size_t li = 0; li < n_layers; ++li) {
+                const LayerDev& w = layers[li];
+                aa.layer = static_cast<int64_t>(li);
+                cuda::kernels::layer_norm_act(l, xp, nullptr, 0.f, w.ff1_norm_w, w.ff1_norm_b, 1e-5f, rows, D,
+                                              norm16.raw(), code);
+                gemm(norm16, w.ff1_w1, nullptr, ffout.data<float>(), ff, D);
+                cuda::kernels::bias_silu_act(l, ffout.data<float>(), w.ff1_b1, rows, ff, hidden16.raw(), code);
+                gemm(hidden16, w.ff1_w2, w.ff1_b2, tp, D, ff);
+                cuda::kernels::layer_norm_act(l, xp, tp, 0.5f, w.att_norm_w, w.att_norm_b, 1e-5f, rows, D, norm16.raw(),
+                                              code);
+                gemm(norm16, w.qkv_w, w.qkv_b, qkv.data<float>(), 3 * D, D);
+                cuda::kernels::stream_attention(l, aa, qkv.data<float>(), sh.pos_proj[li].data<float>(), w.u, w.v,
+                                                att16.raw(), code);
+                cuda::kernels::stream_append_kv(l, aa, qkv.data<float>(), sc.cache_drop_size);
+                gemm(att16, w.out_w, w.out_b, tp, D, D);
+                cuda::kernels::layer_norm_act(l, xp, tp, 1.f, w.conv_norm_w, w.conv_norm_b, 1e-5f, rows, D,
+                                              norm16.raw(), code);
+                gemm(norm16, w.pw1_w, w.pw1_b, pw1.data<float>(), 2 * D, D);
+                cuda::kernels::stream_conv(l, layout, page_table, aa.items, aa.layer, pw1.data<float>(), B, T, kernel,
+                                           right, sc.cache_drop_size, w.dw_w, w.dw_b, dw16.raw(), code);
+                gemm(dw16, w.pw2_w, w.pw2_b, tp, D, D);
+                cuda::kernels::layer_norm_act(l, xp, tp, 1.f, w.ff2_norm_w, w.ff2_norm_b, 1e-5f, rows, D, norm16.raw(),
+                                              code);
+                gemm(norm16, w.ff2_w1, nullptr, ffout.data<float>(), ff, D);
+                cuda::kernels::bias_silu_act(l, ffout.data<float>(), w.ff2_b1, rows, ff, hidden16.raw(), code);
+                gemm(hidden16, w.ff2_w2, w.ff2_b2, tp, D, ff);
+                cuda::add_layer_norm(*cu, xp, tp, 0.5f, w.out_norm_w, w.out_norm_b, 1e-5f, rows, D, np);
+                std::swap(xp, np);
+            }
         }
         cuda::linear(*cu, precision, xp, enc_w, enc_b, io.fproj.data<float>(), rows, decoder->joint_hidden(), D, 0.f);
         PK_CUDA_CHECK(cudaMemcpyAsync(io.encoded.raw(), xp, io.encoded.nbytes(), cudaMemcpyDeviceToDevice, cu->stream));
@@ -356,6 +408,9 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
     m.layout = cuda::kernels::make_slot_layout(c.n_layers, C, D, c.conv_context_size[0],
                                                int64_t{m.decoder->n_layers()} * m.decoder->hidden(),
                                                m.decoder->joint_hidden());
+    PK_CUDA_CHECK(cudaEventCreate(&m.ev_start));
+    PK_CUDA_CHECK(cudaEventCreate(&m.ev_mid));
+    PK_CUDA_CHECK(cudaEventCreate(&m.ev_end));
     PK_CUDA_CHECK(cudaMalloc(&m.page_table, cuda::kernels::kMaxPages * sizeof(float*)));
     PK_CUDA_CHECK(cudaMemset(m.page_table, 0, cuda::kernels::kMaxPages * sizeof(float*)));
     m.add_page();
@@ -495,6 +550,7 @@ int StreamBatchEngine::slots_allocated() const {
 void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>& out) {
     Impl& m = *impl_;
     std::lock_guard<std::mutex> lock(m.mutex);
+    const auto t_start = std::chrono::steady_clock::now();
     out.assign(steps.size(), Output{});
     const FastConformerEncoder& enc = m.model->encoder();
     const int ns = m.n_stages();
@@ -534,10 +590,14 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
             }
             for (int b = 0; b < n; ++b) {
                 const Step& st = steps[group[g0 + b]];
-                PK_CHECK(st.slot > 0 && st.slot < static_cast<int>(m.pages.size()) * cuda::kernels::kSlotsPerPage,
-                         kInvalidArgument, "batched step: bad slot {}", st.slot);
-                PK_CHECK(st.rows >= 0 && st.rows <= sh.sz.feat_rows, kInternal,
-                         "batched step: chunk of {} rows, shape holds {}", st.rows, sh.sz.feat_rows);
+                PK_CHECK(st.slot > 0 && st.slot < static_cast<int>(m.pages.size()) * cuda::kernels::kSlotsPerPage &&
+                             st.rows >= 0 && st.rows <= sh.sz.feat_rows,
+                         kInvalidArgument, "batched step: bad slot {} or chunk of {} rows (shape holds {})", st.slot,
+                         st.rows, sh.sz.feat_rows);
+            }
+#pragma omp parallel for schedule(static) if (n >= 64)
+            for (int b = 0; b < n; ++b) {
+                const Step& st = steps[group[g0 + b]];
                 slot[b] = st.slot;
                 int64_t v = st.rows;
                 for (int s = 0; s < ns; ++s) {
@@ -552,6 +612,7 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
                 std::memcpy(feats + b * item_floats, st.features, used * sizeof(float));
                 std::memset(feats + b * item_floats + used, 0, (item_floats - used) * sizeof(float));
             }
+            PK_CUDA_CHECK(cudaEventRecord(m.ev_start, m.cu->stream));
             bool decoded_in_graph = m.decode_in_graph;
             if (decoded_in_graph) {
                 try {
@@ -564,10 +625,21 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
             }
             if (!decoded_in_graph) {
                 cuda::run_graph(*m.cu, key, [&] { m.queue_step(sh, io, false); });
+                PK_CUDA_CHECK(cudaEventRecord(m.ev_mid, m.cu->stream));
                 const int* dev_ints = static_cast<const int*>(io.dev_in);
                 m.queue_decode(sh, io, dev_ints, dev_ints + B + int64_t{B} * ns + B);
             }
+            PK_CUDA_CHECK(cudaEventRecord(m.ev_end, m.cu->stream));
             cuda::synchronize(*m.cu);
+            float gpu_ms = 0;
+            PK_CUDA_CHECK(cudaEventElapsedTime(&gpu_ms, m.ev_start, m.ev_end));
+            m.timing.gpu_ms += gpu_ms;
+            if (!decoded_in_graph) {
+                float decode_ms = 0;
+                PK_CUDA_CHECK(cudaEventElapsedTime(&decode_ms, m.ev_mid, m.ev_end));
+                m.timing.decode_ms += decode_ms;
+            }
+            ++m.timing.batches;
             PK_CHECK(*io.host_error == 0, kInternal, "GPU greedy decode failed (code {})", *io.host_error);
             Tensor encoded_host;
             for (int b = 0; b < n && !encoded_host.defined(); ++b)
@@ -593,6 +665,14 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
             }
         }
     }
+    m.timing.total_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+}
+
+StreamBatchEngine::Timing StreamBatchEngine::take_timing() {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    Timing t = impl_->timing;
+    impl_->timing = Timing{};
+    return t;
 }
 
 #else  // !PARAKEET_WITH_CUDA
@@ -607,6 +687,7 @@ void StreamBatchEngine::release(int) {}
 void StreamBatchEngine::reset(int) {}
 void StreamBatchEngine::set_debug_layers(int) {}
 void StreamBatchEngine::step(const std::vector<Step>&, std::vector<Output>&) {}
+StreamBatchEngine::Timing StreamBatchEngine::take_timing() { return {}; }
 size_t StreamBatchEngine::slot_bytes() const { return 0; }
 int StreamBatchEngine::slots_allocated() const { return 0; }
 

@@ -22,6 +22,7 @@
 namespace parakeet {
 
 class Model;
+class Recognizer;
 
 class StreamBatchEngine {
 public:
@@ -64,6 +65,15 @@ public:
     // step i's tokens. Blocks until the tokens are on the host.
     void step(const std::vector<Step>& steps, std::vector<Output>& out);
 
+    // Time spent in step() since the last call: all of it, and the GPU part (from the graph launch to the tokens
+    // on the host, by CUDA events), with the number of batches launched.
+    struct Timing {
+        double total_ms = 0, gpu_ms = 0;
+        double decode_ms = 0;  // the decode's share of gpu_ms, measured only when it runs outside the graph
+        int batches = 0;
+    };
+    Timing take_timing();
+
     // Debugging: run only the first n conformer layers (-1: all); drops the captured graphs.
     void set_debug_layers(int n);
 
@@ -76,5 +86,8 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// The engine behind a cache-aware CUDA recognizer (null otherwise): for benchmarks and tests.
+StreamBatchEngine* stream_batch_engine(const Recognizer& recognizer);
 
 }  // namespace parakeet

@@ -70,7 +70,8 @@ WindowedStep WindowedStreamer::step(const DeviceRunner& runner, bool with_lookah
     const int64_t window_len = s.buffer_end - start;
 
     // The whole model on the window, as an independent utterance.
-    Tensor feats = model_->frontend().compute(window, window_len);
+    // Features on the stepping device (cuFFT on CUDA): the window is re-featurised every step.
+    Tensor feats = model_->frontend().compute(ctx, window, window_len);
     std::vector<int> lengths;
     Tensor enc = model_->encoder().forward(ctx, {feats}, lengths, model_->encoder().attention_context(0));
     const int enc_len = lengths[0];

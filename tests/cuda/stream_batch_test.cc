@@ -263,6 +263,42 @@ TEST_F(StreamBatch, EncoderOutputMatchesPerStreamStepEveryChunk) {
     }
 }
 
+// fp16/bf16 (16-bit activations written by the kernels that feed each GEMM): the encoder output of every chunk
+// stays close to the per-stream path at the same precision, which converts activations before each GEMM.
+TEST_F(StreamBatch, HalfPrecisionEncoderOutputTracksPerStreamStep) {
+    auto model = Model::load(kData + "/tiny-a/model/tiny-a.nemo");
+    const StreamingConfig sc = model->encoder().streaming_config(4, 2, 8);
+    for (const auto& [prec, tol] : {std::pair{Precision::kF16, 2e-2}, std::pair{Precision::kBF16, 1e-1}}) {
+        DeviceRunner runner(model, Device{DeviceType::kCUDA, 0}, prec, 1);
+        StreamBatchEngine engine(model, sc, 0, 0, prec);
+        auto audio = clip(1);
+        Tensor f = model->frontend().compute(audio.data(), static_cast<int64_t>(audio.size()));
+        EncoderCache cache = model->encoder().initial_cache(sc, 1, Device{DeviceType::kCUDA, 0});
+        const int slot = engine.acquire();
+        double worst = 0;
+        int64_t p = 0;
+        for (int k = 0; p + sc.chunk_size[1] <= f.dim(0); ++k) {
+            const int pre = k == 0 ? 0 : sc.pre_encode_cache_size[1];
+            const int64_t rows = (k == 0 ? sc.chunk_size[0] : sc.chunk_size[1]) + pre;
+            Tensor chunk = f.slice0(p - pre, p - pre + rows).clone();
+            auto ref = model->encoder().stream_step(runner.ctx(), sc, {chunk}, {static_cast<int>(rows)}, cache,
+                                                    k == 0 ? 0 : sc.drop_extra_pre_encoded, false);
+            std::vector<StreamBatchEngine::Output> out;
+            engine.step({{slot, k == 0, chunk.data<float>(), static_cast<int>(rows), false, 0, true}}, out);
+            const int n = ref.encoded_len[0];
+            ASSERT_EQ(out[0].frames, n);
+            Tensor want = ref.encoded.to(Device{}).reshape({ref.encoded.dim(1), ref.encoded.dim(2)}).slice0(0, n);
+            for (int64_t i = 0; i < want.numel(); ++i)
+                worst = std::max(worst, static_cast<double>(std::fabs(want.data<float>()[i] - out[0].encoded.data<float>()[i])));
+            p += k == 0 ? sc.shift_size[0] : sc.shift_size[1];
+        }
+        std::printf("[ measured ] %s batched vs per-stream encoder, clip1: max |diff| %.3g\n", precision_name(prec), worst);
+        EXPECT_LT(worst, tol) << precision_name(prec);
+        EXPECT_GT(worst, 0.0) << precision_name(prec) << ": the 16-bit path did not run";
+        engine.release(slot);
+    }
+}
+
 // The subsampling alone (no conformer layers) on full and partial chunks: rows [drop, ...) of
 // FastConformerEncoder::subsample.
 TEST_F(StreamBatch, SubsamplingMatchesOnPartialChunks) {

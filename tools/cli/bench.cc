@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "parakeet/parakeet.hpp"
 #include "runtime/device.h"
+#include "runtime/stream_batch.h"
 #include "runtime/transcriber.h"
 
 namespace parakeet::cli {
@@ -170,7 +171,9 @@ StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Mode
         ptrs.push_back(streams.back().get());
     }
     const bool batched = a.stream == "cache-aware" && a.device != "cpu" && !a.no_batch;
-    std::vector<double> step_ms, tick_ms, feature_ms;
+    std::vector<double> step_ms, tick_ms, feature_ms, gpu_ms, engine_ms, decode_ms;
+    StreamBatchEngine* engine = stream_batch_engine(*rec);
+    if (engine) engine->take_timing();
     const double rss0 = peak_rss_mb();
     for (size_t pos = 0; pos < audio.size(); pos += tick) {
         const size_t n = std::min(tick, audio.size() - pos);
@@ -188,6 +191,12 @@ StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Mode
             for (Stream* s : ptrs) any = any || s->is_ready();
             rec->decode(ptrs);
             if (any) step_ms.push_back((now() - t_feat) * 1000);
+            if (engine) {
+                const StreamBatchEngine::Timing t = engine->take_timing();
+                if (any) gpu_ms.push_back(t.gpu_ms);
+                if (any) engine_ms.push_back(t.total_ms);
+                if (any) decode_ms.push_back(t.decode_ms);
+            }
         } else {
             for (Stream* s : ptrs) {
                 const bool ready = s->is_ready();
@@ -206,6 +215,9 @@ StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Mode
     const double late_p50 = percentile({step_ms.end() - std::min(tenth, step_ms.size()), step_ms.end()}, 0.5);
     tick_ms.erase(tick_ms.begin(), tick_ms.begin() + tick_ms.size() / 10);
     feature_ms.erase(feature_ms.begin(), feature_ms.begin() + feature_ms.size() / 10);
+    gpu_ms.erase(gpu_ms.begin(), gpu_ms.begin() + gpu_ms.size() / 10);
+    engine_ms.erase(engine_ms.begin(), engine_ms.begin() + engine_ms.size() / 10);
+    decode_ms.erase(decode_ms.begin(), decode_ms.begin() + decode_ms.size() / 10);
     StreamBenchResult r;
     const double p50 = percentile(step_ms, 0.5);
     r.step_p99 = percentile(step_ms, 0.99);
@@ -223,6 +235,11 @@ StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Mode
              {"step_ms_p50", p50},
              {"step_ms_p99", r.step_p99},
              {"features_ms_p99", percentile(feature_ms, 0.99)},
+             {"gpu_ms_p50", percentile(gpu_ms, 0.5)},
+             {"gpu_ms_p99", percentile(gpu_ms, 0.99)},
+             {"engine_ms_p50", percentile(engine_ms, 0.5)},
+             {"decode_ms_p50", percentile(decode_ms, 0.5)},
+             {"slot_mb", engine ? static_cast<double>(engine->slot_bytes()) / (1 << 20) : 0.0},
              {"tick_ms_p99", r.tick_p99},
              {"early_step_ms_p50", early_p50},
              {"late_step_ms_p50", late_p50},
@@ -239,12 +256,15 @@ void print_stream_row(const BenchArgs& a, const StreamBenchResult& r) {
         return;
     }
     std::cout << fmt::format("{} {} {} threads {}: {} stream(s){} x {:.0f} s, {:.2f} s audio per step: step p50 {:.2f} ms, "
-                             "p99 {:.2f} ms (first/last tenth p50 {:.2f}/{:.2f}); features p99 {:.2f} ms; all-stream tick "
+                             "p99 {:.2f} ms (first/last tenth p50 {:.2f}/{:.2f}; GPU p50 {:.2f}, p99 {:.2f}, decode {:.2f}; engine p50 {:.2f}); features p99 {:.2f} ms; all-stream tick "
                              "p99 {:.2f} ms ({}real time); peak RSS {:.0f} MB (+{:.0f})",
                              a.stream, a.device, a.precision, row["threads"].get<int>(), row["streams"].get<int>(),
                              row["batched"].get<bool>() ? " batched" : "", a.stream_seconds, r.tick_s,
                              row["step_ms_p50"].get<double>(), r.step_p99, row["early_step_ms_p50"].get<double>(),
-                             row["late_step_ms_p50"].get<double>(), row["features_ms_p99"].get<double>(), r.tick_p99,
+                             row["late_step_ms_p50"].get<double>(), row["gpu_ms_p50"].get<double>(),
+                             row["gpu_ms_p99"].get<double>(), row["decode_ms_p50"].get<double>(),
+                             row["engine_ms_p50"].get<double>(),
+                             row["features_ms_p99"].get<double>(), r.tick_p99,
                              r.real_time ? "" : "NOT ", row["peak_rss_mb"].get<double>(),
                              row["rss_growth_mb"].get<double>())
               << std::endl;

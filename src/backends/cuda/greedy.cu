@@ -4,6 +4,8 @@
 // items that emitted a token then run the LSTM step and the prediction projection.
 #include <cooperative_groups.h>
 
+#include <algorithm>
+
 #include "backends/cuda/kernel_utils.cuh"
 
 namespace cg = cooperative_groups;
@@ -12,7 +14,10 @@ namespace parakeet::cuda::kernels {
 
 namespace {
 
-constexpr int kGroup = 8;  // items sharing one pass over a weight row
+// Items sharing one pass over a weight row: the joint and the prediction projection (one accumulator per item),
+// the LSTM (four gates per item).
+constexpr int kMaxGroup = 32;
+constexpr int kMaxLstmGroup = 16;
 constexpr int kDecodeThreads = 256;
 
 __device__ __forceinline__ float activate(float s, int activation) {
@@ -21,37 +26,49 @@ __device__ __forceinline__ float activate(float s, int activation) {
     return 1.f / (1.f + expf(-s));
 }
 
-// Items b with flag[b] != 0 (global memory), in order; every thread of the block gets the same list.
-__device__ int collect(const int* flag, int batch, int* list) {
+// Items b < batch with pred(b), in order, compacted into the block's shared `list` by all its threads (warp
+// ballots and a prefix over warps); every thread gets the count. Every block builds the same list.
+template <typename Pred>
+__device__ int compact(int batch, int* list, Pred pred) {
+    __shared__ int warp_counts[32];
+    __shared__ int total;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    __syncthreads();  // the previous list and total may still be read
+    if (threadIdx.x == 0) total = 0;
     __syncthreads();
-    if (threadIdx.x == 0) {
-        int n = 0;
-        for (int b = 0; b < batch; ++b)
-            if (__ldcg(flag + b)) list[n++] = b;
-        list[kGreedyMaxBatch] = n;
+    for (int b0 = 0; b0 < batch; b0 += blockDim.x) {
+        const int b = b0 + threadIdx.x;
+        const bool f = b < batch && pred(b);
+        const unsigned m = __ballot_sync(0xffffffffu, f);
+        if (lane == 0) warp_counts[warp] = __popc(m);
+        __syncthreads();
+        int before = total;
+        for (int w = 0; w < warp; ++w) before += warp_counts[w];
+        if (f) list[before + __popc(m & ((1u << lane) - 1u))] = b;
+        __syncthreads();
+        if (threadIdx.x == 0)
+            for (int w = 0; w < n_warps; ++w) total += warp_counts[w];
+        __syncthreads();  // total is final before warp_counts are rewritten or total is read
     }
-    __syncthreads();
-    return list[kGreedyMaxBatch];
+    return total;
+}
+
+// Items with flag[b] != 0 (global memory), in order.
+__device__ int collect(const int* flag, int batch, int* list) {
+    return compact(batch, list, [flag](int b) { return __ldcg(flag + b) != 0; });
 }
 
 // Items with frames left (t < T).
 __device__ int collect_active(const GreedyParams& P, int* list) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int n = 0;
-        for (int b = 0; b < P.batch; ++b)
-            if (__ldcg(P.t + b) < P.lengths[b]) list[n++] = b;
-        list[kGreedyMaxBatch] = n;
-    }
-    __syncthreads();
-    return list[kGreedyMaxBatch];
+    return compact(P.batch, list, [&P](int b) { return __ldcg(P.t + b) < P.lengths[b]; });
 }
 
 __device__ __forceinline__ int warp_id_global() { return (blockIdx.x * blockDim.x + threadIdx.x) >> 5; }
 __device__ __forceinline__ int warps_total() { return (gridDim.x * blockDim.x) >> 5; }
 
 // logits[b] = out_w · act(f[b, t_b] + p[b]) + out_b for the active items.
-__device__ void joint_phase(const GreedyParams& P, const int* active, int n_active, float* zs) {
+template <int kGroup>
+__device__ void joint_phase_g(const GreedyParams& P, const int* active, int n_active, float* zs) {
     const int J = P.joint_hidden, lane = threadIdx.x & 31;
     for (int g0 = 0; g0 < n_active; g0 += kGroup) {
         const int ng = min(kGroup, n_active - g0);
@@ -171,15 +188,16 @@ __device__ void decide_phase(const GreedyParams& P, const int* active, int n_act
 
 // LSTM layer `l` for the items in `items`: gates from x (embedding of label, or layer l-1's new h) and the
 // old h; c updated in place, the new h written to hn.
-__device__ void lstm_phase(const GreedyParams& P, int l, const int* items, int n_items, float* smem) {
+template <int kLstmGroup>
+__device__ void lstm_phase_g(const GreedyParams& P, int l, const int* items, int n_items, float* smem) {
     const int H = P.hidden, lane = threadIdx.x & 31;
     float* xs = smem;
-    float* hs = smem + kGroup * H;
+    float* hs = smem + kLstmGroup * H;
     const float* w_ih = P.w_ih[l];
     const float* w_hh = P.w_hh[l];
     const float* bias = P.bias[l];
-    for (int g0 = 0; g0 < n_items; g0 += kGroup) {
-        const int ng = min(kGroup, n_items - g0);
+    for (int g0 = 0; g0 < n_items; g0 += kLstmGroup) {
+        const int ng = min(kLstmGroup, n_items - g0);
         __syncthreads();
         for (int i = threadIdx.x; i < ng * H; i += blockDim.x) {
             const int gi = i / H, j = i - gi * H, b = items[g0 + gi];
@@ -189,19 +207,19 @@ __device__ void lstm_phase(const GreedyParams& P, int l, const int* items, int n
         }
         __syncthreads();
         for (int u = warp_id_global(); u < H; u += warps_total()) {
-            float acc[4][kGroup] = {};
+            float acc[4][kLstmGroup] = {};
             for (int j = lane; j < H; j += 32) {
 #pragma unroll
                 for (int q = 0; q < 4; ++q) {
                     const float wi = __ldg(w_ih + int64_t{q * H + u} * H + j);
                     const float wh = __ldg(w_hh + int64_t{q * H + u} * H + j);
 #pragma unroll
-                    for (int gi = 0; gi < kGroup; ++gi)
+                    for (int gi = 0; gi < kLstmGroup; ++gi)
                         if (gi < ng) acc[q][gi] += wi * xs[gi * H + j] + wh * hs[gi * H + j];
                 }
             }
 #pragma unroll
-            for (int gi = 0; gi < kGroup; ++gi) {
+            for (int gi = 0; gi < kLstmGroup; ++gi) {
                 if (gi >= ng) break;
                 float gate[4];
 #pragma unroll
@@ -222,7 +240,8 @@ __device__ void lstm_phase(const GreedyParams& P, int l, const int* items, int n
 }
 
 // p[b] = pred_w · g[b] + pred_b with g the last layer's new h; then h = hn for the updated items.
-__device__ void projection_phase(const GreedyParams& P, const int* items, int n_items, float* gs) {
+template <int kGroup>
+__device__ void projection_phase_g(const GreedyParams& P, const int* items, int n_items, float* gs) {
     const int H = P.hidden, J = P.joint_hidden, L = P.n_layers, lane = threadIdx.x & 31;
     for (int g0 = 0; g0 < n_items; g0 += kGroup) {
         const int ng = min(kGroup, n_items - g0);
@@ -257,6 +276,32 @@ __device__ void projection_phase(const GreedyParams& P, const int* items, int n_
     }
 }
 
+// Small batches use a small group (fewer predicated accumulators per weight element), large ones a large group
+// (fewer passes over the weights).
+__device__ void joint_phase(const GreedyParams& P, const int* active, int n_active, float* zs) {
+    if (n_active <= 8) {
+        joint_phase_g<8>(P, active, n_active, zs);
+    } else {
+        joint_phase_g<kMaxGroup>(P, active, n_active, zs);
+    }
+}
+
+__device__ void lstm_phase(const GreedyParams& P, int l, const int* items, int n_items, float* smem) {
+    if (n_items <= 8) {
+        lstm_phase_g<8>(P, l, items, n_items, smem);
+    } else {
+        lstm_phase_g<kMaxLstmGroup>(P, l, items, n_items, smem);
+    }
+}
+
+__device__ void projection_phase(const GreedyParams& P, const int* items, int n_items, float* gs) {
+    if (n_items <= 8) {
+        projection_phase_g<8>(P, items, n_items, gs);
+    } else {
+        projection_phase_g<kMaxGroup>(P, items, n_items, gs);
+    }
+}
+
 __device__ void predictor_update(const GreedyParams& P, cg::grid_group& grid, const int* items, int n_items,
                                  float* smem) {
     for (int l = 0; l < P.n_layers; ++l) {
@@ -272,8 +317,16 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
     __shared__ int list[kGreedyMaxBatch + 1];
     cg::grid_group grid = cg::this_grid();
     const int B = P.batch, H = P.hidden, L = P.n_layers;
-    int max_T = 0;
-    for (int b = 0; b < B; ++b) max_T = max(max_T, P.lengths[b]);
+    __shared__ int block_max_T;
+    if (threadIdx.x == 0) block_max_T = 0;
+    __syncthreads();
+    {
+        int m = 0;
+        for (int b = threadIdx.x; b < B; b += blockDim.x) m = max(m, P.lengths[b]);
+        atomicMax(&block_max_T, m);
+    }
+    __syncthreads();
+    const int max_T = block_max_T;
 
     // SOS: items without carried state step the LSTM once on the blank label from the zero state.
     const int64_t n_state = int64_t{B} * L * H;
@@ -324,8 +377,9 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
 }  // namespace
 
 size_t greedy_shared_bytes(const GreedyParams& p) {
-    const int width = max(p.joint_hidden, 2 * p.hidden);
-    return static_cast<size_t>(kGroup) * width * sizeof(float);
+    const size_t floats = std::max(static_cast<size_t>(kMaxGroup) * std::max(p.joint_hidden, p.hidden),
+                                   static_cast<size_t>(kMaxLstmGroup) * 2 * p.hidden);
+    return floats * sizeof(float);
 }
 
 void greedy_decode(Launch l, const GreedyParams& p) {

@@ -72,7 +72,7 @@ namespace parakeet::cuda::kernels {
 // (see greedy.cu; the rules are those of src/decoding/greedy.cc). All pointers are device memory.
 constexpr int kGreedyMaxLayers = 4;
 constexpr int kGreedyMaxDurations = 16;
-constexpr int kGreedyMaxBatch = 64;
+constexpr int kGreedyMaxBatch = 1024;
 
 struct GreedyParams {
     // Weights: embed [V+1, H]; per layer w_ih/w_hh [4H, H] and bias = b_ih + b_hh [4H]; pred [J, H] + [J];

@@ -1,4 +1,7 @@
 // Kernels of the batched cache-aware streaming step (see stream_kernels.h).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include "backends/cuda/kernel_utils.cuh"
 #include "backends/cuda/stream_kernels.h"
 #include "ops/attention_range.h"
@@ -24,15 +27,29 @@ __device__ __forceinline__ float* slot_time(const SlotLayout& s, float* const* p
            (int64_t{index_in_page(slot)} * s.n_layers + layer) * s.time_rows * s.d_model;
 }
 
+// Stores v at element i of an activation buffer of act_dtype (0 float32, 1 float16, 2 bfloat16).
+__device__ __forceinline__ void store_act(void* out, int64_t i, float v, int act_dtype) {
+    if (act_dtype == 2) {
+        static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(v);
+    } else if (act_dtype == 1) {
+        static_cast<__half*>(out)[i] = __float2half_rn(v);
+    } else {
+        static_cast<float*>(out)[i] = v;
+    }
+}
+
+#define PK_GRID_STRIDE_T(I, i, n) \
+    for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < static_cast<I>(n); i += static_cast<I>(gridDim.x) * blockDim.x)
 #define PK_GRID_STRIDE(i, n) \
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (n); i += int64_t{gridDim.x} * blockDim.x)
 
-__global__ void sub_conv_first_kernel(const float* x, int64_t batch, int64_t t, int64_t f, const float* w,
-                                      const float* bias, int64_t c_out, int64_t pad_lo, const int* stage_len,
-                                      int64_t stage_stride, float* y) {
-    const int64_t t2 = (t + pad_lo - 2) / 2 + 1, f2 = (f + pad_lo - 2) / 2 + 1;
-    PK_GRID_STRIDE(i, batch * c_out * t2 * f2) {
-        const int64_t fi = i % f2, ti = (i / f2) % t2, co = (i / (f2 * t2)) % c_out, b = i / (f2 * t2 * c_out);
+template <typename I>
+__global__ void sub_conv_first_kernel(const float* x, I batch, I t, I f, const float* w,
+                                      const float* bias, I c_out, I pad_lo, const int* stage_len,
+                                      I stage_stride, float* y) {
+    const I t2 = (t + pad_lo - 2) / 2 + 1, f2 = (f + pad_lo - 2) / 2 + 1;
+    PK_GRID_STRIDE_T(I, i, batch * c_out * t2 * f2) {
+        const I fi = i % f2, ti = (i / f2) % t2, co = (i / (f2 * t2)) % c_out, b = i / (f2 * t2 * c_out);
         if (ti >= stage_len[b * stage_stride]) {
             y[i] = 0.f;
             continue;
@@ -40,11 +57,11 @@ __global__ void sub_conv_first_kernel(const float* x, int64_t batch, int64_t t, 
         const float* xin = x + b * t * f;
         const float* wk = w + co * 9;
         float acc = 0.f;
-        for (int64_t a = 0; a < 3; ++a) {
-            const int64_t ts = 2 * ti + a - pad_lo;
+        for (I a = 0; a < 3; ++a) {
+            const I ts = 2 * ti + a - pad_lo;
             if (ts < 0 || ts >= t) continue;
-            for (int64_t c = 0; c < 3; ++c) {
-                const int64_t fs = 2 * fi + c - pad_lo;
+            for (I c = 0; c < 3; ++c) {
+                const I fs = 2 * fi + c - pad_lo;
                 if (fs < 0 || fs >= f) continue;
                 acc += wk[a * 3 + c] * xin[ts * f + fs];
             }
@@ -53,19 +70,20 @@ __global__ void sub_conv_first_kernel(const float* x, int64_t batch, int64_t t, 
     }
 }
 
-__global__ void sub_conv_depthwise_kernel(const float* x, int64_t batch, int64_t ch, int64_t t, int64_t f,
-                                          const float* w, const float* bias, int64_t pad_lo, float* y) {
-    const int64_t t2 = (t + pad_lo - 2) / 2 + 1, f2 = (f + pad_lo - 2) / 2 + 1;
-    PK_GRID_STRIDE(i, batch * ch * t2 * f2) {
-        const int64_t fi = i % f2, ti = (i / f2) % t2, bc = i / (f2 * t2), co = bc % ch;
+template <typename I>
+__global__ void sub_conv_depthwise_kernel(const float* x, I batch, I ch, I t, I f,
+                                          const float* w, const float* bias, I pad_lo, float* y) {
+    const I t2 = (t + pad_lo - 2) / 2 + 1, f2 = (f + pad_lo - 2) / 2 + 1;
+    PK_GRID_STRIDE_T(I, i, batch * ch * t2 * f2) {
+        const I fi = i % f2, ti = (i / f2) % t2, bc = i / (f2 * t2), co = bc % ch;
         const float* xin = x + bc * t * f;
         const float* wk = w + co * 9;
         float acc = 0.f;
-        for (int64_t a = 0; a < 3; ++a) {
-            const int64_t ts = 2 * ti + a - pad_lo;
+        for (I a = 0; a < 3; ++a) {
+            const I ts = 2 * ti + a - pad_lo;
             if (ts < 0 || ts >= t) continue;
-            for (int64_t c = 0; c < 3; ++c) {
-                const int64_t fs = 2 * fi + c - pad_lo;
+            for (I c = 0; c < 3; ++c) {
+                const I fs = 2 * fi + c - pad_lo;
                 if (fs < 0 || fs >= f) continue;
                 acc += wk[a * 3 + c] * xin[ts * f + fs];
             }
@@ -74,26 +92,29 @@ __global__ void sub_conv_depthwise_kernel(const float* x, int64_t batch, int64_t
     }
 }
 
-__global__ void bias_relu_rows_kernel(float* y, int64_t batch, int64_t ch, int64_t t, int64_t f, const float* bias,
-                                      const int* stage_len, int64_t stage_stride) {
-    PK_GRID_STRIDE(i, batch * ch * t * f) {
-        const int64_t ti = (i / f) % t, co = (i / (f * t)) % ch, b = i / (f * t * ch);
+template <typename I>
+__global__ void bias_relu_rows_kernel(float* y, I batch, I ch, I t, I f, const float* bias,
+                                      const int* stage_len, I stage_stride) {
+    PK_GRID_STRIDE_T(I, i, batch * ch * t * f) {
+        const I ti = (i / f) % t, co = (i / (f * t)) % ch, b = i / (f * t * ch);
         y[i] = ti < stage_len[b * stage_stride] ? fmaxf(y[i] + bias[co], 0.f) : 0.f;
     }
 }
 
-__global__ void flatten_channels_batched_kernel(const float* x, int64_t batch, int64_t ch, int64_t t, int64_t f,
+template <typename I>
+__global__ void flatten_channels_batched_kernel(const float* x, I batch, I ch, I t, I f,
                                                 float* y) {
-    PK_GRID_STRIDE(i, batch * ch * t * f) {
-        const int64_t fi = i % f, ci = (i / f) % ch, ti = (i / (f * ch)) % t, b = i / (f * ch * t);
+    PK_GRID_STRIDE_T(I, i, batch * ch * t * f) {
+        const I fi = i % f, ci = (i / f) % ch, ti = (i / (f * ch)) % t, b = i / (f * ch * t);
         y[i] = x[((b * ch + ci) * t + ti) * f + fi];
     }
 }
 
-__global__ void drop_scale_rows_kernel(const float* x, int64_t batch, int64_t t_in, int64_t drop, int64_t t,
-                                       int64_t d, float alpha, const int* enc_len, float* y) {
-    PK_GRID_STRIDE(i, batch * t * d) {
-        const int64_t c = i % d, ti = (i / d) % t, b = i / (d * t);
+template <typename I>
+__global__ void drop_scale_rows_kernel(const float* x, I batch, I t_in, I drop, I t,
+                                       I d, float alpha, const int* enc_len, float* y) {
+    PK_GRID_STRIDE_T(I, i, batch * t * d) {
+        const I c = i % d, ti = (i / d) % t, b = i / (d * t);
         y[i] = ti < enc_len[b] ? x[(b * t_in + ti + drop) * d + c] * alpha : 0.f;
     }
 }
@@ -101,7 +122,7 @@ __global__ void drop_scale_rows_kernel(const float* x, int64_t batch, int64_t t_
 // One block per (item, head); queries one after another: scores over the allowed keys (warp per key,
 // lanes over the head's channels), softmax, then the weighted sum of values (thread per channel).
 __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u,
-                                        const float* vbias, float* out) {
+                                        const float* vbias, void* out, int act_dtype) {
     extern __shared__ float sm[];
     __shared__ float red[32];
     const SlotLayout& s = a.layout;
@@ -120,14 +141,14 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
     float* sc = sm + 2 * dk;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     for (int64_t i = 0; i < t; ++i) {
-        float* orow = out + (b * t + i) * d + h * dk;
+        const int64_t orow = (b * t + i) * d + h * dk;
         const int64_t qpos = c_rows + i;
         int64_t lo = 0, hi = 0;
         if (i < enc_len)
             attention_key_range(qpos, key_begin, key_end, a.att_left, a.att_right, a.att_chunk, a.att_left_chunks,
                                 lo, hi);
         if (hi <= lo) {
-            for (int64_t c = threadIdx.x; c < dk; c += blockDim.x) orow[c] = 0.f;
+            for (int64_t c = threadIdx.x; c < dk; c += blockDim.x) store_act(out, orow + c, 0.f, act_dtype);
             continue;
         }
         const float* q = qkv + (b * t + i) * 3 * d + h * dk;
@@ -168,7 +189,7 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
                                                : qkv + (b * t + (j - c_rows)) * 3 * d + 2 * d + h * dk;
                 acc += sc[j - lo] * vrow[c];
             }
-            orow[c] = acc * inv;
+            store_act(out, orow + c, acc * inv, act_dtype);
         }
     }
 }
@@ -206,7 +227,7 @@ __global__ void stream_advance_kernel(SlotLayout s, float* const* pages, StepIte
 
 __global__ void stream_conv_kernel(SlotLayout s, float* const* pages, StepItems items, int64_t layer,
                                    const float* x, int64_t batch, int64_t t, int64_t kernel, int64_t right,
-                                   int64_t drop, const float* w, const float* bias, float* y) {
+                                   int64_t drop, const float* w, const float* bias, void* y, int act_dtype) {
     const int64_t d = s.d_model, kc = s.time_rows;
     PK_GRID_STRIDE(i, batch * d) {
         const int64_t c = i % d, b = i / d;
@@ -223,13 +244,50 @@ __global__ void stream_conv_kernel(SlotLayout s, float* const* pages, StepItems 
         for (int64_t r = 0; r < t; ++r) {
             float acc = bias ? bias[c] : 0.f;
             for (int64_t k = 0; k < kernel; ++k) acc += w[c * kernel + k] * g[r + k];
-            y[(b * t + r) * d + c] = acc / (1.f + expf(-acc));
+            store_act(y, (b * t + r) * d + c, acc / (1.f + expf(-acc)), act_dtype);
         }
         const int64_t g_len = kc + valid + right - (drop > 0 ? drop : 0);  // the item's own length
         for (int64_t r = 0; r < kc; ++r) {
             const int64_t src = g_len - kc + r;
             cache[r * d] = src >= 0 && src < n ? g[src] : 0.f;
         }
+    }
+}
+
+// LayerNorm of one row per block (as kernels::layer_norm: two passes, fp32 block sums), output as act_dtype.
+__global__ void layer_norm_act_kernel(float* x, const float* r, float alpha, const float* gamma, const float* beta,
+                                      float eps, int64_t cols, void* y, int act_dtype) {
+    __shared__ float shared[32];
+    const int64_t row = blockIdx.x;
+    float* xr = x + row * cols;
+    float sum = 0.f;
+    if (r) {
+        const float* rr = r + row * cols;
+        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+            const float v = xr[c] + alpha * rr[c];
+            xr[c] = v;
+            sum += v;
+        }
+    } else {
+        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c];
+    }
+    const float mean = block_sum(sum, shared) / static_cast<float>(cols);
+    float var = 0.f;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        const float dv = xr[c] - mean;
+        var += dv * dv;
+    }
+    var = block_sum(var, shared) / static_cast<float>(cols);
+    const float rstd = 1.f / sqrtf(var + eps);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+        store_act(y, row * cols + c, (xr[c] - mean) * rstd * gamma[c] + beta[c], act_dtype);
+}
+
+__global__ void bias_silu_act_kernel(const float* y, const float* bias, int rows, int cols, void* out, int act_dtype) {
+    const int n = rows * cols;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const float v = y[i] + (bias ? bias[i % cols] : 0.f);
+        store_act(out, i, v / (1.f + expf(-v)), act_dtype);
     }
 }
 
@@ -330,7 +388,11 @@ void sub_conv_first(Launch l, const float* x, int64_t batch, int64_t t, int64_t 
                     int64_t c_out, int64_t pad_lo, const int* stage_len, int64_t stage_stride, float* y) {
     const int64_t n = batch * c_out * ((t + pad_lo - 2) / 2 + 1) * ((f + pad_lo - 2) / 2 + 1);
     if (n <= 0) return;
-    sub_conv_first_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t, f, w, bias, c_out, pad_lo,
+    if (n < (int64_t{1} << 30))
+        sub_conv_first_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t, f, w, bias, c_out, pad_lo,
+                                                                     stage_len, stage_stride, y);
+    else
+        sub_conv_first_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t, f, w, bias, c_out, pad_lo,
                                                                      stage_len, stage_stride, y);
     PK_CUDA_CHECK_LAUNCH();
 }
@@ -339,7 +401,10 @@ void sub_conv_depthwise(Launch l, const float* x, int64_t batch, int64_t c, int6
                         const float* bias, int64_t pad_lo, float* y) {
     const int64_t n = batch * c * ((t + pad_lo - 2) / 2 + 1) * ((f + pad_lo - 2) / 2 + 1);
     if (n <= 0) return;
-    sub_conv_depthwise_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, w, bias, pad_lo, y);
+    if (n < (int64_t{1} << 30))
+        sub_conv_depthwise_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, w, bias, pad_lo, y);
+    else
+        sub_conv_depthwise_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, w, bias, pad_lo, y);
     PK_CUDA_CHECK_LAUNCH();
 }
 
@@ -347,7 +412,11 @@ void bias_relu_rows(Launch l, float* y, int64_t batch, int64_t c, int64_t t, int
                     const int* stage_len, int64_t stage_stride) {
     const int64_t n = batch * c * t * f;
     if (n <= 0) return;
-    bias_relu_rows_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(y, batch, c, t, f, bias, stage_len,
+    if (n < (int64_t{1} << 30))
+        bias_relu_rows_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(y, batch, c, t, f, bias, stage_len,
+                                                                     stage_stride);
+    else
+        bias_relu_rows_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(y, batch, c, t, f, bias, stage_len,
                                                                      stage_stride);
     PK_CUDA_CHECK_LAUNCH();
 }
@@ -355,7 +424,10 @@ void bias_relu_rows(Launch l, float* y, int64_t batch, int64_t c, int64_t t, int
 void flatten_channels_batched(Launch l, const float* x, int64_t batch, int64_t c, int64_t t, int64_t f, float* y) {
     const int64_t n = batch * c * t * f;
     if (n <= 0) return;
-    flatten_channels_batched_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, y);
+    if (n < (int64_t{1} << 30))
+        flatten_channels_batched_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, y);
+    else
+        flatten_channels_batched_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, y);
     PK_CUDA_CHECK_LAUNCH();
 }
 
@@ -363,16 +435,19 @@ void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int6
                      float alpha, const int* enc_len, float* y) {
     const int64_t n = batch * t * d;
     if (n <= 0) return;
-    drop_scale_rows_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t_in, drop, t, d, alpha, enc_len, y);
+    if (n < (int64_t{1} << 30))
+        drop_scale_rows_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t_in, drop, t, d, alpha, enc_len, y);
+    else
+        drop_scale_rows_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t_in, drop, t, d, alpha, enc_len, y);
     PK_CUDA_CHECK_LAUNCH();
 }
 
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
-                      const float* v, float* out) {
+                      const float* v, void* out, int act_dtype) {
     if (a.batch <= 0 || a.t <= 0) return;
     const size_t shared = static_cast<size_t>(2 * a.d_head + a.layout.cache_rows + a.t) * sizeof(float);
     stream_attention_kernel<<<static_cast<unsigned int>(a.batch * a.n_heads), 128, shared, l.stream>>>(a, qkv, p, u,
-                                                                                                      v, out);
+                                                                                                      v, out, act_dtype);
     PK_CUDA_CHECK_LAUNCH();
 }
 
@@ -394,11 +469,28 @@ void stream_advance(Launch l, const SlotLayout& layout, float* const* pages, con
 
 void stream_conv(Launch l, const SlotLayout& layout, float* const* pages, const StepItems& items, int64_t layer,
                  const float* x, int64_t batch, int64_t t, int64_t kernel, int64_t right, int64_t drop,
-                 const float* w, const float* bias, float* y) {
+                 const float* w, const float* bias, void* y, int act_dtype) {
     const int64_t n = batch * layout.d_model;
     if (n <= 0 || t <= 0) return;
     stream_conv_kernel<<<grid_for(l, n), 128, 0, l.stream>>>(layout, pages, items, layer, x, batch, t, kernel, right,
-                                                             drop, w, bias, y);
+                                                             drop, w, bias, y, act_dtype);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void layer_norm_act(Launch l, float* x, const float* r, float alpha, const float* gamma, const float* beta, float eps,
+                    int64_t rows, int64_t cols, void* y, int act_dtype) {
+    if (rows <= 0 || cols <= 0) return;
+    layer_norm_act_kernel<<<static_cast<unsigned int>(rows), 256, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, cols, y,
+                                                                                act_dtype);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void bias_silu_act(Launch l, const float* y, const float* bias, int64_t rows, int64_t cols, void* out, int act_dtype) {
+    const int64_t n = rows * cols;
+    if (n <= 0) return;
+    if (n >= (int64_t{1} << 30)) throw_cuda_error(cudaErrorInvalidValue, "bias_silu_act size", __FILE__, __LINE__);
+    bias_silu_act_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(y, bias, static_cast<int>(rows),
+                                                                   static_cast<int>(cols), out, act_dtype);
     PK_CUDA_CHECK_LAUNCH();
 }
 

@@ -67,7 +67,7 @@ struct StreamAttentionArgs {
     StepItems items;
 };
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
-                      const float* v, float* out);
+                      const float* v, void* out, int act_dtype = 0);
 // Appends each item's first keep_b = enc_len[b] - cache_drop new rows' keys/values (qkv's k and v) to its
 // slot's ring for `layer` (only the last C of them when keep_b > C; none when keep_b <= 0). keep_b is NeMo's
 // per-stream `keep` (the item's own chunk length, not the batch's padded one). The ring head moves in
@@ -84,7 +84,15 @@ void stream_advance(Launch l, const SlotLayout& layout, float* const* pages, con
 constexpr int kMaxConvWindow = 128;
 void stream_conv(Launch l, const SlotLayout& layout, float* const* pages, const StepItems& items, int64_t layer,
                  const float* x, int64_t batch, int64_t t, int64_t kernel, int64_t right, int64_t drop,
-                 const float* w, const float* bias, float* y);
+                 const float* w, const float* bias, void* y, int act_dtype = 0);
+
+// 16-bit activations for the 16-bit precisions: kernels that feed a GEMM write its input in the GEMM's dtype.
+// act_dtype: 0 float32 (out is float*), 1 float16, 2 bfloat16.
+// y = LayerNorm(x (+= alpha · r when r is non-null)) written as act_dtype.
+void layer_norm_act(Launch l, float* x, const float* r, float alpha, const float* gamma, const float* beta, float eps,
+                    int64_t rows, int64_t cols, void* y, int act_dtype);
+// y16 = SiLU(y + bias[col]) written as act_dtype (bias may be null).
+void bias_silu_act(Launch l, const float* y, const float* bias, int64_t rows, int64_t cols, void* out, int act_dtype);
 
 // Decoder state between the slots and the batch arrays of the greedy kernel: h, c [B, Ld·H], p [B, J],
 // t [B], started [B]. scatter also turns the kernel's final t into the carried time jump (t - out_len) and
