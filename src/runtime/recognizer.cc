@@ -336,6 +336,33 @@ StreamBatchEngine* stream_batch_engine(const Recognizer& recognizer) { return re
 
 void Recognizer::decode(const std::vector<Stream*>& streams) const {
     const Impl& r = *impl_;
+    if (r.cfg.mode == "windowed") {
+        // The windows of all ready streams are encoded as one batch (up to 64 at a time) and their chunks decoded
+        // as one batch; each stream's result is the same as decoding it alone.
+        constexpr size_t kMaxWindows = 64;
+        const Model& m = *r.model;
+        for (;;) {
+            std::vector<Stream*> ready;
+            for (Stream* stream : streams)
+                if (stream->is_ready()) ready.push_back(stream);
+            if (ready.empty()) return;
+            for (size_t i0 = 0; i0 < ready.size(); i0 += kMaxWindows) {
+                const auto t0 = std::chrono::steady_clock::now();
+                const size_t i1 = std::min(ready.size(), i0 + kMaxWindows);
+                std::vector<WindowedStreamer*> ws;
+                for (size_t i = i0; i < i1; ++i) ws.push_back(ready[i]->impl_->win.get());
+                std::vector<WindowedStep> steps = WindowedStreamer::step_many(*r.runner, ws, r.cfg.lookahead_partials);
+                const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+                for (size_t i = i0; i < i1; ++i) {
+                    Stream::Impl& s = *ready[i]->impl_;
+                    WindowedStep& st = steps[i - i0];
+                    s.segments.update(m, r.cfg, st.tokens, std::move(st.lookahead), s.win->decoder_state().frames_decoded,
+                                      st.last, ms, ready[i]->audio_seconds(), s.events);
+                    if (st.last) s.done = true;
+                }
+            }
+        }
+    }
     if (!r.batch) {
         for (Stream* stream : streams) decode(*stream);
         return;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/ops.h"
+
 namespace parakeet {
 
 WindowedStreamer::WindowedStreamer(std::shared_ptr<const Model> model, const WindowedOptions& opt)
@@ -45,82 +47,143 @@ bool WindowedStreamer::ready() const {
     return received_ >= next_chunk_ + chunk_ + right_ || finished_;
 }
 
-WindowedStep WindowedStreamer::step(const DeviceRunner& runner, bool with_lookahead) {
-    const ExecContext& ctx = runner.ctx();
+WindowedStreamer::Pending WindowedStreamer::prepare(const ExecContext& ctx) const {
     PK_CHECK(ready(), kInternal, "windowed step without enough audio");
-    WindowedStep s;
+    Pending p;
+    WindowedStep& s = p.s;
     const int64_t n_total = received_;
     s.last = finished_ && next_chunk_ + chunk_ + right_ >= n_total;
     const int64_t capacity = left_ + chunk_ + right_;
-    int64_t chunk_end, start;
+    int64_t start;
     if (!s.last) {
-        chunk_end = next_chunk_ + chunk_;
-        s.buffer_end = chunk_end + right_;
+        p.chunk_end = next_chunk_ + chunk_;
+        s.buffer_end = p.chunk_end + right_;
         start = std::max<int64_t>(0, s.buffer_end - capacity);
     } else {
-        chunk_end = n_total;
+        p.chunk_end = n_total;
         s.buffer_end = n_total;
         start = std::max<int64_t>(0, n_total - capacity);
         // Default: keep the window on the encoder-frame grid (NeMo cuts it to end at the input's end).
         if (!opt_.nemo_compat) start = std::min(next_chunk_, (start + frame_samples_ - 1) / frame_samples_ * frame_samples_);
     }
     s.buffer_start = start;
-    const int64_t left = next_chunk_ - start, chunk = chunk_end - next_chunk_;
+    p.left = next_chunk_ - start;
+    p.chunk = p.chunk_end - next_chunk_;
     const float* window = buffer_.data() + (start - buffer_offset_);
-    const int64_t window_len = s.buffer_end - start;
+    // The whole model on the window, as an independent utterance. Features on the stepping device (cuFFT on CUDA):
+    // the window is re-featurised every step.
+    p.feats = model_->frontend().compute(ctx, window, s.buffer_end - start);
+    s.left_frames = static_cast<int>(p.left / frame_samples_);
+    s.first_frame = state_.frames_decoded;
+    return p;
+}
 
-    // The whole model on the window, as an independent utterance.
-    // Features on the stepping device (cuFFT on CUDA): the window is re-featurised every step.
-    Tensor feats = model_->frontend().compute(ctx, window, window_len);
-    std::vector<int> lengths;
-    Tensor enc = model_->encoder().forward(ctx, {feats}, lengths, model_->encoder().attention_context(0));
-    const int enc_len = lengths[0];
-    s.left_frames = static_cast<int>(left / frame_samples_);
+int64_t WindowedStreamer::place(Pending& p, const Tensor& enc_rows, int enc_len) const {
+    WindowedStep& s = p.s;
     if (s.last && !opt_.nemo_compat) {
         s.out_len = std::max(0, enc_len - s.left_frames);
     } else {
-        s.out_len = static_cast<int>(chunk / frame_samples_);
+        s.out_len = static_cast<int>(p.chunk / frame_samples_);
     }
-    const int64_t d = model_->config().encoder.d_model;
-    const int64_t avail = std::max<int64_t>(enc.dim(1) - s.left_frames, 0);
-    Tensor frames = enc.reshape({enc.dim(1), d}).slice0(std::min<int64_t>(s.left_frames, enc.dim(1)), enc.dim(1));
+    const int64_t t = enc_rows.dim(0);
+    const int64_t avail = std::max<int64_t>(t - s.left_frames, 0);
+    Tensor frames = enc_rows.slice0(std::min<int64_t>(s.left_frames, t), t);
     s.encoded = frames.to(Device{});
     s.out_len = static_cast<int>(std::min<int64_t>(s.out_len, avail));
-    s.first_frame = state_.frames_decoded;
+    // Frames projected: the chunk and the right context (valid rows only).
+    return std::max<int64_t>(std::min<int64_t>(avail, std::max<int64_t>(enc_len - s.left_frames, 0)), s.out_len);
+}
 
-    // Project the chunk and right-context frames once, on the device; decode the chunk, then (optionally) peek at
-    // the right context from a copy of the state: tentative tokens the next step redoes.
-    const Joint& joint = model_->joint();
-    const int64_t n_proj = std::max<int64_t>(std::min<int64_t>(avail, std::max<int64_t>(enc_len - s.left_frames, 0)),
-                                             s.out_len);
-    Tensor f = Tensor::empty({1, n_proj, joint.hidden()}, DType::kF32, ctx.device);
-    if (n_proj > 0) {
-        Tensor f2 = f.reshape({n_proj, joint.hidden()});
-        joint.project_encoder(ctx, frames.slice0(0, n_proj), f2);
-    }
-    std::vector<DecoderState> states{state_};
-    std::vector<std::vector<Token>> tokens;
-    runner.decode(f, {s.out_len}, states, tokens);
-    state_ = states[0];
-    s.tokens = std::move(tokens[0]);
-    if (with_lookahead && !s.last && n_proj > s.out_len) {
-        Tensor rest = f.reshape({n_proj, joint.hidden()}).slice0(s.out_len, n_proj);
-        std::vector<DecoderState> peek{state_};
-        std::vector<std::vector<Token>> tentative;
-        runner.decode(rest.reshape({1, n_proj - s.out_len, joint.hidden()}),
-                      {static_cast<int>(n_proj - s.out_len)}, peek, tentative);
-        s.lookahead = std::move(tentative[0]);
-    }
-
-    next_chunk_ = chunk_end;
-    if (s.last) done_ = true;
+void WindowedStreamer::advance(const Pending& p) {
+    next_chunk_ = p.chunk_end;
+    if (p.s.last) done_ = true;
     // Keep only what later windows can reach.
-    const int64_t keep_from = std::max<int64_t>(0, next_chunk_ - capacity);
+    const int64_t keep_from = std::max<int64_t>(0, next_chunk_ - (left_ + chunk_ + right_));
     if (keep_from > buffer_offset_) {
         buffer_.erase(buffer_.begin(), buffer_.begin() + (keep_from - buffer_offset_));
         buffer_offset_ = keep_from;
     }
-    return s;
+}
+
+WindowedStep WindowedStreamer::step(const DeviceRunner& runner, bool with_lookahead) {
+    std::vector<WindowedStreamer*> one{this};
+    return std::move(step_many(runner, one, with_lookahead)[0]);
+}
+
+std::vector<WindowedStep> WindowedStreamer::step_many(const DeviceRunner& runner,
+                                                      const std::vector<WindowedStreamer*>& streamers,
+                                                      bool with_lookahead) {
+    const ExecContext& ctx = runner.ctx();
+    const int64_t n = static_cast<int64_t>(streamers.size());
+    std::vector<WindowedStep> out;
+    if (n == 0) return out;
+    const Model& m = *streamers[0]->model_;
+    std::vector<Pending> pending;
+    std::vector<Tensor> feats;
+    for (WindowedStreamer* w : streamers) {
+        pending.push_back(w->prepare(ctx));
+        feats.push_back(pending.back().feats);
+    }
+    // The windows as one batch (each item its own length and masks: the same as encoding it alone).
+    std::vector<int> lengths;
+    Tensor enc = m.encoder().forward(ctx, feats, lengths, m.encoder().attention_context(0));
+    const int64_t t_max = enc.dim(1), d = enc.dim(2);
+    std::vector<int64_t> n_proj(n);
+    int64_t proj_max = 0;
+    for (int64_t b = 0; b < n; ++b) {
+        Tensor rows = enc.slice0(b, b + 1).reshape({t_max, d}).slice0(0, lengths[b]);
+        n_proj[b] = streamers[b]->place(pending[b], rows, lengths[b]);
+        proj_max = std::max(proj_max, n_proj[b]);
+    }
+    // Project each item's chunk and right-context frames; decode every chunk as one batch, then (optionally) peek
+    // at each right context from a copy of its state: tentative tokens the next step redoes.
+    const Joint& joint = m.joint();
+    const int64_t jh = joint.hidden();
+    Tensor f = Tensor::zeros({n, std::max<int64_t>(proj_max, 1), jh}, DType::kF32, ctx.device);
+    for (int64_t b = 0; b < n; ++b) {
+        if (n_proj[b] == 0) continue;
+        const WindowedStep& s = pending[b].s;
+        Tensor src = enc.slice0(b, b + 1).reshape({t_max, d}).slice0(s.left_frames, s.left_frames + n_proj[b]);
+        Tensor dst = f.slice0(b, b + 1).reshape({f.dim(1), jh}).slice0(0, n_proj[b]);
+        joint.project_encoder(ctx, src, dst);
+    }
+    std::vector<DecoderState> states;
+    std::vector<int> out_len;
+    for (int64_t b = 0; b < n; ++b) {
+        states.push_back(streamers[b]->state_);
+        out_len.push_back(pending[b].s.out_len);
+    }
+    std::vector<std::vector<Token>> tokens;
+    runner.decode(f, out_len, states, tokens);
+    std::vector<int64_t> peek_items;
+    for (int64_t b = 0; b < n; ++b) {
+        streamers[b]->state_ = states[b];
+        pending[b].s.tokens = std::move(tokens[b]);
+        if (with_lookahead && !pending[b].s.last && n_proj[b] > pending[b].s.out_len) peek_items.push_back(b);
+    }
+    if (!peek_items.empty()) {
+        int64_t rest_max = 0;
+        for (int64_t b : peek_items) rest_max = std::max(rest_max, n_proj[b] - pending[b].s.out_len);
+        const int64_t np = static_cast<int64_t>(peek_items.size());
+        Tensor rest = Tensor::zeros({np, rest_max, jh}, DType::kF32, ctx.device);
+        std::vector<DecoderState> peek;
+        std::vector<int> rest_len;
+        for (int64_t i = 0; i < np; ++i) {
+            const int64_t b = peek_items[i], from = pending[b].s.out_len, k = n_proj[b] - from;
+            Tensor dst = rest.slice0(i, i + 1).reshape({rest_max, jh}).slice0(0, k);
+            ops::copy_(ctx, dst, f.slice0(b, b + 1).reshape({f.dim(1), jh}).slice0(from, n_proj[b]));
+            peek.push_back(streamers[b]->state_);
+            rest_len.push_back(static_cast<int>(k));
+        }
+        std::vector<std::vector<Token>> tentative;
+        runner.decode(rest, rest_len, peek, tentative);
+        for (int64_t i = 0; i < np; ++i) pending[peek_items[i]].s.lookahead = std::move(tentative[i]);
+    }
+    for (int64_t b = 0; b < n; ++b) {
+        streamers[b]->advance(pending[b]);
+        out.push_back(std::move(pending[b].s));
+    }
+    return out;
 }
 
 }  // namespace parakeet

@@ -46,6 +46,10 @@ public:
     bool ready() const;
     // Runs one step on the runner's device. Requires ready().
     WindowedStep step(const DeviceRunner& runner, bool with_lookahead = false);
+    // One step of each streamer (all ready(), distinct) with their windows encoded as one batch and their chunks
+    // decoded as one batch; the same results as step() on each.
+    static std::vector<WindowedStep> step_many(const DeviceRunner& runner, const std::vector<WindowedStreamer*>& streamers,
+                                               bool with_lookahead = false);
     bool done() const { return done_; }
     void reset();
 
@@ -54,6 +58,18 @@ public:
     const DecoderState& decoder_state() const { return state_; }
 
 private:
+    // A step's window, cut and featurised, waiting for the encoder.
+    struct Pending {
+        WindowedStep s;
+        int64_t chunk_end = 0, left = 0, chunk = 0;
+        Tensor feats;  // [F, n_mels] on the runner's device
+    };
+    Pending prepare(const ExecContext& ctx) const;
+    // After the encoder: the step's frames (item rows of the batch's output, enc_len valid) and its projection.
+    int64_t place(Pending& p, const Tensor& enc_rows, int enc_len) const;
+    // Moves past the step (state already updated).
+    void advance(const Pending& p);
+
     std::shared_ptr<const Model> model_;
     WindowedOptions opt_;
     int frame_samples_;          // samples per encoder frame (1280)

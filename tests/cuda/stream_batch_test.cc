@@ -445,6 +445,30 @@ TEST_F(StreamBatch, VariantsMatchCpu) {
     }
 }
 
+// Windowed streaming of many streams on the GPU: the windows of all ready streams are encoded as one batch and
+// their chunks decoded as one batch; each stream's tokens equal decoding it alone on the GPU and on the CPU.
+TEST_F(StreamBatch, WindowedManyStreamsEqualOneByOne) {
+    const std::string path = kData + "/tiny-a/model/tiny-a.nemo";
+    RecognizerConfig cfg;
+    cfg.model_path = path;
+    cfg.left_secs = 1;
+    cfg.chunk_secs = 0.48;
+    cfg.right_secs = 0.32;
+    cfg.endpoint_silence_ms = 0;
+    cfg.device = "cuda";
+    auto gpu = Recognizer::create(cfg);
+    cfg.device = "cpu";
+    auto cpu = Recognizer::create(cfg);
+    std::vector<std::vector<float>> audio;
+    for (int i = 0; i < 12; ++i) audio.push_back(clip(i % 4));
+    auto got = run_together(*gpu, audio, {800, 3200, 12000, 480, 1600, 16000, 640, 2400, 800, 3200, 12000, 480},
+                            {0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7});
+    for (int i = 0; i < 12; ++i) {
+        EXPECT_EQ(got[i], run_alone(*gpu, audio[i])) << "stream " << i << " vs GPU alone";
+        EXPECT_EQ(got[i], run_alone(*cpu, audio[i])) << "stream " << i << " vs CPU alone";
+    }
+}
+
 TEST_F(StreamBatch, PerStreamPathIsStillAvailable) {
     const std::string path = kData + "/tiny-a/model/tiny-a.nemo";
     RecognizerConfig cfg = config(path, "cuda");

@@ -79,6 +79,63 @@ TEST(Recognizer, CacheAwareLiveMatchesItselfAcrossFeedSizes) {
     for (size_t feed : {size_t{160}, size_t{1000}, size_t{16000}}) EXPECT_EQ(final_ids(run(*rec, audio, 16000, feed)), ref);
 }
 
+// decode(streams) in windowed mode encodes the windows of all ready streams as one batch: every stream's tokens
+// and frames equal decoding it alone, with streams at different positions and feed sizes.
+TEST(Recognizer, WindowedManyStreamsEqualOneByOne) {
+    RecognizerConfig cfg;
+    cfg.model_path = kDir + "/model/tiny-a.nemo";
+    cfg.left_secs = 1;
+    cfg.chunk_secs = 0.48;
+    cfg.right_secs = 0.32;
+    cfg.endpoint_silence_ms = 0;
+    auto rec = Recognizer::create(cfg);
+    std::vector<std::vector<float>> audio;
+    for (int c = 0; c < 4; ++c) audio.push_back(load_audio(kDir + "/inputs/clip" + std::to_string(c) + ".wav", 16000));
+    auto collect = [](Stream& s, std::vector<int>& ids, std::vector<int>& frames) {
+        for (const Event& e : s.pop_events())
+            if (e.type == Event::Type::kFinal)
+                for (const TokenInfo& t : e.tokens) {
+                    ids.push_back(t.id);
+                    frames.push_back(t.frame);
+                }
+    };
+    std::vector<std::vector<int>> ref_ids(4), ref_frames(4);
+    for (int c = 0; c < 4; ++c) {
+        auto s = rec->create_stream();
+        s->accept_waveform(16000, audio[c].data(), audio[c].size());
+        s->input_finished();
+        rec->decode(*s);
+        collect(*s, ref_ids[c], ref_frames[c]);
+        ASSERT_FALSE(ref_ids[c].empty());
+    }
+    const size_t feed[4] = {800, 3200, 12000, 480};
+    std::vector<std::unique_ptr<Stream>> streams;
+    std::vector<Stream*> ptrs;
+    for (int c = 0; c < 4; ++c) {
+        streams.push_back(rec->create_stream());
+        ptrs.push_back(streams.back().get());
+    }
+    std::vector<size_t> pos(4, 0);
+    std::vector<std::vector<int>> ids(4), frames(4);
+    for (bool more = true; more;) {
+        more = false;
+        for (int c = 0; c < 4; ++c) {
+            if (pos[c] >= audio[c].size()) continue;
+            const size_t k = std::min(feed[c], audio[c].size() - pos[c]);
+            streams[c]->accept_waveform(16000, audio[c].data() + pos[c], k);
+            pos[c] += k;
+            if (pos[c] == audio[c].size()) streams[c]->input_finished();
+            more = true;
+        }
+        rec->decode(ptrs);
+        for (int c = 0; c < 4; ++c) collect(*streams[c], ids[c], frames[c]);
+    }
+    for (int c = 0; c < 4; ++c) {
+        EXPECT_EQ(ids[c], ref_ids[c]) << "clip" << c;
+        EXPECT_EQ(frames[c], ref_frames[c]) << "clip" << c;
+    }
+}
+
 TEST(Recognizer, WindowedWholeInputEqualsOfflineText) {
     RecognizerConfig cfg;
     cfg.model_path = kDir + "/model/tiny-a.nemo";
