@@ -653,15 +653,7 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
                 o.frames = out_len[b];
                 if (st.want_encoded)
                     o.encoded = encoded_host.slice0(b, b + 1).reshape({sh.sz.t, encoded_host.dim(2)}).slice0(0, out_len[b]).clone();
-                for (int k = 0; k < counts[b]; ++k) {
-                    const int64_t off = b * M + k;
-                    Token t;
-                    t.id = tok[off];
-                    t.frame = st.frames_decoded + tok[B * M + off];
-                    t.duration = tok[2 * B * M + off];
-                    std::memcpy(&t.confidence, &tok[3 * B * M + off], sizeof(float));
-                    o.tokens.push_back(t);
-                }
+                cuda::append_device_tokens(tok, counts[b], b, B, static_cast<int>(M), st.frames_decoded, o.tokens);
             }
         }
     }

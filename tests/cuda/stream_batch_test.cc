@@ -158,7 +158,7 @@ TEST_F(StreamBatch, BatchedDecodeWithCarriedStateEqualsSingle) {
 // first chunk to the last partial one, four clips of different lengths stepped as one batch, for tiny-a and
 // the causal chunked_limited variant.
 TEST_F(StreamBatch, EncoderOutputMatchesPerStreamStepEveryChunk) {
-    for (const std::string path : {kData + "/tiny-a/model/tiny-a.nemo", kData + "/variants/v-causal/model.nemo"}) {
+    for (const std::string& path : {kData + "/tiny-a/model/tiny-a.nemo", kData + "/variants/v-causal/model.nemo"}) {
         auto model = Model::load(path);
         const bool tiny = path.find("tiny-a") != std::string::npos;
         const StreamingConfig sc = tiny ? model->encoder().streaming_config(4, 2, 8) : model->encoder().streaming_config();
@@ -419,7 +419,8 @@ TEST_F(StreamBatch, ResetStartsANewUtterance) {
 }
 
 TEST_F(StreamBatch, VariantsMatchCpu) {
-    for (const std::string v : {"v-rnnt", "v-lstm2", "v-bias", "v-causal", "v-sub"}) {
+    for (const char* name : {"v-rnnt", "v-lstm2", "v-bias", "v-causal", "v-sub"}) {
+        const std::string v = name;
         const std::string path = kData + "/variants/" + v + "/model.nemo";
         RecognizerConfig cc = config(path, "cpu"), gc = config(path, "cuda");
         if (v != "v-causal") {
@@ -439,7 +440,9 @@ TEST_F(StreamBatch, VariantsMatchCpu) {
         auto got = run_together(*gpu, audio, {640, 1600, 3200, 16000}, {0, 1, 2, 3});
         for (int c = 0; c < 4; ++c) {
             const auto ref = run_alone(*cpu, audio[c]);
-            if (v != "v-rnnt") EXPECT_FALSE(ref.empty()) << v;  // the random RNNT variant emits nothing
+            if (v != "v-rnnt") {
+                EXPECT_FALSE(ref.empty()) << v;  // the random RNNT variant emits nothing
+            }
             EXPECT_EQ(got[c], ref) << v << " clip" << c;
         }
     }

@@ -48,19 +48,7 @@ __global__ void conv2d_3x3_s2_kernel(const float* x, int64_t t, int64_t f, const
     const int64_t n = c_out * t2 * f2;
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
         const int64_t fi = i % f2, ti = (i / f2) % t2, co = i / (f2 * t2);
-        const float* xin = x + (depthwise ? co : 0) * t * f;
-        const float* wk = w + co * 9;
-        float acc = 0.f;
-        for (int64_t a = 0; a < 3; ++a) {
-            const int64_t ts = 2 * ti + a - pad_lo;
-            if (ts < 0 || ts >= t) continue;
-            for (int64_t b = 0; b < 3; ++b) {
-                const int64_t fs = 2 * fi + b - pad_lo;
-                if (fs < 0 || fs >= f) continue;
-                acc += wk[a * 3 + b] * xin[ts * f + fs];
-            }
-        }
-        y[i] = acc + bias[co];
+        y[i] = conv3x3_s2_at(x + (depthwise ? co : 0) * t * f, w + co * 9, ti, fi, t, f, pad_lo) + bias[co];
     }
 }
 

@@ -59,20 +59,6 @@ void GreedyDecoder::decode(CudaContext& ctx, const float* fproj, int64_t max_fra
     PK_CHECK(static_cast<int>(states.size()) == batch && static_cast<int>(tokens.size()) == batch, kInternal,
              "GreedyDecoder::decode: {} states and {} token lists for a batch of {}", states.size(), tokens.size(),
              batch);
-    const int chunk = kernels::kGreedyMaxBatch;
-    if (batch > chunk) {
-        for (int b0 = 0; b0 < batch; b0 += chunk) {
-            const int nb = std::min(chunk, batch - b0);
-            std::vector<DecoderState> s(states.begin() + b0, states.begin() + b0 + nb);
-            std::vector<std::vector<Token>> t(nb);
-            decode(ctx, fproj + b0 * max_frames * joint_hidden_, max_frames, lengths + b0, nb, s, t);
-            for (int i = 0; i < nb; ++i) {
-                states[b0 + i] = std::move(s[i]);
-                tokens[b0 + i].insert(tokens[b0 + i].end(), t[i].begin(), t[i].end());
-            }
-        }
-        return;
-    }
     if (batch == 0) return;
     const int64_t B = batch, L = n_layers_, H = hidden_, J = joint_hidden_;
     int max_t = 0;
@@ -102,90 +88,65 @@ void GreedyDecoder::decode(CudaContext& ctx, const float* fproj, int64_t max_fra
     const Device dev{DeviceType::kCUDA, ctx.device};
     Tensor d_ints = Tensor::empty({3 * B}, DType::kI32, dev);
     Tensor d_floats = Tensor::empty({static_cast<int64_t>(floats.size())}, DType::kF32, dev);
-    Tensor d_scratch = Tensor::empty({B * (L * H + n_outputs_)}, DType::kF32, dev);
-    Tensor d_state = Tensor::zeros({4 * B + 1}, DType::kI32, dev);  // label, need_lstm, run, last_ts, error
+    Tensor d_scratch = Tensor::empty({static_cast<int64_t>(scratch_floats(batch))}, DType::kF32, dev);
+    Tensor d_state = Tensor::zeros({static_cast<int64_t>(int_scratch(batch))}, DType::kI32, dev);
     Tensor d_tok = Tensor::empty({4 * B * max_tokens}, DType::kI32, dev);
     Tensor d_count = Tensor::zeros({B}, DType::kI32, dev);
     PK_CUDA_CHECK(cudaMemcpy(d_ints.raw(), ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice));
     PK_CUDA_CHECK(cudaMemcpy(d_floats.raw(), floats.data(), floats.size() * sizeof(float), cudaMemcpyHostToDevice));
 
-    kernels::GreedyParams p{};
-    const DeviceWeights& w = *weights_;
-    p.embed = w.embed.data<float>();
-    for (int l = 0; l < n_layers_; ++l) {
-        p.w_ih[l] = w.w_ih[l].data<float>();
-        p.w_hh[l] = w.w_hh[l].data<float>();
-        p.bias[l] = w.bias[l].data<float>();
-    }
-    p.pred_w = w.pred_w.data<float>();
-    p.pred_b = w.pred_b.data<float>();
-    p.out_w = w.out_w.data<float>();
-    p.out_b = w.out_b.data<float>();
-    p.hidden = hidden_;
-    p.n_layers = n_layers_;
-    p.joint_hidden = joint_hidden_;
-    p.n_out = n_outputs_;
-    p.blank = options_.blank_id;
-    p.n_dur = static_cast<int>(options_.durations.size());
-    p.max_symbols = options_.max_symbols;
-    p.activation = activation_;
-    for (int i = 0; i < p.n_dur; ++i) p.durations[i] = options_.durations[i];
-    p.batch = batch;
-    p.fproj = fproj;
-    p.item_stride = max_frames * J;
     int* di = d_ints.data<int>();
-    p.lengths = di;
-    p.t = di + B;
-    p.started = di + 2 * B;
     float* df = d_floats.data<float>();
-    p.h = df;
-    p.c = df + B * L * H;
-    p.p = df + 2 * B * L * H;
-    p.hn = d_scratch.data<float>();
-    p.logits = p.hn + B * L * H;
-    int* ds = d_state.data<int>();
-    p.label = ds;
-    p.need_lstm = ds + B;
-    p.run = ds + 2 * B;
-    p.last_ts = ds + 3 * B;
-    p.error = ds + 4 * B;
-    int* dt = d_tok.data<int>();
-    p.tok_id = dt;
-    p.tok_frame = dt + B * max_tokens;
-    p.tok_dur = dt + 2 * B * max_tokens;
-    p.tok_conf = reinterpret_cast<float*>(dt + 3 * B * max_tokens);
-    p.max_tokens = static_cast<int>(max_tokens);
-    p.n_tokens = d_count.data<int>();
-
+    DeviceBatch d{};
+    d.fproj = fproj;
+    d.item_stride = max_frames * J;
+    d.lengths = di;
+    d.batch = batch;
+    d.max_tokens = static_cast<int>(max_tokens);
+    d.h = df;
+    d.c = df + B * L * H;
+    d.p = df + 2 * B * L * H;
+    d.t = di + B;
+    d.started = di + 2 * B;
+    d.scratch = d_scratch.data<float>();
+    d.int_scratch = d_state.data<int>();
+    d.tokens = d_tok.data<int>();
+    d.n_tokens = d_count.data<int>();
     // The legacy-stream copies above are ordered before the kernel (blocking stream).
-    kernels::greedy_decode(Launch{ctx.stream, ctx.n_sms}, p);
+    decode_device(ctx, d);
     synchronize(ctx);
 
     std::vector<int> counts(B), error(1);
-    PK_CUDA_CHECK(cudaMemcpy(counts.data(), p.n_tokens, B * sizeof(int), cudaMemcpyDeviceToHost));
-    PK_CUDA_CHECK(cudaMemcpy(error.data(), p.error, sizeof(int), cudaMemcpyDeviceToHost));
+    PK_CUDA_CHECK(cudaMemcpy(counts.data(), d.n_tokens, B * sizeof(int), cudaMemcpyDeviceToHost));
+    PK_CUDA_CHECK(cudaMemcpy(error.data(), d.int_scratch + 4 * B, sizeof(int), cudaMemcpyDeviceToHost));
     PK_CHECK(error[0] == 0, kInternal, "GPU greedy decode failed (code {})", error[0]);
     std::vector<int> tok(4 * B * max_tokens);
-    PK_CUDA_CHECK(cudaMemcpy(tok.data(), dt, tok.size() * sizeof(int), cudaMemcpyDeviceToHost));
+    PK_CUDA_CHECK(cudaMemcpy(tok.data(), d.tokens, tok.size() * sizeof(int), cudaMemcpyDeviceToHost));
     PK_CUDA_CHECK(cudaMemcpy(ints.data(), di, ints.size() * sizeof(int), cudaMemcpyDeviceToHost));
     PK_CUDA_CHECK(cudaMemcpy(floats.data(), df, floats.size() * sizeof(float), cudaMemcpyDeviceToHost));
     for (int b = 0; b < batch; ++b) {
         DecoderState& s = states[b];
-        for (int i = 0; i < counts[b]; ++i) {
-            const int64_t o = b * max_tokens + i;
-            Token t;
-            t.id = tok[o];
-            t.frame = s.frames_decoded + tok[B * max_tokens + o];
-            t.duration = tok[2 * B * max_tokens + o];
-            std::memcpy(&t.confidence, &tok[3 * B * max_tokens + o], sizeof(float));
-            tokens[b].push_back(t);
-        }
+        append_device_tokens(tok.data(), counts[b], b, batch, static_cast<int>(max_tokens), s.frames_decoded, tokens[b]);
         s.started = true;
         s.lstm.h.assign(floats.begin() + b * L * H, floats.begin() + (b + 1) * L * H);
         s.lstm.c.assign(floats.begin() + B * L * H + b * L * H, floats.begin() + B * L * H + (b + 1) * L * H);
         s.pred_proj.assign(floats.begin() + 2 * B * L * H + b * J, floats.begin() + 2 * B * L * H + (b + 1) * J);
         s.time_jump = ints[B + b] - lengths[b];
         s.frames_decoded += lengths[b];
+    }
+}
+
+void append_device_tokens(const int* tokens, int count, int item, int batch, int max_tokens, int frame_offset,
+                          std::vector<Token>& out) {
+    const int64_t B = batch, M = max_tokens;
+    for (int i = 0; i < count; ++i) {
+        const int64_t o = item * M + i;
+        Token t;
+        t.id = tokens[o];
+        t.frame = frame_offset + tokens[B * M + o];
+        t.duration = tokens[2 * B * M + o];
+        std::memcpy(&t.confidence, &tokens[3 * B * M + o], sizeof(float));
+        out.push_back(t);
     }
 }
 

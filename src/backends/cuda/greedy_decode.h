@@ -67,6 +67,11 @@ private:
     std::unique_ptr<DeviceWeights> weights_;
 };
 
+// Appends item `item`'s `count` tokens from a host copy of DeviceBatch::tokens ([4, batch, max_tokens]: id, local
+// frame, duration, confidence bits), frames offset by frame_offset.
+void append_device_tokens(const int* tokens, int count, int item, int batch, int max_tokens, int frame_offset,
+                          std::vector<Token>& out);
+
 // One-call form: decodes fresh utterances (new states) and returns each item's tokens.
 std::vector<std::vector<Token>> greedy_decode_batch(CudaContext& ctx, const GreedyDecoder& decoder,
                                                     const float* fproj, int64_t max_frames, const int* lengths,

@@ -1,7 +1,4 @@
 // Kernels of the batched cache-aware streaming step (see stream_kernels.h).
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "backends/cuda/kernel_utils.cuh"
 #include "backends/cuda/stream_kernels.h"
 #include "ops/attention_range.h"
@@ -27,17 +24,6 @@ __device__ __forceinline__ float* slot_time(const SlotLayout& s, float* const* p
            (int64_t{index_in_page(slot)} * s.n_layers + layer) * s.time_rows * s.d_model;
 }
 
-// Stores v at element i of an activation buffer of act_dtype (0 float32, 1 float16, 2 bfloat16).
-__device__ __forceinline__ void store_act(void* out, int64_t i, float v, int act_dtype) {
-    if (act_dtype == 2) {
-        static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(v);
-    } else if (act_dtype == 1) {
-        static_cast<__half*>(out)[i] = __float2half_rn(v);
-    } else {
-        static_cast<float*>(out)[i] = v;
-    }
-}
-
 #define PK_GRID_STRIDE_T(I, i, n) \
     for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < static_cast<I>(n); i += static_cast<I>(gridDim.x) * blockDim.x)
 #define PK_GRID_STRIDE(i, n) \
@@ -54,19 +40,7 @@ __global__ void sub_conv_first_kernel(const float* x, I batch, I t, I f, const f
             y[i] = 0.f;
             continue;
         }
-        const float* xin = x + b * t * f;
-        const float* wk = w + co * 9;
-        float acc = 0.f;
-        for (I a = 0; a < 3; ++a) {
-            const I ts = 2 * ti + a - pad_lo;
-            if (ts < 0 || ts >= t) continue;
-            for (I c = 0; c < 3; ++c) {
-                const I fs = 2 * fi + c - pad_lo;
-                if (fs < 0 || fs >= f) continue;
-                acc += wk[a * 3 + c] * xin[ts * f + fs];
-            }
-        }
-        y[i] = fmaxf(acc + bias[co], 0.f);
+        y[i] = fmaxf(conv3x3_s2_at(x + b * t * f, w + co * 9, ti, fi, t, f, pad_lo) + bias[co], 0.f);
     }
 }
 
@@ -76,19 +50,7 @@ __global__ void sub_conv_depthwise_kernel(const float* x, I batch, I ch, I t, I 
     const I t2 = (t + pad_lo - 2) / 2 + 1, f2 = (f + pad_lo - 2) / 2 + 1;
     PK_GRID_STRIDE_T(I, i, batch * ch * t2 * f2) {
         const I fi = i % f2, ti = (i / f2) % t2, bc = i / (f2 * t2), co = bc % ch;
-        const float* xin = x + bc * t * f;
-        const float* wk = w + co * 9;
-        float acc = 0.f;
-        for (I a = 0; a < 3; ++a) {
-            const I ts = 2 * ti + a - pad_lo;
-            if (ts < 0 || ts >= t) continue;
-            for (I c = 0; c < 3; ++c) {
-                const I fs = 2 * fi + c - pad_lo;
-                if (fs < 0 || fs >= f) continue;
-                acc += wk[a * 3 + c] * xin[ts * f + fs];
-            }
-        }
-        y[i] = acc + bias[co];
+        y[i] = conv3x3_s2_at(x + bc * t * f, w + co * 9, ti, fi, t, f, pad_lo) + bias[co];
     }
 }
 
@@ -252,35 +214,6 @@ __global__ void stream_conv_kernel(SlotLayout s, float* const* pages, StepItems 
             cache[r * d] = src >= 0 && src < n ? g[src] : 0.f;
         }
     }
-}
-
-// LayerNorm of one row per block (as kernels::layer_norm: two passes, fp32 block sums), output as act_dtype.
-__global__ void layer_norm_act_kernel(float* x, const float* r, float alpha, const float* gamma, const float* beta,
-                                      float eps, int64_t cols, void* y, int act_dtype) {
-    __shared__ float shared[32];
-    const int64_t row = blockIdx.x;
-    float* xr = x + row * cols;
-    float sum = 0.f;
-    if (r) {
-        const float* rr = r + row * cols;
-        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-            const float v = xr[c] + alpha * rr[c];
-            xr[c] = v;
-            sum += v;
-        }
-    } else {
-        for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c];
-    }
-    const float mean = block_sum(sum, shared) / static_cast<float>(cols);
-    float var = 0.f;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-        const float dv = xr[c] - mean;
-        var += dv * dv;
-    }
-    var = block_sum(var, shared) / static_cast<float>(cols);
-    const float rstd = 1.f / sqrtf(var + eps);
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-        store_act(y, row * cols + c, (xr[c] - mean) * rstd * gamma[c] + beta[c], act_dtype);
 }
 
 __global__ void bias_silu_act_kernel(const float* y, const float* bias, int rows, int cols, void* out, int act_dtype) {
@@ -474,14 +407,6 @@ void stream_conv(Launch l, const SlotLayout& layout, float* const* pages, const 
     if (n <= 0 || t <= 0) return;
     stream_conv_kernel<<<grid_for(l, n), 128, 0, l.stream>>>(layout, pages, items, layer, x, batch, t, kernel, right,
                                                              drop, w, bias, y, act_dtype);
-    PK_CUDA_CHECK_LAUNCH();
-}
-
-void layer_norm_act(Launch l, float* x, const float* r, float alpha, const float* gamma, const float* beta, float eps,
-                    int64_t rows, int64_t cols, void* y, int act_dtype) {
-    if (rows <= 0 || cols <= 0) return;
-    layer_norm_act_kernel<<<static_cast<unsigned int>(rows), 256, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, cols, y,
-                                                                                act_dtype);
     PK_CUDA_CHECK_LAUNCH();
 }
 
