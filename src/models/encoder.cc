@@ -281,17 +281,23 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     std::swap(x, norm);
 }
 
-Tensor FastConformerEncoder::stream_positions(int64_t n, Device device) const {
-    // Every step of a stream has the same key count, so its 2n - 1 positional rows are built and uploaded once.
+Tensor FastConformerEncoder::position_rows(int64_t first, int64_t count, Device device) const {
+    // Streaming steps and fixed-size windows repeat the same table, so it is built and uploaded once (and a
+    // captured graph finds it on the device without a host copy).
     std::lock_guard<std::mutex> lock(pos_mu_);
-    for (const auto& [key_n, key_device, rows] : pos_cache_)
-        if (key_n == n && key_device == device) return rows;
+    for (const auto& [key_first, key_count, key_device, rows] : pos_cache_)
+        if (key_first == first && key_count == count && key_device == device) return rows;
     const int64_t d = config_.d_model;
-    Tensor pos = Tensor::empty({2 * n - 1, d});
-    ops::rel_positions(n - 1, 2 * n - 1, static_cast<int>(d), pos);
+    Tensor pos = Tensor::empty({count, d});
+    ops::rel_positions(first, count, static_cast<int>(d), pos);
+    if (count * d > (int64_t{4} << 20)) return pos.to(device);  // long inputs: not kept (up to 8 of 16 MB each)
     if (pos_cache_.size() >= 8) pos_cache_.erase(pos_cache_.begin());
-    pos_cache_.emplace_back(n, device, pos.to(device));
-    return std::get<2>(pos_cache_.back());
+    pos_cache_.emplace_back(first, count, device, pos.to(device));
+    return std::get<3>(pos_cache_.back());
+}
+
+Tensor FastConformerEncoder::stream_positions(int64_t n, Device device) const {
+    return position_rows(n - 1, 2 * n - 1, device);
 }
 
 AttentionContext FastConformerEncoder::attention_context(int context) const {
@@ -466,12 +472,10 @@ Tensor FastConformerEncoder::forward(const ExecContext& ctx, const std::vector<T
     const int64_t pos_first = windowed && att.left >= 0 ? std::min<int64_t>(att.left, t_max - 1) : t_max - 1;
     const int64_t pos_last = windowed && att.right >= 0 ? std::min<int64_t>(att.right, t_max - 1) : t_max - 1;
     const int64_t n_pos = pos_first + pos_last + 1;
-    Tensor pos_host = Tensor::empty({n_pos, d});
-    ops::rel_positions(pos_first, n_pos, static_cast<int>(d), pos_host);
-    Tensor pos = pos_host.to(ctx.device);
+    const Tensor pos = position_rows(pos_first, n_pos, ctx.device);
     if (sink) {
         sink("pos_enc_x", x.to(Device{}));
-        sink("pos_emb", pos_host.reshape({1, n_pos, d}));
+        sink("pos_emb", pos.to(Device{}).reshape({1, n_pos, d}));
     }
     for (size_t l = 0; l < layers_.size(); ++l) {
         layer_forward(ctx, layers_[l], x, pos, pos_first, lengths, att, nullptr);

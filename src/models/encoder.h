@@ -124,13 +124,15 @@ private:
                        int64_t pos_first, const std::vector<int>& lengths, const AttentionContext& att,
                        LayerCache* cache) const;
 
-    // Positional rows for n keys on a device, built once per (n, device): streaming steps repeat the same n.
+    // Positional rows pe(first), pe(first - 1), ... (count rows) on a device, built once per (first, count, device).
+    Tensor position_rows(int64_t first, int64_t count, Device device) const;
+    // The 2n - 1 rows for n keys of a streaming step.
     Tensor stream_positions(int64_t n, Device device) const;
 
     EncoderConfig config_;
     int n_stages_;
     mutable std::mutex pos_mu_;
-    mutable std::vector<std::tuple<int64_t, Device, Tensor>> pos_cache_;
+    mutable std::vector<std::tuple<int64_t, int64_t, Device, Tensor>> pos_cache_;
     Tensor conv0_w_, conv0_b_;
     std::vector<Tensor> dw_w_, dw_b_, pw_w_, pw_b_;  // per later stage; pw as [C, C]
     Tensor out_w_, out_b_;

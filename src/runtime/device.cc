@@ -1,9 +1,11 @@
 #include "runtime/device.h"
 
 #include "ops/dispatch.h"
+#include "ops/ops.h"
 #if PARAKEET_WITH_CUDA
 #include "backends/cuda/context.h"
 #include "backends/cuda/greedy_decode.h"
+#include <cuda_runtime.h>
 #endif
 
 namespace parakeet {
@@ -73,6 +75,47 @@ void DeviceRunner::decode(const Tensor& fproj, const std::vector<int>& lengths, 
                                     lengths.data(), batch, states, tokens));
             return;
     }
+}
+
+Tensor DeviceRunner::encode(const Tensor& features, std::vector<int>& lengths, const AttentionContext& att) const {
+    const FastConformerEncoder& enc = model_->encoder();
+    if (!is_cuda()) return enc.forward(ctx_, {features}, lengths, att);
+#if PARAKEET_WITH_CUDA
+    auto& cuda_ctx = *static_cast<cuda::CudaContext*>(cuda_.get());
+    const int64_t rows = features.dim(0);
+    CapturedEncoder& e = captured_[std::make_tuple(rows, att.left, att.right, att.chunked_limited)];
+    if (e.eager_only) return enc.forward(ctx_, {features}, lengths, att);
+    if (!e.in.defined()) e.in = Tensor::empty(features.shape(), DType::kF32, ctx_.device);
+    ops::copy_(ctx_, e.in, features);
+    if (e.runs++ == 0) {
+        // Eager first run: uploads weights and positional rows, grows the workspace, fixes the output's shape.
+        Tensor y = enc.forward(ctx_, {e.in}, lengths, att);
+        e.out = Tensor::empty(y.shape(), DType::kF32, ctx_.device);
+        ops::copy_(ctx_, e.out, y);
+        e.length = lengths[0];
+        return e.out;
+    }
+    // Graph keys of this runner's context: the top bit marks the encoder's, the rest hashes (F, context).
+    const uint64_t key = (uint64_t{1} << 63) | (static_cast<uint64_t>(rows) << 24) |
+                         (static_cast<uint64_t>(att.left + 1) & 0xfff) << 12 |
+                         (static_cast<uint64_t>(att.right + 1) & 0x7ff) << 1 | (att.chunked_limited ? 1 : 0);
+    try {
+        cuda::run_graph(cuda_ctx, key, [&] {
+            std::vector<int> l;
+            Tensor y = enc.forward(ctx_, {e.in}, l, att);
+            ops::copy_(ctx_, e.out, y);
+        });
+    } catch (const Error&) {
+        // Something in this forward cannot be captured: run it eagerly from now on (clearing the capture's error).
+        (void)cudaGetLastError();
+        e.eager_only = true;
+        return enc.forward(ctx_, {features}, lengths, att);
+    }
+    lengths = {e.length};
+    return e.out;
+#else
+    return enc.forward(ctx_, {features}, lengths, att);
+#endif
 }
 
 void DeviceRunner::synchronize() const {

@@ -126,7 +126,13 @@ std::vector<WindowedStep> WindowedStreamer::step_many(const DeviceRunner& runner
     }
     // The windows as one batch (each item its own length and masks: the same as encoding it alone).
     std::vector<int> lengths;
-    Tensor enc = m.encoder().forward(ctx, feats, lengths, m.encoder().attention_context(0));
+    const AttentionContext att = m.encoder().attention_context(0);
+    // A lone full-size window (the steady state of one stream) runs as a captured graph on CUDA; windows of other
+    // sizes (a stream's first and last) and batches of windows run eagerly.
+    const WindowedStreamer& w0 = *streamers[0];
+    const bool steady = n == 1 && !pending[0].s.last &&
+                        pending[0].s.buffer_end - pending[0].s.buffer_start == w0.left_ + w0.chunk_ + w0.right_;
+    Tensor enc = steady ? runner.encode(feats[0], lengths, att) : m.encoder().forward(ctx, feats, lengths, att);
     const int64_t t_max = enc.dim(1), d = enc.dim(2);
     std::vector<int64_t> n_proj(n);
     int64_t proj_max = 0;

@@ -153,8 +153,14 @@ const void* CudaContext::upload(const void* host, size_t bytes) {
     // Pinned host memory is read by kernels directly (unified addressing): tiny arrays only.
     const size_t rounded = (bytes + 255) / 256 * 256;
     if (capturing) {
+        // A pinned buffer owned by the graph (its copies read it at every replay). Allocating is a "potentially
+        // unsafe" call that would invalidate a thread-local capture: allowed for this call only.
         void* p = nullptr;
-        PK_CUDA_CHECK(cudaMallocHost(&p, rounded ? rounded : 256));
+        cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+        PK_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+        const cudaError_t status = cudaMallocHost(&p, rounded ? rounded : 256);
+        PK_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+        PK_CUDA_CHECK(status);
         capturing->owned.emplace_back(p, [](void* q) { (void)cudaFreeHost(q); });
         std::memcpy(p, host, bytes);
         return p;
