@@ -32,6 +32,16 @@ RecognizerConfig tiny_config(const std::string& mode, int shift_size) {
     return cfg;
 }
 
+// tiny-a in windowed mode with the given left/chunk/right context (seconds).
+RecognizerConfig windowed_config(double left, double chunk, double right) {
+    RecognizerConfig cfg;
+    cfg.model_path = kDir + "/model/tiny-a.nemo";
+    cfg.left_secs = left;
+    cfg.chunk_secs = chunk;
+    cfg.right_secs = right;
+    return cfg;
+}
+
 std::vector<Event> run(Recognizer& rec, const std::vector<float>& audio, int rate, size_t feed) {
     auto s = rec.create_stream();
     std::vector<Event> events;
@@ -82,11 +92,7 @@ TEST(Recognizer, CacheAwareLiveMatchesItselfAcrossFeedSizes) {
 // decode(streams) in windowed mode encodes the windows of all ready streams as one batch: every stream's tokens
 // and frames equal decoding it alone, with streams at different positions and feed sizes.
 TEST(Recognizer, WindowedManyStreamsEqualOneByOne) {
-    RecognizerConfig cfg;
-    cfg.model_path = kDir + "/model/tiny-a.nemo";
-    cfg.left_secs = 1;
-    cfg.chunk_secs = 0.48;
-    cfg.right_secs = 0.32;
+    RecognizerConfig cfg = windowed_config(1, 0.48, 0.32);
     cfg.endpoint_silence_ms = 0;
     auto rec = Recognizer::create(cfg);
     std::vector<std::vector<float>> audio;
@@ -137,11 +143,7 @@ TEST(Recognizer, WindowedManyStreamsEqualOneByOne) {
 }
 
 TEST(Recognizer, WindowedWholeInputEqualsOfflineText) {
-    RecognizerConfig cfg;
-    cfg.model_path = kDir + "/model/tiny-a.nemo";
-    cfg.left_secs = 10;
-    cfg.chunk_secs = 10;
-    cfg.right_secs = 5;
+    RecognizerConfig cfg = windowed_config(10, 10, 5);
     cfg.endpoint_silence_ms = 0;
     auto rec = Recognizer::create(cfg);
     auto model = Model::load(cfg.model_path);
@@ -158,11 +160,7 @@ TEST(Recognizer, WindowedWholeInputEqualsOfflineText) {
 }
 
 TEST(Recognizer, EventsFollowTheRules) {
-    RecognizerConfig cfg;
-    cfg.model_path = kDir + "/model/tiny-a.nemo";
-    cfg.left_secs = 1;
-    cfg.chunk_secs = 0.16;
-    cfg.right_secs = 0.16;
+    RecognizerConfig cfg = windowed_config(1, 0.16, 0.16);
     // The random tiny model emits tokens even in silence (each token's duration reaches the next), so its
     // segments rarely close; SegmentTracker's test below covers endpointing with exact frames.
     cfg.endpoint_silence_ms = 80;

@@ -66,10 +66,34 @@ __device__ int collect_active(const GreedyParams& P, int* list) {
 __device__ __forceinline__ int warp_id_global() { return (blockIdx.x * blockDim.x + threadIdx.x) >> 5; }
 __device__ __forceinline__ int warps_total() { return (gridDim.x * blockDim.x) >> 5; }
 
+// out[items[gi] * out_stride + row] = w[row] · xs[gi] + bias[row] for every row of w[rows, k] and the group's ng
+// inputs xs[ng, k] (shared memory); rows are spread over all warps of the grid, lanes over k.
+template <int kGroup>
+__device__ void group_gemv(const float* w, const float* bias, int rows, int k, const float* xs, int ng,
+                           const int* items, float* out, int64_t out_stride) {
+    const int lane = threadIdx.x & 31;
+    for (int row = warp_id_global(); row < rows; row += warps_total()) {
+        float acc[kGroup] = {};
+        const float* wr = w + int64_t{row} * k;
+        for (int j = lane; j < k; j += 32) {
+            const float wj = __ldg(wr + j);
+#pragma unroll
+            for (int gi = 0; gi < kGroup; ++gi)
+                if (gi < ng) acc[gi] += wj * xs[gi * k + j];
+        }
+#pragma unroll
+        for (int gi = 0; gi < kGroup; ++gi) {
+            if (gi >= ng) break;
+            const float sum = warp_sum(acc[gi]);
+            if (lane == 0) out[int64_t{items[gi]} * out_stride + row] = sum + bias[row];
+        }
+    }
+}
+
 // logits[b] = out_w · act(f[b, t_b] + p[b]) + out_b for the active items.
 template <int kGroup>
 __device__ void joint_phase_g(const GreedyParams& P, const int* active, int n_active, float* zs) {
-    const int J = P.joint_hidden, lane = threadIdx.x & 31;
+    const int J = P.joint_hidden;
     for (int g0 = 0; g0 < n_active; g0 += kGroup) {
         const int ng = min(kGroup, n_active - g0);
         __syncthreads();
@@ -79,22 +103,7 @@ __device__ void joint_phase_g(const GreedyParams& P, const int* active, int n_ac
             zs[i] = activate(f[j] + __ldcg(P.p + b * J + j), P.activation);
         }
         __syncthreads();
-        for (int row = warp_id_global(); row < P.n_out; row += warps_total()) {
-            float acc[kGroup] = {};
-            const float* w = P.out_w + int64_t{row} * J;
-            for (int j = lane; j < J; j += 32) {
-                const float wj = __ldg(w + j);
-#pragma unroll
-                for (int gi = 0; gi < kGroup; ++gi)
-                    if (gi < ng) acc[gi] += wj * zs[gi * J + j];
-            }
-#pragma unroll
-            for (int gi = 0; gi < kGroup; ++gi) {
-                if (gi >= ng) break;
-                const float s = warp_sum(acc[gi]);
-                if (lane == 0) P.logits[int64_t{active[g0 + gi]} * P.n_out + row] = s + P.out_b[row];
-            }
-        }
+        group_gemv<kGroup>(P.out_w, P.out_b, P.n_out, J, zs, ng, active + g0, P.logits, P.n_out);
     }
 }
 
@@ -242,7 +251,7 @@ __device__ void lstm_phase_g(const GreedyParams& P, int l, const int* items, int
 // p[b] = pred_w · g[b] + pred_b with g the last layer's new h; then h = hn for the updated items.
 template <int kGroup>
 __device__ void projection_phase_g(const GreedyParams& P, const int* items, int n_items, float* gs) {
-    const int H = P.hidden, J = P.joint_hidden, L = P.n_layers, lane = threadIdx.x & 31;
+    const int H = P.hidden, J = P.joint_hidden, L = P.n_layers;
     for (int g0 = 0; g0 < n_items; g0 += kGroup) {
         const int ng = min(kGroup, n_items - g0);
         __syncthreads();
@@ -251,22 +260,7 @@ __device__ void projection_phase_g(const GreedyParams& P, const int* items, int 
             gs[i] = __ldcg(P.hn + (int64_t{b} * L + L - 1) * H + j);
         }
         __syncthreads();
-        for (int row = warp_id_global(); row < J; row += warps_total()) {
-            float acc[kGroup] = {};
-            const float* w = P.pred_w + int64_t{row} * H;
-            for (int j = lane; j < H; j += 32) {
-                const float wj = __ldg(w + j);
-#pragma unroll
-                for (int gi = 0; gi < kGroup; ++gi)
-                    if (gi < ng) acc[gi] += wj * gs[gi * H + j];
-            }
-#pragma unroll
-            for (int gi = 0; gi < kGroup; ++gi) {
-                if (gi >= ng) break;
-                const float s = warp_sum(acc[gi]);
-                if (lane == 0) P.p[int64_t{items[g0 + gi]} * J + row] = s + P.pred_b[row];
-            }
-        }
+        group_gemv<kGroup>(P.pred_w, P.pred_b, J, H, gs, ng, items + g0, P.p, J);
     }
     const int64_t n = int64_t{n_items} * L * H;
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {

@@ -288,6 +288,18 @@ __global__ void slot_reset_kernel(SlotLayout s, float* const* pages, int slot) {
 
 int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
 
+// Launches a grid-stride kernel over n elements with 32-bit index arithmetic when n leaves room for the stride
+// (the common case: 64-bit divisions dominate these kernels), else its 64-bit instance.
+template <typename K32, typename K64, typename... Args>
+void launch_indexed(Launch l, int64_t n, K32 kernel32, K64 kernel64, Args... args) {
+    if (n < (int64_t{1} << 30)) {
+        kernel32<<<grid_for(l, n), kThreads, 0, l.stream>>>(args...);
+    } else {
+        kernel64<<<grid_for(l, n), kThreads, 0, l.stream>>>(args...);
+    }
+    PK_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 SlotLayout make_slot_layout(int64_t n_layers, int64_t cache_rows, int64_t d_model, int64_t time_rows,
@@ -321,58 +333,39 @@ void sub_conv_first(Launch l, const float* x, int64_t batch, int64_t t, int64_t 
                     int64_t c_out, int64_t pad_lo, const int* stage_len, int64_t stage_stride, float* y) {
     const int64_t n = batch * c_out * ((t + pad_lo - 2) / 2 + 1) * ((f + pad_lo - 2) / 2 + 1);
     if (n <= 0) return;
-    if (n < (int64_t{1} << 30))
-        sub_conv_first_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t, f, w, bias, c_out, pad_lo,
-                                                                     stage_len, stage_stride, y);
-    else
-        sub_conv_first_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t, f, w, bias, c_out, pad_lo,
-                                                                     stage_len, stage_stride, y);
-    PK_CUDA_CHECK_LAUNCH();
+    launch_indexed(l, n, sub_conv_first_kernel<int>, sub_conv_first_kernel<int64_t>,
+                   x, batch, t, f, w, bias, c_out, pad_lo, stage_len, stage_stride, y);
 }
 
 void sub_conv_depthwise(Launch l, const float* x, int64_t batch, int64_t c, int64_t t, int64_t f, const float* w,
                         const float* bias, int64_t pad_lo, float* y) {
     const int64_t n = batch * c * ((t + pad_lo - 2) / 2 + 1) * ((f + pad_lo - 2) / 2 + 1);
     if (n <= 0) return;
-    if (n < (int64_t{1} << 30))
-        sub_conv_depthwise_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, w, bias, pad_lo, y);
-    else
-        sub_conv_depthwise_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, w, bias, pad_lo, y);
-    PK_CUDA_CHECK_LAUNCH();
+    launch_indexed(l, n, sub_conv_depthwise_kernel<int>, sub_conv_depthwise_kernel<int64_t>,
+                   x, batch, c, t, f, w, bias, pad_lo, y);
 }
 
 void bias_relu_rows(Launch l, float* y, int64_t batch, int64_t c, int64_t t, int64_t f, const float* bias,
                     const int* stage_len, int64_t stage_stride) {
     const int64_t n = batch * c * t * f;
     if (n <= 0) return;
-    if (n < (int64_t{1} << 30))
-        bias_relu_rows_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(y, batch, c, t, f, bias, stage_len,
-                                                                     stage_stride);
-    else
-        bias_relu_rows_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(y, batch, c, t, f, bias, stage_len,
-                                                                     stage_stride);
-    PK_CUDA_CHECK_LAUNCH();
+    launch_indexed(l, n, bias_relu_rows_kernel<int>, bias_relu_rows_kernel<int64_t>,
+                   y, batch, c, t, f, bias, stage_len, stage_stride);
 }
 
 void flatten_channels_batched(Launch l, const float* x, int64_t batch, int64_t c, int64_t t, int64_t f, float* y) {
     const int64_t n = batch * c * t * f;
     if (n <= 0) return;
-    if (n < (int64_t{1} << 30))
-        flatten_channels_batched_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, y);
-    else
-        flatten_channels_batched_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, c, t, f, y);
-    PK_CUDA_CHECK_LAUNCH();
+    launch_indexed(l, n, flatten_channels_batched_kernel<int>, flatten_channels_batched_kernel<int64_t>,
+                   x, batch, c, t, f, y);
 }
 
 void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int64_t drop, int64_t t, int64_t d,
                      float alpha, const int* enc_len, float* y) {
     const int64_t n = batch * t * d;
     if (n <= 0) return;
-    if (n < (int64_t{1} << 30))
-        drop_scale_rows_kernel<int><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t_in, drop, t, d, alpha, enc_len, y);
-    else
-        drop_scale_rows_kernel<int64_t><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, batch, t_in, drop, t, d, alpha, enc_len, y);
-    PK_CUDA_CHECK_LAUNCH();
+    launch_indexed(l, n, drop_scale_rows_kernel<int>, drop_scale_rows_kernel<int64_t>,
+                   x, batch, t_in, drop, t, d, alpha, enc_len, y);
 }
 
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
