@@ -48,7 +48,7 @@ DeviceRunner::DeviceRunner(std::shared_ptr<const Model> model, Device device, Pr
                 std::shared_ptr<cuda::CudaContext> cu = cuda::create_context(o);
                 ctx_ = cuda::exec_context(*cu, precision);
                 ctx_.n_threads = n_threads;
-                decoder_ = std::make_shared<cuda::GreedyDecoder>(*cu, c, model_->weights());
+                decoder_ = std::make_shared<cuda::GreedyDecoder>(*cu, c, model_->weights(), precision);
                 cuda_ = cu;
             });
             return;

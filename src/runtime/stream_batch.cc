@@ -404,7 +404,7 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
     o.workspace_bytes = static_cast<size_t>(kMaxBatch * max_rows * max_k) * 2 + (1u << 20);
     m.cu = cuda::create_context(o);
     cuda::CudaContext& cu = *m.cu;
-    m.decoder = std::make_unique<cuda::GreedyDecoder>(cu, m.model->config(), m.model->weights());
+    m.decoder = std::make_unique<cuda::GreedyDecoder>(cu, m.model->config(), m.model->weights(), m.precision);
     m.layout = cuda::kernels::make_slot_layout(c.n_layers, C, D, c.conv_context_size[0],
                                                int64_t{m.decoder->n_layers()} * m.decoder->hidden(),
                                                m.decoder->joint_hidden());

@@ -2,9 +2,23 @@
 // src/decoding/greedy.cc (NeMo tdt/rnnt_label_looping.py) for a batch, with grid-wide barriers between its
 // phases instead of host round trips. Per iteration every active item evaluates the joint at its frame;
 // items that emitted a token then run the LSTM step and the prediction projection.
+//
+// Two kernels share the phases:
+// - batches up to kGreedySmallBatch (offline files, one stream, a few windows): every block keeps the items'
+//   loop state in shared memory and decides every item itself from the per-block argmax partials, so an
+//   iteration that emits nothing costs one grid barrier (joint, barrier, decide); logits and partials are
+//   double-buffered by iteration parity, as a block may start the next joint while another still decides.
+// - larger batches: the loop state lives in global memory, one block decides one item, and a barrier
+//   follows the decision.
+// The joint's output rows are spread over all warps of the grid; each block reduces the rows it computed to
+// one (max, argmax, Σexp) partial per item, so a decision reads gridDim.x partials instead of the vocabulary.
+// Weight matrices are float32, float16 or bfloat16 (accumulation in float32); 16-bit weights halve the bytes
+// each iteration reads and keep the decoder resident in L2.
 #include <cooperative_groups.h>
 
 #include <algorithm>
+#include <climits>
+#include <type_traits>
 
 #include "backends/cuda/kernel_utils.cuh"
 
@@ -15,15 +29,166 @@ namespace parakeet::cuda::kernels {
 namespace {
 
 // Items sharing one pass over a weight row: the joint and the prediction projection (one accumulator per item),
-// the LSTM (four gates per item).
+// the LSTM (four gates per item). A single item keeps its input in registers.
 constexpr int kMaxGroup = 32;
 constexpr int kMaxLstmGroup = 16;
 constexpr int kDecodeThreads = 256;
+constexpr int kSmall = kGreedySmallBatch;
+// Floats of an input vector one lane holds in registers (single-item path): inputs up to 32 · 32 = 1024 wide.
+constexpr int kRegFloats = 32;
+
+static_assert(kSmall <= kDecodeThreads / 32, "the small-batch decide gives each item one warp");
+
+// Weights as floats: four consecutive elements (a lane's share of a row; consecutive lanes then read consecutive
+// 16-byte chunks of x in shared memory), or one.
+template <typename W>
+struct WeightVec;
+
+template <>
+struct WeightVec<float> {
+    __device__ static void load4(const float* p, float* out) {
+        const float4 v = __ldg(reinterpret_cast<const float4*>(p));
+        out[0] = v.x;
+        out[1] = v.y;
+        out[2] = v.z;
+        out[3] = v.w;
+    }
+    __device__ static float one(const float* p) { return __ldg(p); }
+};
+
+template <typename H2, typename H>
+struct WeightVec16 {
+    __device__ static float2 pair(uint32_t bits) {
+        H2 h;
+        memcpy(&h, &bits, sizeof(h));
+        if constexpr (std::is_same_v<H, __half>) return __half22float2(h);
+        else return __bfloat1622float2(h);
+    }
+    __device__ static void load4(const H* p, float* out) {
+        const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+        const float2 a = pair(v.x), b = pair(v.y);
+        out[0] = a.x;
+        out[1] = a.y;
+        out[2] = b.x;
+        out[3] = b.y;
+    }
+    __device__ static float one(const H* p) {
+        if constexpr (std::is_same_v<H, __half>) return __half2float(p[0]);
+        else return __bfloat162float(p[0]);
+    }
+};
+
+template <>
+struct WeightVec<__half> : WeightVec16<__half2, __half> {};
+template <>
+struct WeightVec<__nv_bfloat16> : WeightVec16<__nv_bfloat162, __nv_bfloat16> {};
+
+// A k-wide input fits the registers of one warp.
+__device__ __forceinline__ bool fits_registers(int k) { return k % 4 == 0 && k <= 32 * kRegFloats; }
+
+// Lane `lane`'s slice of x[k] (shared memory): chunk c covers x[(c·32 + lane)·4, +4), the elements dot_group
+// gives this lane, so both paths sum in the same order and one item decodes bit-identically alone or in a group.
+__device__ __forceinline__ void load_registers(const float* x, int k, float* xr) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int c = 0; c < kRegFloats / 4; ++c) {
+        const int j0 = (c * 32 + lane) * 4;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) xr[c * 4 + e] = j0 < k ? x[j0 + e] : 0.f;
+    }
+}
+
+// acc += this lane's part of w_row · x with x in registers (load_registers); the caller sums over the warp.
+template <typename W>
+__device__ __forceinline__ void dot_registers(const W* w_row, const float* xr, int k, float& acc) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int c = 0; c < kRegFloats / 4; ++c) {
+        const int j0 = (c * 32 + lane) * 4;
+        if (j0 < k) {
+            float w[4];
+            WeightVec<W>::load4(w_row + j0, w);
+            acc += w[0] * xr[c * 4] + w[1] * xr[c * 4 + 1] + w[2] * xr[c * 4 + 2] + w[3] * xr[c * 4 + 3];
+        }
+    }
+}
+
+// acc[gi] += w_row · xs[gi] for the group's inputs xs[ng, k] (shared memory, 16-byte aligned rows), this lane's
+// part; the caller sums over the warp. Four weights per load, so a warp's x reads are 512 contiguous bytes
+// (conflict-free).
+template <int kGroup, typename W>
+__device__ __forceinline__ void dot_group(const W* w_row, const float* xs, int k, int ng, float* acc) {
+    const int lane = threadIdx.x & 31;
+    if (k % 4 == 0) {
+        for (int j0 = lane * 4; j0 < k; j0 += 128) {
+            float w[4];
+            WeightVec<W>::load4(w_row + j0, w);
+#pragma unroll
+            for (int gi = 0; gi < kGroup; ++gi) {
+                if (gi < ng) {
+                    const float4 x = *reinterpret_cast<const float4*>(xs + gi * k + j0);
+                    acc[gi] += w[0] * x.x + w[1] * x.y + w[2] * x.z + w[3] * x.w;
+                }
+            }
+        }
+    } else {
+        for (int j = lane; j < k; j += 32) {
+            const float w = WeightVec<W>::one(w_row + j);
+#pragma unroll
+            for (int gi = 0; gi < kGroup; ++gi)
+                if (gi < ng) acc[gi] += w * xs[gi * k + j];
+        }
+    }
+}
 
 __device__ __forceinline__ float activate(float s, int activation) {
     if (activation == 0) return s > 0.f ? s : 0.f;
     if (activation == 1) return tanhf(s);
     return 1.f / (1.f + expf(-s));
+}
+
+// Max logit (ties: the lowest index) and Σ exp(logit - max) over a set of rows. s == 0: empty.
+struct Partial {
+    float m;
+    int i;
+    double s;
+};
+static_assert(sizeof(Partial) == kGreedyPartialBytes, "partial layout");
+
+__device__ __forceinline__ Partial empty_partial() { return Partial{-INFINITY, INT_MAX, 0.0}; }
+
+__device__ __forceinline__ void merge(Partial& a, const Partial& b) {
+    if (b.s == 0.0) return;
+    if (a.s == 0.0) {
+        a = b;
+    } else if (b.m > a.m || (b.m == a.m && b.i < a.i)) {
+        a.s = b.s + a.s * exp(static_cast<double>(a.m) - static_cast<double>(b.m));
+        a.m = b.m;
+        a.i = b.i;
+    } else {
+        a.s += b.s * exp(static_cast<double>(b.m) - static_cast<double>(a.m));
+    }
+}
+
+// Every lane gets the warp's merged partial.
+__device__ __forceinline__ void warp_merge(Partial& p) {
+    for (int o = 16; o > 0; o >>= 1) {
+        Partial q;
+        q.m = __shfl_xor_sync(0xffffffffu, p.m, o);
+        q.i = __shfl_xor_sync(0xffffffffu, p.i, o);
+        q.s = __shfl_xor_sync(0xffffffffu, p.s, o);
+        merge(p, q);
+    }
+}
+
+__device__ __forceinline__ Partial load_partial(const Partial* p) {
+    return Partial{__ldcg(&p->m), __ldcg(&p->i), __ldcg(&p->s)};
+}
+
+__device__ __forceinline__ void store_partial(Partial* p, const Partial& v) {
+    p->m = v.m;
+    p->i = v.i;
+    p->s = v.s;
 }
 
 // Items b < batch with pred(b), in order, compacted into the block's shared `list` by all its threads (warp
@@ -53,157 +218,189 @@ __device__ int compact(int batch, int* list, Pred pred) {
     return total;
 }
 
-// Items with flag[b] != 0 (global memory), in order.
-__device__ int collect(const int* flag, int batch, int* list) {
-    return compact(batch, list, [flag](int b) { return __ldcg(flag + b) != 0; });
-}
-
-// Items with frames left (t < T).
-__device__ int collect_active(const GreedyParams& P, int* list) {
-    return compact(P.batch, list, [&P](int b) { return __ldcg(P.t + b) < P.lengths[b]; });
-}
-
 __device__ __forceinline__ int warp_id_global() { return (blockIdx.x * blockDim.x + threadIdx.x) >> 5; }
 __device__ __forceinline__ int warps_total() { return (gridDim.x * blockDim.x) >> 5; }
 
-// out[items[gi] * out_stride + row] = w[row] · xs[gi] + bias[row] for every row of w[rows, k] and the group's ng
-// inputs xs[ng, k] (shared memory); rows are spread over all warps of the grid, lanes over k.
-template <int kGroup>
-__device__ void group_gemv(const float* w, const float* bias, int rows, int k, const float* xs, int ng,
-                           const int* items, float* out, int64_t out_stride) {
-    const int lane = threadIdx.x & 31;
-    for (int row = warp_id_global(); row < rows; row += warps_total()) {
-        float acc[kGroup] = {};
-        const float* wr = w + int64_t{row} * k;
-        for (int j = lane; j < k; j += 32) {
-            const float wj = __ldg(wr + j);
-#pragma unroll
-            for (int gi = 0; gi < kGroup; ++gi)
-                if (gi < ng) acc[gi] += wj * xs[gi * k + j];
-        }
-#pragma unroll
-        for (int gi = 0; gi < kGroup; ++gi) {
-            if (gi >= ng) break;
-            const float sum = warp_sum(acc[gi]);
-            if (lane == 0) out[int64_t{items[gi]} * out_stride + row] = sum + bias[row];
-        }
+// Running max (ties: the first row seen, rows come in increasing order) and Σexp over one lane's rows.
+__device__ __forceinline__ void online_update(Partial& p, float v, int row) {
+    if (v > p.m) {
+        p.s = p.s * static_cast<double>(expf(p.m - v)) + 1.0;
+        p.m = v;
+        p.i = row;
+    } else {
+        p.s += static_cast<double>(expf(v - p.m));
     }
 }
 
-// logits[b] = out_w · act(f[b, t_b] + p[b]) + out_b for the active items.
-template <int kGroup>
-__device__ void joint_phase_g(const GreedyParams& P, const int* active, int n_active, float* zs) {
+// out[items[gi] * out_stride + row] = w[row] · xs[gi] + bias[row] for every row of w[rows, k] and the group's ng
+// inputs xs[ng, k] (shared memory); rows are spread over all warps of the grid, lanes over k. With `parts`, the
+// rows up to partial_rows (exclusive) this block computed are also reduced to one partial per item:
+// parts[items[gi] * kGreedyMaxBlocks + blockIdx.x] (lane gi of each warp tracks item gi).
+template <int kGroup, typename W>
+__device__ void group_gemv(const W* w, const float* bias, int rows, int k, const float* xs, int ng,
+                           const int* items, float* out, int64_t out_stride, Partial* parts = nullptr,
+                           int partial_rows = 0) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    Partial mine = empty_partial();
+    // Row `row`'s sums, every lane holding all of them: write the outputs, and lane gi folds in item gi's.
+    auto finish = [&](int row, const float* sums) {
+        float v = 0.f;
+#pragma unroll
+        for (int gi = 0; gi < kGroup; ++gi) {
+            if (gi >= ng) break;
+            const float y = sums[gi] + __ldg(bias + row);
+            if (lane == 0) out[int64_t{items[gi]} * out_stride + row] = y;
+            if (lane == gi) v = y;
+        }
+        if (parts && lane < ng && row < partial_rows) online_update(mine, v, row);
+    };
+    bool done = false;
+    if constexpr (kGroup == 1) {
+        if (fits_registers(k)) {
+            float xr[kRegFloats];
+            load_registers(xs, k, xr);
+            for (int row = warp_id_global(); row < rows; row += warps_total()) {
+                float acc = 0.f;
+                dot_registers(w + int64_t{row} * k, xr, k, acc);
+                const float sum = warp_sum(acc);
+                finish(row, &sum);
+            }
+            done = true;
+        }
+    }
+    if (!done) {
+        for (int row = warp_id_global(); row < rows; row += warps_total()) {
+            float acc[kGroup] = {};
+            dot_group<kGroup>(w + int64_t{row} * k, xs, k, ng, acc);
+#pragma unroll
+            for (int gi = 0; gi < kGroup; ++gi) acc[gi] = gi < ng ? warp_sum(acc[gi]) : 0.f;
+            finish(row, acc);
+        }
+    }
+    if (!parts) return;
+    // The block's warps' partials, merged per item.
+    __shared__ Partial warp_parts[kDecodeThreads / 32][kGroup];
+    if (lane < ng) warp_parts[warp][lane] = mine;
+    __syncthreads();
+    if (threadIdx.x < ng) {
+        Partial p = warp_parts[0][threadIdx.x];
+        for (int wi = 1; wi < (blockDim.x >> 5); ++wi) merge(p, warp_parts[wi][threadIdx.x]);
+        store_partial(parts + int64_t{items[threadIdx.x]} * kGreedyMaxBlocks + blockIdx.x, p);
+    }
+    __syncthreads();  // warp_parts is reused by the next group
+}
+
+// logits[b] = out_w · act(f[b, time_of(b)] + p[b]) + out_b for the active items, and the block's partials.
+template <int kGroup, typename W, typename TimeOf>
+__device__ void joint_phase_g(const GreedyParams& P, const int* active, int n_active, float* zs, float* logits,
+                              Partial* parts, TimeOf time_of) {
     const int J = P.joint_hidden;
     for (int g0 = 0; g0 < n_active; g0 += kGroup) {
         const int ng = min(kGroup, n_active - g0);
         __syncthreads();
         for (int i = threadIdx.x; i < ng * J; i += blockDim.x) {
             const int gi = i / J, j = i - gi * J, b = active[g0 + gi];
-            const float* f = P.fproj + b * P.item_stride + int64_t{__ldcg(P.t + b)} * J;
+            const float* f = P.fproj + b * P.item_stride + int64_t{time_of(b)} * J;
             zs[i] = activate(f[j] + __ldcg(P.p + b * J + j), P.activation);
         }
         __syncthreads();
-        group_gemv<kGroup>(P.out_w, P.out_b, P.n_out, J, zs, ng, active + g0, P.logits, P.n_out);
+        group_gemv<kGroup>(static_cast<const W*>(P.out_w), P.out_b, P.n_out, J, zs, ng, active + g0, logits, P.n_out,
+                           parts, P.blank + 1);
     }
 }
 
-// One block per active item: argmax (ties to the lowest index), confidence, duration, and the loop rules.
-__device__ void decide_phase(const GreedyParams& P, const int* active, int n_active) {
-    __shared__ float best_v[32];
-    __shared__ int best_i[32];
-    __shared__ double sums[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    for (int a = blockIdx.x; a < n_active; a += gridDim.x) {
-        const int b = active[a];
-        const float* lg = P.logits + int64_t{b} * P.n_out;
-        float bv = -INFINITY;
-        int bi = 0x7fffffff;
-        for (int i = threadIdx.x; i <= P.blank; i += blockDim.x) {
-            const float v = __ldcg(lg + i);
-            if (v > bv) {  // strided ascending: the first maximum seen is this thread's lowest index
-                bv = v;
-                bi = i;
-            }
-        }
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) {
-                bv = ov;
-                bi = oi;
-            }
-        }
-        __syncthreads();
-        if (lane == 0) {
-            best_v[warp] = bv;
-            best_i[warp] = bi;
-        }
-        __syncthreads();
-        bv = best_v[0];
-        bi = best_i[0];
-        for (int w = 1; w < n_warps; ++w)
-            if (best_v[w] > bv || (best_v[w] == bv && best_i[w] < bi)) {
-                bv = best_v[w];
-                bi = best_i[w];
-            }
-        double s = 0.0;
-        for (int i = threadIdx.x; i <= P.blank; i += blockDim.x) s += exp(static_cast<double>(__ldcg(lg + i) - bv));
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        __syncthreads();
-        if (lane == 0) sums[warp] = s;
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            double total = 0.0;
-            for (int w = 0; w < n_warps; ++w) total += sums[w];
-            const int tok = bi;
-            int dur;
-            if (P.n_dur > 0) {
-                int di = 0;
-                for (int i = 1; i < P.n_dur; ++i)
-                    if (__ldcg(lg + P.blank + 1 + i) > __ldcg(lg + P.blank + 1 + di)) di = i;
-                dur = P.durations[di];
-                if (tok == P.blank && dur == 0) dur = 1;
-            } else {
-                dur = tok == P.blank ? 1 : 0;
-            }
-            const int T = P.lengths[b];
-            const int t_tok = __ldcg(P.t + b);
-            int t = t_tok + dur;
-            P.need_lstm[b] = 0;
-            if (tok != P.blank) {
-                const int n = __ldcg(P.n_tokens + b);
-                if (n < P.max_tokens) {
-                    const int64_t o = int64_t{b} * P.max_tokens + n;
-                    P.tok_id[o] = tok;
-                    P.tok_frame[o] = t_tok;
-                    P.tok_dur[o] = P.n_dur > 0 ? dur : 0;
-                    P.tok_conf[o] = static_cast<float>(1.0 / total);
-                    P.n_tokens[b] = n + 1;
-                } else {
-                    atomicOr(P.error, 1);
-                }
-                const int run = t_tok == __ldcg(P.last_ts + b) ? __ldcg(P.run + b) + 1 : 1;
-                P.run[b] = run;
-                P.last_ts[b] = t_tok;
-                P.label[b] = tok;
-                P.need_lstm[b] = 1;
-                if (t < T && run >= P.max_symbols && t_tok == t) t += 1;  // force a step
-            }
-            P.t[b] = t;
-        }
-        __syncthreads();
+// Small groups keep fewer predicated accumulators per weight element, large ones pass over the weights fewer
+// times; a single item keeps its input in registers.
+template <typename W, typename TimeOf>
+__device__ void joint_phase(const GreedyParams& P, const int* active, int n_active, float* zs, float* logits,
+                            Partial* parts, TimeOf time_of) {
+    if (n_active == 1) {
+        joint_phase_g<1, W>(P, active, n_active, zs, logits, parts, time_of);
+    } else if (n_active <= 8) {
+        joint_phase_g<8, W>(P, active, n_active, zs, logits, parts, time_of);
+    } else {
+        joint_phase_g<kMaxGroup, W>(P, active, n_active, zs, logits, parts, time_of);
     }
 }
 
-// LSTM layer `l` for the items in `items`: gates from x (embedding of label, or layer l-1's new h) and the
+// The merged partials of item b (all threads of one warp take part; every lane gets the result).
+__device__ Partial item_best(const Partial* parts, int b) {
+    Partial acc = empty_partial();
+    for (int i = threadIdx.x & 31; i < gridDim.x; i += 32) merge(acc, load_partial(parts + int64_t{b} * kGreedyMaxBlocks + i));
+    warp_merge(acc);
+    return acc;
+}
+
+// Loop state of one item (global or shared memory).
+struct ItemState {
+    int* t;
+    int* run;
+    int* last_ts;
+    int* label;
+    int* n_tokens;
+};
+
+// The loop rules for item b after its joint: the token is best.i with confidence 1 / best.s, the duration the
+// argmax of the duration logits. Updates the state; `write` stores the token (only one block does in the
+// small-batch kernel). Returns whether a token was emitted (the predictor must step).
+__device__ bool apply_rules(const GreedyParams& P, int b, const Partial& best, const float* lg, const ItemState& s,
+                            bool write) {
+    const int tok = best.i;
+    int dur;
+    if (P.n_dur > 0) {
+        int di = 0;
+        float dv = __ldcg(lg + P.blank + 1);
+        for (int i = 1; i < P.n_dur; ++i) {
+            const float v = __ldcg(lg + P.blank + 1 + i);
+            if (v > dv) {
+                dv = v;
+                di = i;
+            }
+        }
+        dur = P.durations[di];
+        if (tok == P.blank && dur == 0) dur = 1;
+    } else {
+        dur = tok == P.blank ? 1 : 0;
+    }
+    const int T = P.lengths[b];
+    const int t_tok = *s.t;
+    int t = t_tok + dur;
+    bool emitted = false;
+    if (tok != P.blank) {
+        const int n = *s.n_tokens;
+        if (n < P.max_tokens) {
+            if (write) {
+                const int64_t o = int64_t{b} * P.max_tokens + n;
+                P.tok_id[o] = tok;
+                P.tok_frame[o] = t_tok;
+                P.tok_dur[o] = P.n_dur > 0 ? dur : 0;
+                P.tok_conf[o] = static_cast<float>(1.0 / best.s);
+            }
+            *s.n_tokens = n + 1;
+        } else if (write) {
+            atomicOr(P.error, 1);
+        }
+        const int run = t_tok == *s.last_ts ? *s.run + 1 : 1;
+        *s.run = run;
+        *s.last_ts = t_tok;
+        *s.label = tok;
+        emitted = true;
+        if (t < T && run >= P.max_symbols && t_tok == t) t += 1;  // force a step
+    }
+    *s.t = t;
+    return emitted;
+}
+
+// LSTM layer `l` for the items in `items`: gates from x (embedding of label_of(b), or layer l-1's new h) and the
 // old h; c updated in place, the new h written to hn.
-template <int kLstmGroup>
-__device__ void lstm_phase_g(const GreedyParams& P, int l, const int* items, int n_items, float* smem) {
+template <int kLstmGroup, typename W, typename LabelOf>
+__device__ void lstm_phase_g(const GreedyParams& P, int l, const int* items, int n_items, float* smem,
+                             LabelOf label_of) {
     const int H = P.hidden, lane = threadIdx.x & 31;
     float* xs = smem;
     float* hs = smem + kLstmGroup * H;
-    const float* w_ih = P.w_ih[l];
-    const float* w_hh = P.w_hh[l];
+    const W* w_ih = static_cast<const W*>(P.w_ih[l]);
+    const W* w_hh = static_cast<const W*>(P.w_hh[l]);
     const float* bias = P.bias[l];
     for (int g0 = 0; g0 < n_items; g0 += kLstmGroup) {
         const int ng = min(kLstmGroup, n_items - g0);
@@ -211,45 +408,68 @@ __device__ void lstm_phase_g(const GreedyParams& P, int l, const int* items, int
         for (int i = threadIdx.x; i < ng * H; i += blockDim.x) {
             const int gi = i / H, j = i - gi * H, b = items[g0 + gi];
             const int64_t base = (int64_t{b} * P.n_layers + l) * H;
-            xs[i] = l == 0 ? P.embed[int64_t{__ldcg(P.label + b)} * H + j] : __ldcg(P.hn + base - H + j);
+            xs[i] = l == 0 ? P.embed[int64_t{label_of(b)} * H + j] : __ldcg(P.hn + base - H + j);
             hs[i] = __ldcg(P.h + base + j);
         }
         __syncthreads();
+        // The four gates of unit u for each item of the group, summed over the warp.
+        auto update = [&](int u, int gi, const float* gate_sums) {
+            if (lane != 0) return;
+            float gate[4];
+#pragma unroll
+            for (int q = 0; q < 4; ++q) gate[q] = gate_sums[q] + __ldg(bias + q * H + u);
+            const int64_t o = (int64_t{items[g0 + gi]} * P.n_layers + l) * H + u;
+            const float ig = 1.f / (1.f + expf(-gate[0]));
+            const float fg = 1.f / (1.f + expf(-gate[1]));
+            const float gg = tanhf(gate[2]);
+            const float og = 1.f / (1.f + expf(-gate[3]));
+            const float cn = fg * __ldcg(P.c + o) + ig * gg;
+            P.c[o] = cn;
+            P.hn[o] = og * tanhf(cn);
+        };
+        if constexpr (kLstmGroup == 1) {
+            if (fits_registers(H)) {
+                float xr[kRegFloats], hr[kRegFloats];
+                load_registers(xs, H, xr);
+                load_registers(hs, H, hr);
+                for (int u = warp_id_global(); u < H; u += warps_total()) {
+                    float sums[4];
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) {
+                        // The order of dot_group's: the input weights, then the recurrent ones, one accumulator.
+                        const int64_t row = int64_t{q * H + u} * H;
+                        float acc = 0.f;
+                        dot_registers(w_ih + row, xr, H, acc);
+                        dot_registers(w_hh + row, hr, H, acc);
+                        sums[q] = warp_sum(acc);
+                    }
+                    update(u, 0, sums);
+                }
+                continue;
+            }
+        }
         for (int u = warp_id_global(); u < H; u += warps_total()) {
             float acc[4][kLstmGroup] = {};
-            for (int j = lane; j < H; j += 32) {
 #pragma unroll
-                for (int q = 0; q < 4; ++q) {
-                    const float wi = __ldg(w_ih + int64_t{q * H + u} * H + j);
-                    const float wh = __ldg(w_hh + int64_t{q * H + u} * H + j);
-#pragma unroll
-                    for (int gi = 0; gi < kLstmGroup; ++gi)
-                        if (gi < ng) acc[q][gi] += wi * xs[gi * H + j] + wh * hs[gi * H + j];
-                }
+            for (int q = 0; q < 4; ++q) {
+                const int64_t row = int64_t{q * H + u} * H;
+                dot_group<kLstmGroup>(w_ih + row, xs, H, ng, acc[q]);
+                dot_group<kLstmGroup>(w_hh + row, hs, H, ng, acc[q]);
             }
 #pragma unroll
             for (int gi = 0; gi < kLstmGroup; ++gi) {
                 if (gi >= ng) break;
-                float gate[4];
+                float sums[4];
 #pragma unroll
-                for (int q = 0; q < 4; ++q) gate[q] = warp_sum(acc[q][gi]) + bias[q * H + u];
-                if (lane == 0) {
-                    const int64_t o = (int64_t{items[g0 + gi]} * P.n_layers + l) * H + u;
-                    const float ig = 1.f / (1.f + expf(-gate[0]));
-                    const float fg = 1.f / (1.f + expf(-gate[1]));
-                    const float gg = tanhf(gate[2]);
-                    const float og = 1.f / (1.f + expf(-gate[3]));
-                    const float cn = fg * __ldcg(P.c + o) + ig * gg;
-                    P.c[o] = cn;
-                    P.hn[o] = og * tanhf(cn);
-                }
+                for (int q = 0; q < 4; ++q) sums[q] = warp_sum(acc[q][gi]);
+                update(u, gi, sums);
             }
         }
     }
 }
 
 // p[b] = pred_w · g[b] + pred_b with g the last layer's new h; then h = hn for the updated items.
-template <int kGroup>
+template <int kGroup, typename W>
 __device__ void projection_phase_g(const GreedyParams& P, const int* items, int n_items, float* gs) {
     const int H = P.hidden, J = P.joint_hidden, L = P.n_layers;
     for (int g0 = 0; g0 < n_items; g0 += kGroup) {
@@ -260,7 +480,7 @@ __device__ void projection_phase_g(const GreedyParams& P, const int* items, int 
             gs[i] = __ldcg(P.hn + (int64_t{b} * L + L - 1) * H + j);
         }
         __syncthreads();
-        group_gemv<kGroup>(P.pred_w, P.pred_b, J, H, gs, ng, items + g0, P.p, J);
+        group_gemv<kGroup>(static_cast<const W*>(P.pred_w), P.pred_b, J, H, gs, ng, items + g0, P.p, J);
     }
     const int64_t n = int64_t{n_items} * L * H;
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
@@ -270,66 +490,155 @@ __device__ void projection_phase_g(const GreedyParams& P, const int* items, int 
     }
 }
 
-// Small batches use a small group (fewer predicated accumulators per weight element), large ones a large group
-// (fewer passes over the weights).
-__device__ void joint_phase(const GreedyParams& P, const int* active, int n_active, float* zs) {
-    if (n_active <= 8) {
-        joint_phase_g<8>(P, active, n_active, zs);
-    } else {
-        joint_phase_g<kMaxGroup>(P, active, n_active, zs);
-    }
-}
-
-__device__ void lstm_phase(const GreedyParams& P, int l, const int* items, int n_items, float* smem) {
-    if (n_items <= 8) {
-        lstm_phase_g<8>(P, l, items, n_items, smem);
-    } else {
-        lstm_phase_g<kMaxLstmGroup>(P, l, items, n_items, smem);
-    }
-}
-
-__device__ void projection_phase(const GreedyParams& P, const int* items, int n_items, float* gs) {
-    if (n_items <= 8) {
-        projection_phase_g<8>(P, items, n_items, gs);
-    } else {
-        projection_phase_g<kMaxGroup>(P, items, n_items, gs);
-    }
-}
-
+template <typename W, typename LabelOf>
 __device__ void predictor_update(const GreedyParams& P, cg::grid_group& grid, const int* items, int n_items,
-                                 float* smem) {
+                                 float* smem, LabelOf label_of) {
     for (int l = 0; l < P.n_layers; ++l) {
-        lstm_phase(P, l, items, n_items, smem);
+        if (n_items == 1) {
+            lstm_phase_g<1, W>(P, l, items, n_items, smem, label_of);
+        } else if (n_items <= 8) {
+            lstm_phase_g<8, W>(P, l, items, n_items, smem, label_of);
+        } else {
+            lstm_phase_g<kMaxLstmGroup, W>(P, l, items, n_items, smem, label_of);
+        }
         grid.sync();
     }
-    projection_phase(P, items, n_items, smem);
+    if (n_items == 1) {
+        projection_phase_g<1, W>(P, items, n_items, smem);
+    } else if (n_items <= 8) {
+        projection_phase_g<8, W>(P, items, n_items, smem);
+    } else {
+        projection_phase_g<kMaxGroup, W>(P, items, n_items, smem);
+    }
     grid.sync();
 }
 
-__global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyParams P) {
-    extern __shared__ float smem[];
-    __shared__ int list[kGreedyMaxBatch + 1];
-    cg::grid_group grid = cg::this_grid();
-    const int B = P.batch, H = P.hidden, L = P.n_layers;
-    __shared__ int block_max_T;
-    if (threadIdx.x == 0) block_max_T = 0;
-    __syncthreads();
-    {
-        int m = 0;
-        for (int b = threadIdx.x; b < B; b += blockDim.x) m = max(m, P.lengths[b]);
-        atomicMax(&block_max_T, m);
-    }
-    __syncthreads();
-    const int max_T = block_max_T;
-
-    // SOS: items without carried state step the LSTM once on the blank label from the zero state.
-    const int64_t n_state = int64_t{B} * L * H;
+// Zeroes h and c of the items without carried state (they start from the SOS step).
+__device__ void zero_new_states(const GreedyParams& P) {
+    const int64_t per = int64_t{P.n_layers} * P.hidden, n_state = int64_t{P.batch} * per;
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n_state; i += int64_t{gridDim.x} * blockDim.x) {
-        if (!P.started[i / (int64_t{L} * H)]) {
+        if (!P.started[i / per]) {
             P.h[i] = 0.f;
             P.c[i] = 0.f;
         }
     }
+}
+
+__device__ int64_t iteration_limit(const GreedyParams& P) {
+    int max_T = 0;
+    for (int b = 0; b < P.batch; ++b) max_T = max(max_T, P.lengths[b]);
+    // Each iteration moves every active item forward by a frame or emits a token (at most max_symbols per
+    // frame), so the loop ends within max_T · (max_symbols + 1) iterations.
+    return int64_t{max_T} * (P.max_symbols + 1) + 1;
+}
+
+// Batches of up to kSmall items: the loop state is replicated in every block's shared memory and every block
+// decides every item (one warp each) from the same partials, so all blocks agree without a barrier after the
+// decision; block 0 alone writes tokens and the final state.
+template <typename W>
+__global__ void __launch_bounds__(kDecodeThreads) greedy_small_kernel(GreedyParams P) {
+    extern __shared__ float4 smem4[];
+    float* smem = reinterpret_cast<float*>(smem4);
+    __shared__ int s_t[kSmall], s_run[kSmall], s_last[kSmall], s_label[kSmall], s_ntok[kSmall], s_emit[kSmall];
+    __shared__ int active[kSmall], emit[kSmall];
+    __shared__ int n_active, n_emit;
+    cg::grid_group grid = cg::this_grid();
+    const int B = P.batch;
+    const bool writer = blockIdx.x == 0;
+    if (threadIdx.x < B) {
+        const int b = threadIdx.x;
+        s_t[b] = P.t[b];
+        s_run[b] = 0;
+        s_last[b] = -1;
+        s_label[b] = P.blank;
+        s_ntok[b] = 0;
+    }
+    if (threadIdx.x == 0) {
+        n_emit = 0;
+        for (int b = 0; b < B; ++b)
+            if (!P.started[b]) emit[n_emit++] = b;
+    }
+    zero_new_states(P);
+    grid.sync();
+    auto label_of = [&](int b) { return s_label[b]; };
+    if (n_emit > 0) predictor_update<W>(P, grid, emit, n_emit, smem, label_of);
+
+    const int64_t max_iterations = iteration_limit(P);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int64_t it = 0;; ++it) {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            n_active = 0;
+            for (int b = 0; b < B; ++b)
+                if (s_t[b] < P.lengths[b]) active[n_active++] = b;
+        }
+        __syncthreads();
+        const int na = n_active;
+        if (na == 0) break;
+        if (it >= max_iterations) {
+            if (writer && threadIdx.x == 0) atomicOr(P.error, 2);
+            break;
+        }
+        float* logits = P.logits + (it & 1) * int64_t{B} * P.n_out;
+        Partial* parts = static_cast<Partial*>(P.partials) + (it & 1) * int64_t{B} * kGreedyMaxBlocks;
+        joint_phase<W>(P, active, na, smem, logits, parts, [&](int b) { return s_t[b]; });
+        grid.sync();
+        if (warp < na) {
+            const int b = active[warp];
+            const Partial best = item_best(parts, b);
+            if (lane == 0) {
+                const ItemState s{&s_t[b], &s_run[b], &s_last[b], &s_label[b], &s_ntok[b]};
+                s_emit[b] = apply_rules(P, b, best, logits + int64_t{b} * P.n_out, s, writer);
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            n_emit = 0;
+            for (int a = 0; a < na; ++a)
+                if (s_emit[active[a]]) emit[n_emit++] = active[a];
+        }
+        __syncthreads();
+        if (n_emit > 0) predictor_update<W>(P, grid, emit, n_emit, smem, label_of);
+    }
+    if (writer && threadIdx.x < B) {
+        P.t[threadIdx.x] = s_t[threadIdx.x];
+        P.n_tokens[threadIdx.x] = s_ntok[threadIdx.x];
+    }
+}
+
+// One block per active item: the merged partials and the loop rules, state in global memory.
+__device__ void decide_phase(const GreedyParams& P, const int* active, int n_active, const Partial* parts) {
+    __shared__ Partial warp_best[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    for (int a = blockIdx.x; a < n_active; a += gridDim.x) {
+        const int b = active[a];
+        Partial acc = empty_partial();
+        for (int i = threadIdx.x; i < gridDim.x; i += blockDim.x)
+            merge(acc, load_partial(parts + int64_t{b} * kGreedyMaxBlocks + i));
+        warp_merge(acc);
+        __syncthreads();
+        if (lane == 0) warp_best[warp] = acc;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            Partial best = warp_best[0];
+            for (int w = 1; w < n_warps; ++w) merge(best, warp_best[w]);
+            const ItemState s{P.t + b, P.run + b, P.last_ts + b, P.label + b, P.n_tokens + b};
+            P.need_lstm[b] = apply_rules(P, b, best, P.logits + int64_t{b} * P.n_out, s, true) ? 1 : 0;
+        }
+    }
+}
+
+template <typename W>
+__global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyParams P) {
+    extern __shared__ float4 smem4[];
+    float* smem = reinterpret_cast<float*>(smem4);
+    __shared__ int list[kGreedyMaxBatch + 1];
+    cg::grid_group grid = cg::this_grid();
+    const int B = P.batch;
+    Partial* parts = static_cast<Partial*>(P.partials);
+
+    // SOS: items without carried state step the LSTM once on the blank label from the zero state.
+    zero_new_states(P);
     if (blockIdx.x == 0) {
         for (int b = threadIdx.x; b < B; b += blockDim.x) {
             P.need_lstm[b] = !P.started[b];
@@ -340,12 +649,12 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
         }
     }
     grid.sync();
-    int n_items = collect(P.need_lstm, B, list);
-    if (n_items > 0) predictor_update(P, grid, list, n_items, smem);
+    auto label_of = [&P](int b) { return __ldcg(P.label + b); };
+    auto collect_lstm = [&] { return compact(B, list, [&P](int b) { return __ldcg(P.need_lstm + b) != 0; }); };
+    int n_items = collect_lstm();
+    if (n_items > 0) predictor_update<W>(P, grid, list, n_items, smem, label_of);
 
-    // Each iteration moves every active item forward by a frame or emits a token (at most max_symbols per
-    // frame), so the loop ends within max_T · (max_symbols + 1) iterations.
-    const int64_t max_iterations = int64_t{max_T} * (P.max_symbols + 1) + 1;
+    const int64_t max_iterations = iteration_limit(P);
     for (int64_t it = 0;; ++it) {
         // Only this iteration's emitters step the predictor: an item that emitted last iteration and has since
         // run out of frames is not in decide_phase's list, so its flag must not survive to this iteration's
@@ -353,19 +662,35 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
         // chunk). The previous collect is behind a grid barrier, or all flags were already 0.
         if (blockIdx.x == 0)
             for (int b = threadIdx.x; b < B; b += blockDim.x) P.need_lstm[b] = 0;
-        const int n_active = collect_active(P, list);
+        const int n_active = compact(B, list, [&P](int b) { return __ldcg(P.t + b) < P.lengths[b]; });
         if (n_active == 0) break;
         if (it >= max_iterations) {
             if (blockIdx.x == 0 && threadIdx.x == 0) atomicOr(P.error, 2);
             break;
         }
-        joint_phase(P, list, n_active, smem);
+        joint_phase<W>(P, list, n_active, smem, P.logits, parts, [&P](int b) { return __ldcg(P.t + b); });
         grid.sync();
-        decide_phase(P, list, n_active);
+        decide_phase(P, list, n_active, parts);
         grid.sync();
-        n_items = collect(P.need_lstm, B, list);
-        if (n_items > 0) predictor_update(P, grid, list, n_items, smem);
+        n_items = collect_lstm();
+        if (n_items > 0) predictor_update<W>(P, grid, list, n_items, smem, label_of);
     }
+}
+
+template <typename W>
+void launch(Launch l, const GreedyParams& p, size_t shared) {
+    void* kernel = p.batch <= kSmall ? reinterpret_cast<void*>(greedy_small_kernel<W>)
+                                     : reinterpret_cast<void*>(greedy_decode_kernel<W>);
+    if (shared > 48 * 1024)
+        PK_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+    int per_sm = 0;
+    PK_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kDecodeThreads, shared));
+    if (per_sm < 1) throw_cuda_error(cudaErrorInvalidConfiguration, "greedy decode kernel occupancy", __FILE__, __LINE__);
+    // Two blocks per SM at most: enough warps for the weight rows, few participants in each grid barrier.
+    const unsigned int blocks = static_cast<unsigned int>(std::min(l.n_sms * std::min(per_sm, 2), kGreedyMaxBlocks));
+    GreedyParams params = p;
+    void* args[] = {&params};
+    PK_CUDA_CHECK(cudaLaunchCooperativeKernel(kernel, dim3(blocks), dim3(kDecodeThreads), args, shared, l.stream));
 }
 
 }  // namespace
@@ -378,18 +703,12 @@ size_t greedy_shared_bytes(const GreedyParams& p) {
 
 void greedy_decode(Launch l, const GreedyParams& p) {
     const size_t shared = greedy_shared_bytes(p);
-    if (shared > 48 * 1024)
-        PK_CUDA_CHECK(cudaFuncSetAttribute(greedy_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(shared)));
-    int per_sm = 0;
-    PK_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, greedy_decode_kernel, kDecodeThreads, shared));
-    if (per_sm < 1) throw_cuda_error(cudaErrorInvalidConfiguration, "greedy_decode_kernel occupancy", __FILE__, __LINE__);
-    // Two blocks per SM at most: enough warps for the weight rows, few participants in each grid barrier.
-    const unsigned int blocks = static_cast<unsigned int>(l.n_sms * min(per_sm, 2));
-    GreedyParams params = p;
-    void* args[] = {&params};
-    PK_CUDA_CHECK(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(greedy_decode_kernel), dim3(blocks),
-                                              dim3(kDecodeThreads), args, shared, l.stream));
+    switch (p.weight_type) {
+        case kGreedyF32: launch<float>(l, p, shared); return;
+        case kGreedyF16: launch<__half>(l, p, shared); return;
+        case kGreedyBF16: launch<__nv_bfloat16>(l, p, shared); return;
+    }
+    throw_cuda_error(cudaErrorInvalidValue, "greedy decode weight type", __FILE__, __LINE__);
 }
 
 }  // namespace parakeet::cuda::kernels

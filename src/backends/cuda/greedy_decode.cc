@@ -14,7 +14,7 @@ struct GreedyDecoder::DeviceWeights {
     std::vector<Tensor> w_ih, w_hh, bias;
 };
 
-GreedyDecoder::GreedyDecoder(CudaContext& ctx, const ModelConfig& c, const WeightStore& ws)
+GreedyDecoder::GreedyDecoder(CudaContext& ctx, const ModelConfig& c, const WeightStore& ws, Precision precision)
     : weights_(std::make_unique<DeviceWeights>()) {
     options_.blank_id = c.blank_id();
     options_.durations = c.is_tdt() ? c.decoding.durations : std::vector<int>{};
@@ -34,21 +34,28 @@ GreedyDecoder::GreedyDecoder(CudaContext& ctx, const ModelConfig& c, const Weigh
     activation_ = act == "relu" ? 0 : act == "tanh" ? 1 : 2;
     const Device dev{DeviceType::kCUDA, ctx.device};
     const int64_t h = hidden_, j = joint_hidden_;
+    weight_type_ = precision == Precision::kF16    ? kernels::kGreedyF16
+                   : precision == Precision::kBF16 ? kernels::kGreedyBF16
+                                                   : kernels::kGreedyF32;
+    // The matrices in the precision's weight type (device_weight converts once and caches on the context).
+    auto matrix = [&](const std::string& name, std::vector<int64_t> shape) {
+        return device_weight(ctx, ws.get(name, std::move(shape)), precision);
+    };
     DeviceWeights& w = *weights_;
     w.embed = ws.get("decoder.prediction.embed.weight", {c.decoder.vocab_size + 1, h}).to(dev);
     for (int l = 0; l < n_layers_; ++l) {
         const std::string p = "decoder.prediction.dec_rnn.lstm.";
-        w.w_ih.push_back(ws.get(fmt::format("{}weight_ih_l{}", p, l), {4 * h, h}).to(dev));
-        w.w_hh.push_back(ws.get(fmt::format("{}weight_hh_l{}", p, l), {4 * h, h}).to(dev));
+        w.w_ih.push_back(matrix(fmt::format("{}weight_ih_l{}", p, l), {4 * h, h}));
+        w.w_hh.push_back(matrix(fmt::format("{}weight_hh_l{}", p, l), {4 * h, h}));
         Tensor bi = ws.get(fmt::format("{}bias_ih_l{}", p, l), {4 * h});
         Tensor bh = ws.get(fmt::format("{}bias_hh_l{}", p, l), {4 * h});
         Tensor b = Tensor::empty({4 * h});
         for (int64_t i = 0; i < 4 * h; ++i) b.data<float>()[i] = bi.data<float>()[i] + bh.data<float>()[i];
         w.bias.push_back(b.to(dev));
     }
-    w.pred_w = ws.get("joint.pred.weight", {j, h}).to(dev);
+    w.pred_w = matrix("joint.pred.weight", {j, h});
     w.pred_b = ws.get("joint.pred.bias", {j}).to(dev);
-    w.out_w = ws.get("joint.joint_net.2.weight", {n_outputs_, j}).to(dev);
+    w.out_w = matrix("joint.joint_net.2.weight", {n_outputs_, j});
     w.out_b = ws.get("joint.joint_net.2.bias", {n_outputs_}).to(dev);
 }
 
@@ -150,8 +157,28 @@ void append_device_tokens(const int* tokens, int count, int item, int batch, int
     }
 }
 
+namespace {
+
+// Scratch layout (floats): hn [B, L·H] | logits [R, n_out] | partials [R, kGreedyMaxBlocks] (16-byte aligned),
+// with R = 2B for the small-batch kernel (double-buffered by iteration) and B otherwise.
+struct ScratchLayout {
+    int64_t logits, partials, total;
+};
+
+ScratchLayout scratch_layout(int64_t batch, int64_t lh, int64_t n_out) {
+    const int64_t rows = batch <= kernels::kGreedySmallBatch ? 2 * batch : batch;
+    const int64_t per_partial = kernels::kGreedyPartialBytes / sizeof(float);
+    ScratchLayout s;
+    s.logits = batch * lh;
+    s.partials = (s.logits + rows * n_out + per_partial - 1) / per_partial * per_partial;
+    s.total = s.partials + rows * kernels::kGreedyMaxBlocks * per_partial;
+    return s;
+}
+
+}  // namespace
+
 size_t GreedyDecoder::scratch_floats(int batch) const {
-    return static_cast<size_t>(batch) * (n_layers_ * hidden_ + n_outputs_);
+    return static_cast<size_t>(scratch_layout(batch, int64_t{n_layers_} * hidden_, n_outputs_).total);
 }
 
 size_t GreedyDecoder::int_scratch(int batch) const { return static_cast<size_t>(4) * batch + 1; }
@@ -159,18 +186,22 @@ size_t GreedyDecoder::int_scratch(int batch) const { return static_cast<size_t>(
 void GreedyDecoder::decode_device(CudaContext& ctx, const DeviceBatch& d) const {
     const int64_t B = d.batch, LH = int64_t{n_layers_} * hidden_, J = joint_hidden_, M = d.max_tokens;
     const DeviceWeights& w = *weights_;
+    const ScratchLayout layout = scratch_layout(B, LH, n_outputs_);
+    PK_CHECK(reinterpret_cast<uintptr_t>(d.scratch) % kernels::kGreedyPartialBytes == 0, kInternal,
+             "decode scratch is not 16-byte aligned");
     for (int b0 = 0; b0 < d.batch; b0 += kernels::kGreedyMaxBatch) {
         const int nb = std::min(kernels::kGreedyMaxBatch, d.batch - b0);
         kernels::GreedyParams p{};
         p.embed = w.embed.data<float>();
         for (int l = 0; l < n_layers_; ++l) {
-            p.w_ih[l] = w.w_ih[l].data<float>();
-            p.w_hh[l] = w.w_hh[l].data<float>();
+            p.w_ih[l] = w.w_ih[l].raw();
+            p.w_hh[l] = w.w_hh[l].raw();
             p.bias[l] = w.bias[l].data<float>();
         }
-        p.pred_w = w.pred_w.data<float>();
+        p.pred_w = w.pred_w.raw();
         p.pred_b = w.pred_b.data<float>();
-        p.out_w = w.out_w.data<float>();
+        p.out_w = w.out_w.raw();
+        p.weight_type = weight_type_;
         p.out_b = w.out_b.data<float>();
         p.hidden = hidden_;
         p.n_layers = n_layers_;
@@ -191,7 +222,10 @@ void GreedyDecoder::decode_device(CudaContext& ctx, const DeviceBatch& d) const 
         p.t = d.t + b0;
         p.started = d.started + b0;
         p.hn = d.scratch + b0 * LH;
-        p.logits = d.scratch + B * LH + b0 * n_outputs_;
+        // Small batches are a single launch (b0 = 0) and use 2B rows of logits and partials.
+        p.logits = d.scratch + layout.logits + b0 * n_outputs_;
+        p.partials = d.scratch + layout.partials +
+                     b0 * kernels::kGreedyMaxBlocks * (kernels::kGreedyPartialBytes / sizeof(float));
         p.label = d.int_scratch + b0;
         p.need_lstm = d.int_scratch + B + b0;
         p.run = d.int_scratch + 2 * B + b0;

@@ -15,11 +15,14 @@
 
 namespace parakeet::cuda {
 
-// Device copies of the prediction network and joint (fp32), uploaded once per model and device.
+// Device copies of the prediction network and joint, uploaded once per model and device. The LSTM, projection
+// and joint matrices are float32 for kF32/kTF32 and float16/bfloat16 for kF16/kBF16 (accumulation stays float32;
+// embeddings, biases and the carried state are float32).
 class GreedyDecoder {
 public:
     // Reads decoder.prediction.* and joint.* from `weights` (as Predictor and Joint do) and uploads them.
-    GreedyDecoder(CudaContext& ctx, const ModelConfig& config, const WeightStore& weights);
+    GreedyDecoder(CudaContext& ctx, const ModelConfig& config, const WeightStore& weights,
+                  Precision precision = Precision::kF32);
     ~GreedyDecoder();
     GreedyDecoder(const GreedyDecoder&) = delete;
     GreedyDecoder& operator=(const GreedyDecoder&) = delete;
@@ -63,7 +66,7 @@ public:
 private:
     struct DeviceWeights;
     GreedyOptions options_;
-    int hidden_ = 0, n_layers_ = 0, joint_hidden_ = 0, n_outputs_ = 0, activation_ = 0;
+    int hidden_ = 0, n_layers_ = 0, joint_hidden_ = 0, n_outputs_ = 0, activation_ = 0, weight_type_ = 0;
     std::unique_ptr<DeviceWeights> weights_;
 };
 

@@ -73,18 +73,29 @@ namespace parakeet::cuda::kernels {
 constexpr int kGreedyMaxLayers = 4;
 constexpr int kGreedyMaxDurations = 16;
 constexpr int kGreedyMaxBatch = 1024;
+// Batches up to this size take the small-batch kernel: every block keeps the items' loop state and decides
+// every item itself, so an iteration without a new token costs one grid barrier.
+constexpr int kGreedySmallBatch = 8;
+// Upper bound on the decode kernel's blocks (per-block argmax partials are stored for each).
+constexpr int kGreedyMaxBlocks = 512;
+// Bytes of one per-block argmax/softmax partial (max, index, sum of exponentials).
+constexpr int kGreedyPartialBytes = 16;
+
+enum GreedyWeights : int { kGreedyF32 = 0, kGreedyF16 = 1, kGreedyBF16 = 2 };
 
 struct GreedyParams {
-    // Weights: embed [V+1, H]; per layer w_ih/w_hh [4H, H] and bias = b_ih + b_hh [4H]; pred [J, H] + [J];
-    // out [n_out, J] + [n_out]. Gate order i, f, g, o (PyTorch LSTM).
+    // Weights: embed [V+1, H] (float32); per layer w_ih/w_hh [4H, H] and bias = b_ih + b_hh [4H]; pred [J, H] +
+    // [J]; out [n_out, J] + [n_out]. Gate order i, f, g, o (PyTorch LSTM). The matrices are weight_type (float32,
+    // float16 or bfloat16; accumulation is float32), embeddings and biases float32.
     const float* embed;
-    const float* w_ih[kGreedyMaxLayers];
-    const float* w_hh[kGreedyMaxLayers];
+    const void* w_ih[kGreedyMaxLayers];
+    const void* w_hh[kGreedyMaxLayers];
     const float* bias[kGreedyMaxLayers];
-    const float* pred_w;
+    const void* pred_w;
     const float* pred_b;
-    const float* out_w;
+    const void* out_w;
     const float* out_b;
+    int weight_type;  // GreedyWeights: the matrices' element type
     int hidden, n_layers, joint_hidden, n_out, blank, n_dur, max_symbols;
     int activation;  // 0 relu, 1 tanh, 2 sigmoid
     int durations[kGreedyMaxDurations];
@@ -100,9 +111,11 @@ struct GreedyParams {
     float* p;
     int* t;
     const int* started;
-    // Scratch: hn [B, L, H], logits [B, n_out], label/need_lstm/run/last_ts [B].
+    // Scratch: hn [B, L, H]; logits [B or 2B (small batches), n_out]; partials [B or 2B, kGreedyMaxBlocks]
+    // (16-byte aligned); label/need_lstm/run/last_ts [B].
     float* hn;
     float* logits;
+    void* partials;
     int* label;
     int* need_lstm;
     int* run;
