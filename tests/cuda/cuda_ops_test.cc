@@ -168,6 +168,65 @@ TEST_P(CudaPrecisionTest, RelPosAttention) {
     }
 }
 
+// Several items of different valid lengths run as one batch (the GPU's batched path: one set of launches per group
+// of items, masked per item) against the CPU op, and against each item run alone on the GPU (the per-item path).
+TEST_P(CudaPrecisionTest, RelPosAttentionBatchedMatchesItems) {
+    const Precision prec = GetParam();
+    struct Case {
+        int64_t batch, n_query, n_cache, n_heads, d_head;
+        int att_left, att_right, att_chunk, att_left_chunks;
+        bool empty_item;  // item 1 has no valid query (its output is all zeros)
+    };
+    const Case cases[] = {
+        {5, 23, 0, 4, 16, -1, -1, 0, 0, false},  // full context
+        {5, 23, 0, 4, 16, 4, 2, 0, 0, true},     // limited context
+        {4, 30, 0, 2, 8, 3, 0, 0, 0, false},     // limited, causal-right
+        {4, 21, 0, 2, 8, -1, -1, 4, 1, true},    // chunked_limited
+        {3, 12, 6, 2, 16, 8, 0, 0, 0, false},    // cached keys, a different first valid key per item
+        {5, 1200, 0, 4, 16, -1, -1, 0, 0, false},  // 5 items' scores exceed the budget: groups of 3 and 2
+    };
+    for (const Case& c : cases) {
+        const int64_t d = c.n_heads * c.d_head, n_key = c.n_cache + c.n_query;
+        Tensor q = rand({c.batch, c.n_query, d}), k = rand({c.batch, n_key, d}), v = rand({c.batch, n_key, d});
+        Tensor p = rand({2 * n_key - 1, d}), u = rand({c.n_heads, c.d_head}), vb = rand({c.n_heads, c.d_head});
+        std::vector<int> key_begin(c.batch), key_end(c.batch), q_valid(c.batch);
+        for (int64_t b = 0; b < c.batch; ++b) {
+            q_valid[b] = static_cast<int>(std::max<int64_t>(c.n_query - 5 * b, 1));
+            if (c.empty_item && b == 1) q_valid[b] = 0;
+            key_begin[b] = static_cast<int>(c.n_cache > 0 ? b * 2 : 0);
+            key_end[b] = static_cast<int>(c.n_cache + q_valid[b]);
+        }
+        const auto params_at = [&](int64_t b) {
+            ops::AttentionParams params;
+            params.n_heads = static_cast<int>(c.n_heads);
+            params.n_cache = static_cast<int>(c.n_cache);
+            params.att_left = c.att_left;
+            params.att_right = c.att_right;
+            params.att_chunk = c.att_chunk;
+            params.att_left_chunks = c.att_left_chunks;
+            params.key_begin = key_begin.data() + b;
+            params.key_end = key_end.data() + b;
+            params.q_valid = q_valid.data() + b;
+            return params;
+        };
+        const std::string what = fmt::format("batched attention {} B={} T={} C={} H={} dk={} L={} R={} chunk={}",
+                                             precision_name(prec), c.batch, c.n_query, c.n_cache, c.n_heads,
+                                             c.d_head, c.att_left, c.att_right, c.att_chunk);
+        Tensor out_cpu = Tensor::empty(q.shape()), out_gpu = Tensor::empty(q.shape(), DType::kF32, kGpu);
+        const Tensor q_gpu = q.to(kGpu), k_gpu = k.to(kGpu), v_gpu = v.to(kGpu), p_gpu = p.to(kGpu);
+        ops::rel_pos_attention(cpu(), q, k, v, p, u, vb, params_at(0), out_cpu);
+        ops::rel_pos_attention(gpu(prec), q_gpu, k_gpu, v_gpu, p_gpu, u, vb, params_at(0), out_gpu);
+        expect_close(out_cpu, out_gpu, tolerance(prec), what + " vs cpu");
+        for (int64_t b = 0; b < c.batch; ++b) {
+            Tensor out_item = Tensor::empty({1, c.n_query, d}, DType::kF32, kGpu);
+            ops::rel_pos_attention(gpu(prec), q_gpu.slice0(b, b + 1), k_gpu.slice0(b, b + 1),
+                                   v_gpu.slice0(b, b + 1), p_gpu, u, vb, params_at(b), out_item);
+            expect_close(out_item.to(Device{}), out_gpu.slice0(b, b + 1), tolerance(prec),
+                         fmt::format("{} vs item {} alone", what, b));
+        }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaPrecisionTest,
                          ::testing::Values(Precision::kF32, Precision::kTF32, Precision::kF16, Precision::kBF16),
                          [](const auto& param_info) { return std::string(precision_name(param_info.param)); });

@@ -23,6 +23,11 @@ struct GemmOperand {
 void gemm(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
           float alpha, const GemmOperand& a, const GemmOperand& b, float beta, float* c, int64_t ldc,
           int64_t stride_c = 0, int64_t batch = 1);
+// The same for float32 matrices that lie no fixed stride apart: a, b and c are device arrays of `batch`
+// pointers (cuBLAS's pointer-array batched GEMM).
+void gemm_batched(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                  float alpha, const float* const* a, int64_t lda, const float* const* b, int64_t ldb, float beta,
+                  float* const* c, int64_t ldc, int64_t batch);
 
 // y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n]) (+ beta · y). w is a device weight (float32 or, for the 16-bit
 // precisions, float16/bfloat16: x is then converted into the workspace first). bias is float32 or null.

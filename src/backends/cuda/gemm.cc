@@ -60,6 +60,21 @@ void gemm(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int
         CUBLAS_GEMM_DEFAULT));
 }
 
+void gemm_batched(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                  float alpha, const float* const* a, int64_t lda, const float* const* b, int64_t ldb, float beta,
+                  float* const* c, int64_t ldc, int64_t batch) {
+    if (m == 0 || n == 0 || batch == 0) return;
+    // Column-major swap as in gemm().
+    const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    PK_CUBLAS_CHECK(cublasGemmBatchedEx(
+        ctx.cublas, op_b, op_a, to_int(n, "n"), to_int(m, "m"), to_int(k, "k"), &alpha,
+        reinterpret_cast<const void* const*>(b), CUDA_R_32F, to_int(ldb, "ldb"),
+        reinterpret_cast<const void* const*>(a), CUDA_R_32F, to_int(lda, "lda"), &beta,
+        reinterpret_cast<void* const*>(c), CUDA_R_32F, to_int(ldc, "ldc"), to_int(batch, "batch"),
+        compute_type(precision, DType::kF32), CUBLAS_GEMM_DEFAULT));
+}
+
 void linear(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias, float* y,
             int64_t m, int64_t n, int64_t k, float beta) {
     if (m == 0 || n == 0) return;
