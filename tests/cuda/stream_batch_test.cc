@@ -4,6 +4,7 @@
 // tiny-a and the variant checkpoints (RNNT, two LSTM layers, biases, causal chunked_limited). Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
@@ -151,6 +152,64 @@ TEST_F(StreamBatch, BatchedDecodeWithCarriedStateEqualsSingle) {
             }
             ASSERT_EQ(a, r) << "batch vs cpu, item " << b << " chunk " << chunk;
         }
+    }
+}
+
+// 16-bit decoders run the joint of 32 or more active items on tensor cores (the joint input rounded to 16 bits):
+// 64 items decoded as one batch stay close to each item decoded alone (CUDA-core joint, float32 input) with the
+// same 16-bit weights. Agreement: 1 - edit distance / tokens, over all items.
+TEST_F(StreamBatch, HalfPrecisionLargeBatchDecodeTracksSingleItems) {
+    auto model = Model::load(kData + "/tiny-a/model/tiny-a.nemo");
+    auto ctx = cuda::create_context();
+    const int64_t jh = model->joint().hidden(), T = 24;
+    const int B = 64;
+    Tensor f = Tensor::empty({B, T, jh});
+    uint32_t seed = 11;
+    for (int64_t i = 0; i < f.numel(); ++i) {
+        seed = seed * 1664525u + 1013904223u;
+        f.data<float>()[i] = static_cast<float>(seed >> 8) / 16777216.f * 4.f - 2.f;
+    }
+    Tensor fd = f.to(Device{DeviceType::kCUDA, 0});
+    std::vector<int> lengths(B);
+    for (int b = 0; b < B; ++b) lengths[b] = static_cast<int>(T) - b % 7;
+    auto edit_distance = [](const std::vector<int>& a, const std::vector<int>& b) {
+        std::vector<size_t> row(b.size() + 1);
+        for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+        for (size_t i = 1; i <= a.size(); ++i) {
+            size_t diag = row[0];
+            row[0] = i;
+            for (size_t j = 1; j <= b.size(); ++j) {
+                const size_t up = row[j];
+                row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+                diag = up;
+            }
+        }
+        return row[b.size()];
+    };
+    for (Precision prec : {Precision::kF16, Precision::kBF16}) {
+        cuda::GreedyDecoder dec(*ctx, model->config(), model->weights(), prec);
+        std::vector<DecoderState> states(B);
+        std::vector<std::vector<Token>> batch_tokens(B);
+        dec.decode(*ctx, fd.data<float>(), T, lengths.data(), B, states, batch_tokens);
+        size_t tokens = 0, distance = 0;
+        int identical = 0;
+        for (int b = 0; b < B; ++b) {
+            std::vector<DecoderState> one(1);
+            std::vector<std::vector<Token>> toks(1);
+            dec.decode(*ctx, fd.data<float>() + b * T * jh, T, &lengths[b], 1, one, toks);
+            std::vector<int> got, want;
+            for (const Token& t : batch_tokens[b]) got.push_back(t.id);
+            for (const Token& t : toks[0]) want.push_back(t.id);
+            tokens += want.size();
+            distance += edit_distance(want, got);
+            identical += got == want ? 1 : 0;
+        }
+        const double agreement = 1.0 - static_cast<double>(distance) / static_cast<double>(tokens);
+        std::printf("[ measured ] %s decode, 64 items as one batch vs alone: %zu tokens, agreement %.4f, %d/64 items "
+                    "identical\n",
+                    precision_name(prec), tokens, agreement, identical);
+        EXPECT_GT(tokens, 200u);
+        EXPECT_GE(agreement, 0.9) << precision_name(prec);
     }
 }
 

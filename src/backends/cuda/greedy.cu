@@ -15,6 +15,7 @@
 // Weight matrices are float32, float16 or bfloat16 (accumulation in float32); 16-bit weights halve the bytes
 // each iteration reads and keep the decoder resident in L2.
 #include <cooperative_groups.h>
+#include <mma.h>
 
 #include <algorithm>
 #include <climits>
@@ -606,14 +607,123 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_small_kernel(GreedyPara
     }
 }
 
+// The joint of many items on tensor cores (16-bit weights, J a multiple of 16): logits = out_w · z + out_b with
+// z = act(f + p) staged once per iteration as 16-bit rows z16[a] (a = position in the active list; written
+// before a grid barrier). Work units are (64 items, 8 row tiles of 16): a block stages the unit's z rows in
+// shared memory, each warp multiplies one 16-row tile of out_w (fragments read once, straight from L2) with the
+// four 16-item tiles, adds the bias, writes the logits and folds them into per-item partials, stored per row
+// chunk: parts[b * kGreedyMaxBlocks + chunk]. Returns the number of partial slots (row chunks).
+constexpr int kTcItems = 64;
+constexpr int kTcTileRows = 16;
+constexpr int kTcMinItems = 32;
+
+template <typename W>
+__device__ void stage_z16(const GreedyParams& P, const int* active, int n_active, W* z16) {
+    const int J = P.joint_hidden;
+    const int64_t n = int64_t{n_active} * J;
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+        const int a = static_cast<int>(i / J), j = static_cast<int>(i % J), b = active[a];
+        const float* f = P.fproj + b * P.item_stride + int64_t{__ldcg(P.t + b)} * J;
+        const float z = activate(f[j] + __ldcg(P.p + b * J + j), P.activation);
+        if constexpr (std::is_same_v<W, __half>) z16[i] = __float2half_rn(z);
+        else z16[i] = __float2bfloat16_rn(z);
+    }
+}
+
+template <typename W>
+__device__ int joint_tensor_phase(const GreedyParams& P, const int* active, int n_active, W* zs, const W* z16,
+                                  Partial* parts) {
+    namespace wmma = nvcuda::wmma;
+    __shared__ __align__(32) float stage[kDecodeThreads / 32][16 * 16];
+    __shared__ Partial warp_parts[kDecodeThreads / 32][kTcItems];
+    const int J = P.joint_hidden, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wpb = blockDim.x >> 5;
+    const int n_row_tiles = (P.n_out + kTcTileRows - 1) / kTcTileRows;
+    const int n_chunks = (n_row_tiles + wpb - 1) / wpb;
+    const int n_groups = (n_active + kTcItems - 1) / kTcItems;
+    const W* out_w = static_cast<const W*>(P.out_w);
+    for (int unit = blockIdx.x; unit < n_groups * n_chunks; unit += gridDim.x) {
+        const int a0 = (unit / n_chunks) * kTcItems, chunk = unit % n_chunks;
+        const int ng = min(kTcItems, n_active - a0), n_tiles = (ng + 15) / 16;
+        // The unit's z rows (zero rows up to the tile boundary), 16 bytes at a time.
+        __syncthreads();
+        {
+            const int per_row = J * static_cast<int>(sizeof(W)) / 16;
+            const uint4* src = reinterpret_cast<const uint4*>(z16 + int64_t{a0} * J);
+            uint4* dst = reinterpret_cast<uint4*>(zs);
+            for (int i = threadIdx.x; i < n_tiles * 16 * per_row; i += blockDim.x)
+                dst[i] = i < ng * per_row ? __ldcg(src + i) : make_uint4(0, 0, 0, 0);
+        }
+        __syncthreads();
+        const int rt = chunk * wpb + warp;
+        if (rt < n_row_tiles) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kTcItems / 16];
+#pragma unroll
+            for (int it = 0; it < kTcItems / 16; ++it) wmma::fill_fragment(acc[it], 0.f);
+            const W* wt = out_w + int64_t{rt} * kTcTileRows * J;
+            for (int k0 = 0; k0 < J; k0 += 16) {
+                // out_w rows are B's columns: B[k, n] = out_w[rt·16 + n, k] (column-major, ld J).
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major> bf;
+                wmma::load_matrix_sync(bf, wt + k0, J);
+#pragma unroll
+                for (int it = 0; it < kTcItems / 16; ++it) {
+                    if (it < n_tiles) {
+                        wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> af;
+                        wmma::load_matrix_sync(af, zs + it * 16 * J + k0, J);
+                        wmma::mma_sync(acc[it], af, bf, acc[it]);
+                    }
+                }
+            }
+            // Tile it: [16 items][16 rows]; lane = item (lane & 15) x half of the rows (lane >> 4).
+            const int m = lane & 15, half = lane >> 4;
+#pragma unroll
+            for (int it = 0; it < kTcItems / 16; ++it) {
+                if (it >= n_tiles) break;
+                wmma::store_matrix_sync(stage[warp], acc[it], 16, wmma::mem_row_major);
+                __syncwarp();
+                const int a = a0 + it * 16 + m;
+                Partial part = empty_partial();
+                if (a < n_active) {
+                    const int b = active[a];
+                    float* lg = P.logits + int64_t{b} * P.n_out;
+                    for (int r = half * 8; r < half * 8 + 8; ++r) {
+                        const int row = rt * kTcTileRows + r;
+                        if (row >= P.n_out) break;
+                        const float v = stage[warp][m * 16 + r] + __ldg(P.out_b + row);
+                        lg[row] = v;
+                        if (row <= P.blank) online_update(part, v, row);
+                    }
+                }
+                Partial other;
+                other.m = __shfl_xor_sync(0xffffffffu, part.m, 16);
+                other.i = __shfl_xor_sync(0xffffffffu, part.i, 16);
+                other.s = __shfl_xor_sync(0xffffffffu, part.s, 16);
+                merge(part, other);
+                if (half == 0) warp_parts[warp][it * 16 + m] = part;
+                __syncwarp();
+            }
+        }
+        if (rt >= n_row_tiles) {
+            for (int i = lane; i < kTcItems; i += 32) warp_parts[warp][i] = empty_partial();
+        }
+        __syncthreads();
+        if (threadIdx.x < ng) {
+            Partial p = warp_parts[0][threadIdx.x];
+            for (int w = 1; w < wpb; ++w) merge(p, warp_parts[w][threadIdx.x]);
+            store_partial(parts + int64_t{active[a0 + threadIdx.x]} * kGreedyMaxBlocks + chunk, p);
+        }
+    }
+    return n_chunks;
+}
+
 // One block per active item: the merged partials and the loop rules, state in global memory.
-__device__ void decide_phase(const GreedyParams& P, const int* active, int n_active, const Partial* parts) {
+__device__ void decide_phase(const GreedyParams& P, const int* active, int n_active, const Partial* parts,
+                             int n_slots) {
     __shared__ Partial warp_best[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     for (int a = blockIdx.x; a < n_active; a += gridDim.x) {
         const int b = active[a];
         Partial acc = empty_partial();
-        for (int i = threadIdx.x; i < gridDim.x; i += blockDim.x)
+        for (int i = threadIdx.x; i < n_slots; i += blockDim.x)
             merge(acc, load_partial(parts + int64_t{b} * kGreedyMaxBlocks + i));
         warp_merge(acc);
         __syncthreads();
@@ -630,7 +740,7 @@ __device__ void decide_phase(const GreedyParams& P, const int* active, int n_act
 
 template <typename W>
 __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyParams P) {
-    extern __shared__ float4 smem4[];
+    extern __shared__ __align__(128) float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
     __shared__ int list[kGreedyMaxBatch + 1];
     cg::grid_group grid = cg::this_grid();
@@ -668,9 +778,21 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
             if (blockIdx.x == 0 && threadIdx.x == 0) atomicOr(P.error, 2);
             break;
         }
-        joint_phase<W>(P, list, n_active, smem, P.logits, parts, [&P](int b) { return __ldcg(P.t + b); });
+        int n_slots = gridDim.x;
+        if constexpr (!std::is_same_v<W, float>) {
+            if (P.z16 && n_active >= kTcMinItems) {
+                W* z16 = static_cast<W*>(P.z16);
+                stage_z16(P, list, n_active, z16);
+                grid.sync();
+                n_slots = joint_tensor_phase(P, list, n_active, reinterpret_cast<W*>(smem), z16, parts);
+            } else {
+                joint_phase<W>(P, list, n_active, smem, P.logits, parts, [&P](int b) { return __ldcg(P.t + b); });
+            }
+        } else {
+            joint_phase<W>(P, list, n_active, smem, P.logits, parts, [&P](int b) { return __ldcg(P.t + b); });
+        }
         grid.sync();
-        decide_phase(P, list, n_active, parts);
+        decide_phase(P, list, n_active, parts, n_slots);
         grid.sync();
         n_items = collect_lstm();
         if (n_items > 0) predictor_update<W>(P, grid, list, n_items, smem, label_of);

@@ -56,6 +56,14 @@ GreedyDecoder::GreedyDecoder(CudaContext& ctx, const ModelConfig& c, const Weigh
     w.pred_w = matrix("joint.pred.weight", {j, h});
     w.pred_b = ws.get("joint.pred.bias", {j}).to(dev);
     w.out_w = matrix("joint.joint_net.2.weight", {n_outputs_, j});
+    // The tensor-core joint reads out_w in tiles of 16 rows: a copy padded with zero rows.
+    tensor_joint_ = weight_type_ != kernels::kGreedyF32 && j % 16 == 0;
+    if (tensor_joint_) {
+        const int64_t rows = (n_outputs_ + 15) / 16 * 16;
+        Tensor padded = Tensor::zeros({rows, j}, w.out_w.dtype(), dev);
+        PK_CUDA_CHECK(cudaMemcpy(padded.raw(), w.out_w.raw(), w.out_w.nbytes(), cudaMemcpyDeviceToDevice));
+        w.out_w = padded;
+    }
     w.out_b = ws.get("joint.joint_net.2.bias", {n_outputs_}).to(dev);
 }
 
@@ -159,26 +167,27 @@ void append_device_tokens(const int* tokens, int count, int item, int batch, int
 
 namespace {
 
-// Scratch layout (floats): hn [B, L·H] | logits [R, n_out] | partials [R, kGreedyMaxBlocks] (16-byte aligned),
-// with R = 2B for the small-batch kernel (double-buffered by iteration) and B otherwise.
+// Scratch layout (floats): hn [B, L·H] | logits [R, n_out] | partials [R, kGreedyMaxBlocks] | z16 [B, J] (16-bit),
+// 16-byte aligned regions, with R = 2B for the small-batch kernel (double-buffered by iteration) and B otherwise.
 struct ScratchLayout {
-    int64_t logits, partials, total;
+    int64_t logits, partials, z16, total;
 };
 
-ScratchLayout scratch_layout(int64_t batch, int64_t lh, int64_t n_out) {
+ScratchLayout scratch_layout(int64_t batch, int64_t lh, int64_t n_out, int64_t j) {
     const int64_t rows = batch <= kernels::kGreedySmallBatch ? 2 * batch : batch;
-    const int64_t per_partial = kernels::kGreedyPartialBytes / sizeof(float);
+    auto align = [](int64_t floats) { return (floats + 3) / 4 * 4; };
     ScratchLayout s;
     s.logits = batch * lh;
-    s.partials = (s.logits + rows * n_out + per_partial - 1) / per_partial * per_partial;
-    s.total = s.partials + rows * kernels::kGreedyMaxBlocks * per_partial;
+    s.partials = align(s.logits + rows * n_out);
+    s.z16 = s.partials + rows * kernels::kGreedyMaxBlocks * (kernels::kGreedyPartialBytes / sizeof(float));
+    s.total = align(s.z16 + (batch * j + 1) / 2);
     return s;
 }
 
 }  // namespace
 
 size_t GreedyDecoder::scratch_floats(int batch) const {
-    return static_cast<size_t>(scratch_layout(batch, int64_t{n_layers_} * hidden_, n_outputs_).total);
+    return static_cast<size_t>(scratch_layout(batch, int64_t{n_layers_} * hidden_, n_outputs_, joint_hidden_).total);
 }
 
 size_t GreedyDecoder::int_scratch(int batch) const { return static_cast<size_t>(4) * batch + 1; }
@@ -186,7 +195,7 @@ size_t GreedyDecoder::int_scratch(int batch) const { return static_cast<size_t>(
 void GreedyDecoder::decode_device(CudaContext& ctx, const DeviceBatch& d) const {
     const int64_t B = d.batch, LH = int64_t{n_layers_} * hidden_, J = joint_hidden_, M = d.max_tokens;
     const DeviceWeights& w = *weights_;
-    const ScratchLayout layout = scratch_layout(B, LH, n_outputs_);
+    const ScratchLayout layout = scratch_layout(B, LH, n_outputs_, J);
     PK_CHECK(reinterpret_cast<uintptr_t>(d.scratch) % kernels::kGreedyPartialBytes == 0, kInternal,
              "decode scratch is not 16-byte aligned");
     for (int b0 = 0; b0 < d.batch; b0 += kernels::kGreedyMaxBatch) {
@@ -226,6 +235,8 @@ void GreedyDecoder::decode_device(CudaContext& ctx, const DeviceBatch& d) const 
         p.logits = d.scratch + layout.logits + b0 * n_outputs_;
         p.partials = d.scratch + layout.partials +
                      b0 * kernels::kGreedyMaxBlocks * (kernels::kGreedyPartialBytes / sizeof(float));
+        // 16-bit rows: b0 * J halves are 16-byte aligned as b0 is a multiple of kGreedyMaxBatch.
+        p.z16 = tensor_joint_ ? reinterpret_cast<uint16_t*>(d.scratch + layout.z16) + b0 * J : nullptr;
         p.label = d.int_scratch + b0;
         p.need_lstm = d.int_scratch + B + b0;
         p.run = d.int_scratch + 2 * B + b0;

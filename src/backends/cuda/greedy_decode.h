@@ -67,6 +67,7 @@ private:
     struct DeviceWeights;
     GreedyOptions options_;
     int hidden_ = 0, n_layers_ = 0, joint_hidden_ = 0, n_outputs_ = 0, activation_ = 0, weight_type_ = 0;
+    bool tensor_joint_ = false;  // 16-bit weights and joint_hidden % 16 == 0: large batches use tensor cores
     std::unique_ptr<DeviceWeights> weights_;
 };
 

@@ -46,22 +46,44 @@ void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, con
 void conv2d_3x3_s2(Launch l, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
                    int64_t c_out, bool depthwise, int64_t pad_lo, float* y);
 
-// Attention helpers for one batch item and query block [i0, i0 + nb) (see attention.cc).
-// qu/qv[H, nb, dk] = q[i0 + i, h·dk + c] + u/v[h, c].
+// Attention helpers for a query block [i0, i0 + nb) of one batch item, or for blocks of n_items items at once
+// (rows [0, nb) of each; see attention.cc).
+// qu/qv[H, nb, dk] = q[i0 + i, h·dk + c] + u/v[h, c] (nb may span consecutive items: their rows are contiguous).
 void attention_bias_queries(Launch l, const float* q, int64_t d_model, int64_t n_heads, int64_t d_head, int64_t nb,
                             const float* pos_bias_u, const float* pos_bias_v, float* qu, float* qv);
 struct AttentionSoftmaxArgs {
-    int64_t n_heads, nb, nk, nr;
+    int64_t n_heads, n_items, nb, nk, ld, nr;  // ld: row stride of ac (>= nk)
     int64_t j0;           // first key of the block
     int64_t qpos0;        // n_cache + i0: position of query row 0
     int64_t att_left, att_right, att_chunk, att_left_chunks;
-    int64_t key_begin, key_end;  // valid keys of the batch item (absolute)
+    int64_t key_begin, key_end;  // valid keys of the batch item (absolute); n_items == 1 only
     int64_t pos_first, r0;
-    int64_t valid_rows;   // rows >= this are zeroed
+    int64_t valid_rows;   // rows >= this are zeroed; n_items == 1 only
+    const int* items;     // device [n_items][3]: key_begin, key_end, valid_rows per item; null when n_items == 1
     float denom;          // sqrt(d_head): scores are divided after the sum, as NeMo does
 };
-// ac[H, nb, nk] (in) -> probabilities (out, zeros outside each row's allowed keys); bd[H, nb, nr].
+// ac[H, n_items, nb, ld] (in) -> probabilities (out, zeros outside each row's allowed keys, columns >= nk
+// untouched); bd[H, n_items, nb, nr].
 void attention_softmax(Launch l, const AttentionSoftmaxArgs& a, float* ac, const float* bd);
+// Pointer arrays of the batched path's GEMMs over items x heads (z = h · n_items + b), which no single stride
+// can express (K, V and the output of item b, head h start at b·n_key·d_model + h·d_head); also copies the
+// items' key ranges from the pinned staging buffer to device memory (items_host -> items).
+struct AttentionBatchSetup {
+    int64_t n_heads, n_items, nq, n_key, d_head, ld, j0;
+    const float* qu;  // [H, n_items, nq, d_head]
+    const float* k;   // item 0's keys and values [n_items, n_key, H·d_head]
+    const float* v;
+    float* ac;        // [H, n_items, nq, ld]
+    float* out;       // [n_items, nq, H·d_head]
+    const float** qu_ptrs;
+    const float** k_ptrs;   // row j0 of item b, head h
+    const float** v_ptrs;
+    float** ac_ptrs;
+    float** out_ptrs;
+    const int* items_host;  // [n_items][3]
+    int* items;
+};
+void attention_batch_setup(Launch l, const AttentionBatchSetup& a);
 
 }  // namespace kernels
 }  // namespace parakeet::cuda
@@ -116,6 +138,9 @@ struct GreedyParams {
     float* hn;
     float* logits;
     void* partials;
+    // [B, joint_hidden] 16-bit joint inputs for the tensor-core joint of large batches, or null (float32 weights,
+    // joint_hidden not a multiple of 16): then out_w must have its rows padded with zeros to a multiple of 16.
+    void* z16;
     int* label;
     int* need_lstm;
     int* run;
