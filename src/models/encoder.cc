@@ -162,32 +162,35 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     const int64_t ff = d * config_.ff_expansion_factor;
     const Device dev = ctx.device;
     auto empty = [dev](const Shape& shape) { return Tensor::empty(shape, DType::kF32, dev); };
-    Tensor norm = empty({batch, t, d});
-    Tensor hidden = empty({batch, t, ff});
+    // The norms and the FFN's hidden activations are GEMM inputs only: on CUDA at fp16/bf16 they are written in
+    // 16 bits by the ops that produce them. Residual adds are fused into the following norm.
+    const DType act = ops::gemm_input_dtype(ctx);
+    Tensor norm = Tensor::empty({batch, t, d}, act, dev);
+    Tensor hidden = Tensor::empty({batch, t, ff}, act, dev);
     Tensor tmp = empty({batch, t, d});
 
-    auto feed_forward = [&](const Tensor& nw, const Tensor& nb, const Tensor& w1, const Tensor& b1,
-                            const Tensor& w2, const Tensor& b2) {
-        ops::layer_norm(ctx, x, nw, nb, 1e-5f, norm);
-        ops::linear(ctx, norm, w1, b1.defined() ? &b1 : nullptr, hidden);
-        ops::silu_(ctx, hidden);
+    // tmp = FFN(norm) (the caller adds half of it to x).
+    auto feed_forward = [&](const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
+        ops::linear_silu(ctx, norm, w1, b1.defined() ? &b1 : nullptr, hidden);
         ops::linear(ctx, hidden, w2, b2.defined() ? &b2 : nullptr, tmp);
-        ops::add_scaled_(ctx, x, tmp, 0.5f);
     };
 
     // FF1 (half residual).
-    feed_forward(w.ff1_norm_w, w.ff1_norm_b, w.ff1_w1, w.ff1_b1, w.ff1_w2, w.ff1_b2);
+    ops::add_layer_norm_(ctx, x, Tensor(), 0.f, w.ff1_norm_w, w.ff1_norm_b, 1e-5f, norm);
+    feed_forward(w.ff1_w1, w.ff1_b1, w.ff1_w2, w.ff1_b2);
 
-    // Self-attention. With a cache, keys/values come from [cache; chunk] (NeMo MultiHeadAttention.update_cache).
-    ops::layer_norm(ctx, x, w.att_norm_w, w.att_norm_b, 1e-5f, norm);
+    // Self-attention. With a cache, keys/values come from [cache; chunk] (NeMo MultiHeadAttention.update_cache);
+    // the cache keeps float32 rows of the norm.
+    Tensor att_norm = cache ? empty({batch, t, d}) : norm;
+    ops::add_layer_norm_(ctx, x, tmp, 0.5f, w.att_norm_w, w.att_norm_b, 1e-5f, att_norm);
     const int64_t n_cache = cache ? cache->channel.dim(1) : 0;
-    Tensor kv_in = norm;
+    Tensor kv_in = att_norm;
     if (cache) {
         kv_in = empty({batch, n_cache + t, d});
         for (int64_t b = 0; b < batch; ++b) {
             Tensor dst_c = rows(kv_in, b, 0, n_cache), dst_x = rows(kv_in, b, n_cache, n_cache + t);
             ops::copy_(ctx, dst_c, rows(cache->channel, b, 0, n_cache));
-            ops::copy_(ctx, dst_x, rows(norm, b, 0, t));
+            ops::copy_(ctx, dst_x, rows(att_norm, b, 0, t));
         }
         // Next cache: [cache[keep:], chunk[:keep]], then its last C rows (Python slicing, as NeMo).
         const auto [c0, c1] = py_slice(n_cache, cache->keep, std::nullopt);
@@ -204,13 +207,13 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
             }
             if (x1 > chunk_begin) {
                 Tensor dst = rows(cache->next_channel, b, from_cache, kept);
-                ops::copy_(ctx, dst, rows(norm, b, chunk_begin, x1));
+                ops::copy_(ctx, dst, rows(att_norm, b, chunk_begin, x1));
             }
         }
     }
     const int64_t n_key = n_cache + t;
     Tensor q = empty({batch, t, d}), k = empty({batch, n_key, d}), v = empty({batch, n_key, d});
-    ops::linear(ctx, norm, w.q_w, w.q_b.defined() ? &w.q_b : nullptr, q);
+    ops::linear(ctx, att_norm, w.q_w, w.q_b.defined() ? &w.q_b : nullptr, q);
     ops::linear(ctx, kv_in, w.k_w, w.k_b.defined() ? &w.k_b : nullptr, k);
     ops::linear(ctx, kv_in, w.v_w, w.v_b.defined() ? &w.v_b : nullptr, v);
     Tensor p = empty({pos.dim(0), d});
@@ -234,19 +237,18 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     params.pos_first = pos_first;
     ops::rel_pos_attention(ctx, q, k, v, p, w.pos_bias_u, w.pos_bias_v, params, att_out);
     ops::linear(ctx, att_out, w.out_w, w.out_b.defined() ? &w.out_b : nullptr, tmp);
-    ops::add_scaled_(ctx, x, tmp, 1.f);
 
     // Convolution module: pointwise (2d) -> GLU -> pad mask -> depthwise+BN -> SiLU -> pointwise.
-    ops::layer_norm(ctx, x, w.conv_norm_w, w.conv_norm_b, 1e-5f, norm);
+    ops::add_layer_norm_(ctx, x, tmp, 1.f, w.conv_norm_w, w.conv_norm_b, 1e-5f, norm);
     Tensor pw1 = empty({batch, t, 2 * d});
     ops::linear(ctx, norm, w.pw1_w, w.pw1_b.defined() ? &w.pw1_b : nullptr, pw1);
-    Tensor glu = empty({batch, t, d});
-    ops::glu(ctx, pw1, glu);
-    ops::zero_after_lengths_(ctx, glu, lengths.data());
     Tensor dw = empty({batch, t, d});
     if (!cache) {
-        ops::depthwise_conv1d(ctx, glu, w.dw_w, &w.dw_b, config_.conv_context_size[0], dw);
+        ops::glu_conv_silu(ctx, pw1, lengths.data(), w.dw_w, w.dw_b, config_.conv_context_size[0], dw);
     } else {
+        Tensor glu = empty({batch, t, d});
+        ops::glu(ctx, pw1, glu);
+        ops::zero_after_lengths_(ctx, glu, lengths.data());
         // NeMo CausalConv1D.update_cache: Gpad = [cache | G | zeros(right)], convolved without padding.
         const int64_t kc = cache->time.dim(1), right = config_.conv_context_size[1];
         Tensor gin = empty({batch, kc + t, d}), gout = empty({batch, kc + t, d});
@@ -270,15 +272,16 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
                 ops::copy_(ctx, row, rows(gin, b, src0, src1));
             }
         }
+        ops::silu_(ctx, dw);
     }
-    ops::silu_(ctx, dw);
     ops::linear(ctx, dw, w.pw2_w, w.pw2_b.defined() ? &w.pw2_b : nullptr, tmp);
-    ops::add_scaled_(ctx, x, tmp, 1.f);
 
-    // FF2 (half residual), then the output norm.
-    feed_forward(w.ff2_norm_w, w.ff2_norm_b, w.ff2_w1, w.ff2_b1, w.ff2_w2, w.ff2_b2);
-    ops::layer_norm(ctx, x, w.out_norm_w, w.out_norm_b, 1e-5f, norm);
-    std::swap(x, norm);
+    // FF2 (half residual), then the output norm (float32: the next layer's input).
+    ops::add_layer_norm_(ctx, x, tmp, 1.f, w.ff2_norm_w, w.ff2_norm_b, 1e-5f, norm);
+    feed_forward(w.ff2_w1, w.ff2_b1, w.ff2_w2, w.ff2_b2);
+    Tensor out = empty({batch, t, d});
+    ops::add_layer_norm_(ctx, x, tmp, 0.5f, w.out_norm_w, w.out_norm_b, 1e-5f, out);
+    std::swap(x, out);
 }
 
 Tensor FastConformerEncoder::position_rows(int64_t first, int64_t count, Device device) const {

@@ -30,8 +30,12 @@ void check_f32(const Tensor& t, const char* op, const char* what) {
 int64_t rows_of(const Tensor& t) { return t.numel() / t.dim(-1); }
 }  // namespace
 
+DType gemm_input_dtype(const ExecContext& ctx) {
+    if (ctx.device.type != DeviceType::kCUDA) return DType::kF32;
+    return ctx.precision == Precision::kF16 ? DType::kF16 : ctx.precision == Precision::kBF16 ? DType::kBF16 : DType::kF32;
+}
+
 void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, float beta) {
-    check_f32(x, "linear", "x");
     check_f32(w, "linear", "w");
     const int64_t k = x.dim(-1), n = w.dim(0), m = rows_of(x);
     PK_CHECK(w.rank() == 2 && w.dim(1) == k, kInternal, "linear: x {} vs w {}", shape_str(x.shape()),
@@ -39,6 +43,15 @@ void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tens
     PK_CHECK(y.dim(-1) == n && rows_of(y) == m, kInternal, "linear: y {} for x {} w {}", shape_str(y.shape()),
              shape_str(x.shape()), shape_str(w.shape()));
     PK_CHECK(!bias || bias->numel() == n, kInternal, "linear: bias size {} != {}", bias->numel(), n);
+    if (x.dtype() != DType::kF32) {
+        PK_CHECK(x.dtype() == gemm_input_dtype(ctx) && beta == 0.f, kInternal, "linear: {} input on {}",
+                 dtype_name(x.dtype()), ctx.device.str());
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "linear", {&x, &y});
+                   cuda::linear_x16(*ctx.cuda, ctx.precision, x.raw(), x.dtype(),
+                                    cuda::device_weight(*ctx.cuda, w, ctx.precision),
+                                    bias ? cuda::weight_f32(*ctx.cuda, *bias) : nullptr, y.data<float>(), m, n, k));
+        return;
+    }
     dispatch(ctx, "linear", [&] {
         cpu::sgemm(false, true, m, n, k, 1.f, x.data<float>(), k, w.data<float>(), k, beta, y.data<float>(), n);
         if (bias) cpu::add_bias_rows(y.data<float>(), bias->data<float>(), m, n);
@@ -48,6 +61,67 @@ void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tens
                                 cuda::device_weight(*ctx.cuda, w, ctx.precision),
                                 bias ? cuda::weight_f32(*ctx.cuda, *bias) : nullptr, y.data<float>(), m, n, k, beta));
     });
+}
+
+void add_layer_norm_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
+                     const Tensor& beta, float eps, Tensor& y) {
+    const int64_t cols = x.dim(-1);
+    PK_CHECK(gamma.numel() == cols && beta.numel() == cols && y.numel() == x.numel() &&
+                 (!r.defined() || r.numel() == x.numel()),
+             kInternal, "add_layer_norm: x {} gamma {} beta {}", shape_str(x.shape()), shape_str(gamma.shape()),
+             shape_str(beta.shape()));
+    PK_CHECK(y.dtype() == DType::kF32 || y.dtype() == gemm_input_dtype(ctx), kInternal,
+             "add_layer_norm: {} output on {}", dtype_name(y.dtype()), ctx.device.str());
+    dispatch(ctx, "add_layer_norm", [&] {
+        if (r.defined()) cpu::add_scaled(x.data<float>(), r.data<float>(), alpha, x.numel());
+        cpu::layer_norm(x.data<float>(), gamma.data<float>(), beta.data<float>(), eps, rows_of(x), cols,
+                        y.data<float>());
+    }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "add_layer_norm", {&x, &r, &y});
+                   cuda::add_layer_norm_to(*ctx.cuda, x.data<float>(), r.defined() ? r.data<float>() : nullptr, alpha,
+                                           cuda::weight_f32(*ctx.cuda, gamma), cuda::weight_f32(*ctx.cuda, beta), eps,
+                                           rows_of(x), cols, y.raw(), y.dtype()));
+    });
+}
+
+void linear_silu(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+    if (x.dtype() == DType::kF32) {
+        PK_CHECK(y.dtype() == DType::kF32, kInternal, "linear_silu: float32 input, {} output", dtype_name(y.dtype()));
+        linear(ctx, x, w, bias, y);
+        silu_(ctx, y);
+        return;
+    }
+    check_f32(w, "linear_silu", "w");
+    const int64_t k = x.dim(-1), n = w.dim(0), m = rows_of(x);
+    PK_CHECK(x.dtype() == gemm_input_dtype(ctx) && y.dtype() == x.dtype() && w.rank() == 2 && w.dim(1) == k &&
+                 y.dim(-1) == n && rows_of(y) == m && (!bias || bias->numel() == n),
+             kInternal, "linear_silu: x {} {} w {} y {} {}", shape_str(x.shape()), dtype_name(x.dtype()),
+             shape_str(w.shape()), shape_str(y.shape()), dtype_name(y.dtype()));
+    PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "linear_silu", {&x, &y});
+               cuda::linear_x16_bias_silu(*ctx.cuda, ctx.precision, x.raw(), x.dtype(),
+                                          cuda::device_weight(*ctx.cuda, w, ctx.precision),
+                                          bias ? cuda::weight_f32(*ctx.cuda, *bias) : nullptr, y.raw(), m, n, k));
+}
+
+void glu_conv_silu(const ExecContext& ctx, const Tensor& x, const int* lengths, const Tensor& w, const Tensor& bias,
+                   int pad_left, Tensor& y) {
+    PK_CHECK(x.rank() == 3 && y.rank() == 3 && x.dim(0) == y.dim(0) && x.dim(1) == y.dim(1) &&
+                 x.dim(2) == 2 * y.dim(2) && w.rank() == 2 && w.dim(0) == y.dim(2),
+             kInternal, "glu_conv_silu: x {} y {} w {}", shape_str(x.shape()), shape_str(y.shape()),
+             shape_str(w.shape()));
+    if (ctx.device.type != DeviceType::kCUDA) {
+        // The CPU runs the steps one by one (the same arithmetic).
+        Tensor g = Tensor::empty(y.shape(), DType::kF32, ctx.device);
+        glu(ctx, x, g);
+        if (lengths) zero_after_lengths_(ctx, g, lengths);
+        depthwise_conv1d(ctx, g, w, &bias, pad_left, y);
+        silu_(ctx, y);
+        return;
+    }
+    PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "glu_conv_silu", {&x, &y});
+               cuda::glu_depthwise_conv1d_silu(*ctx.cuda, x.data<float>(), lengths, cuda::weight_f32(*ctx.cuda, w),
+                                               cuda::weight_f32(*ctx.cuda, bias), y.dim(0), y.dim(1), y.dim(2),
+                                               w.dim(1), pad_left, y.data<float>()));
 }
 
 void matmul(const ExecContext& ctx, const Tensor& a, const Tensor& b, Tensor& y, float alpha) {

@@ -8,11 +8,25 @@
 
 namespace parakeet::ops {
 
-// y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]) (+ beta · y). PyTorch Linear layout for w.
+// y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]) (+ beta · y). PyTorch Linear layout for w. x is float32, or
+// gemm_input_dtype(ctx) (beta must then be 0).
 void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
             float beta = 0.f);
 // y[M, N] = a[M, K] · b[K, N] (row-major, no transposes), alpha scaled.
 void matmul(const ExecContext& ctx, const Tensor& a, const Tensor& b, Tensor& y, float alpha = 1.f);
+
+// The dtype in which `linear`, `linear_silu` take their input on ctx: the 16-bit type of the fp16/bf16 precisions
+// on CUDA (the producing op writes it, so no conversion pass runs before the GEMM), else float32.
+DType gemm_input_dtype(const ExecContext& ctx);
+// x += alpha · r (r undefined: x unchanged), then y = LayerNorm(x). y is float32 or gemm_input_dtype(ctx).
+void add_layer_norm_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
+                     const Tensor& beta, float eps, Tensor& y);
+// y = SiLU(x · wᵀ + bias); x and y float32 or both gemm_input_dtype(ctx) (y is then only read by `linear`).
+void linear_silu(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
+// The conformer conv module's middle: y = SiLU(dwconv(GLU(x) with rows t >= lengths[b] zeroed) + bias),
+// x[B, T, 2C] -> y[B, T, C]; w[C, K] with the BatchNorm folded in, `pad_left` as depthwise_conv1d.
+void glu_conv_silu(const ExecContext& ctx, const Tensor& x, const int* lengths, const Tensor& w, const Tensor& bias,
+                   int pad_left, Tensor& y);
 
 // y = LayerNorm(x) over the last dimension with gamma/beta; eps inside the square root.
 void layer_norm(const ExecContext& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,

@@ -1,5 +1,6 @@
 // Wrappers from the backend API (cuda_ops.h) to the kernel launchers, and the small host-side glue.
 #include "backends/cuda/cuda_ops.h"
+#include "backends/cuda/stream_kernels.h"
 
 #include "backends/cuda/context_impl.h"
 #include "backends/cuda/kernels.h"
@@ -84,6 +85,37 @@ void zero_after_lengths(CudaContext& ctx, float* x, const int* lengths, int64_t 
     if (batch * t * d <= 0) return;
     const int* dev_lengths = static_cast<const int*>(ctx.upload(lengths, static_cast<size_t>(batch) * sizeof(int)));
     kernels::zero_after_lengths(launch(ctx), x, dev_lengths, batch, t, d);
+}
+
+namespace {
+int act_code(DType dtype) {
+    PK_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16, kInternal,
+             "16-bit activations: unsupported dtype {}", dtype_name(dtype));
+    return dtype == DType::kF16 ? 1 : dtype == DType::kBF16 ? 2 : 0;
+}
+}  // namespace
+
+void linear_x16(CudaContext& ctx, Precision precision, const void* x16, DType dtype, const Tensor& w,
+                const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
+    if (m == 0 || n == 0) return;
+    PK_CHECK(w.dtype() == dtype, kInternal, "linear_x16: input {} but weight {}", dtype_name(dtype),
+             dtype_name(w.dtype()));
+    gemm(ctx, precision, false, true, m, n, k, 1.f, GemmOperand{x16, dtype, k}, GemmOperand{w.raw(), w.dtype(), k}, 0.f,
+         y, n);
+    if (bias) add_bias_rows(ctx, y, bias, m, n);
+}
+
+void linear_x16_bias_silu(CudaContext& ctx, Precision precision, const void* x16, DType dtype, const Tensor& w,
+                          const float* bias, void* y16, int64_t m, int64_t n, int64_t k) {
+    if (m == 0 || n == 0) return;
+    float* y = static_cast<float*>(ctx.scratch(static_cast<size_t>(m * n) * sizeof(float)));
+    linear_x16(ctx, precision, x16, dtype, w, nullptr, y, m, n, k);
+    kernels::bias_silu_act(launch(ctx), y, bias, m, n, y16, act_code(dtype));
+}
+
+void add_layer_norm_to(CudaContext& ctx, float* x, const float* r, float alpha, const float* gamma, const float* beta,
+                       float eps, int64_t rows, int64_t cols, void* y, DType dtype) {
+    kernels::layer_norm_act(launch(ctx), x, r, alpha, gamma, beta, eps, rows, cols, y, act_code(dtype));
 }
 
 void linear_bias_silu(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias,

@@ -37,6 +37,18 @@ void linear(CudaContext& ctx, Precision precision, const float* x, const Tensor&
 void linear_bias_silu(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias,
                       float* y, int64_t m, int64_t n, int64_t k);
 
+// 16-bit GEMM inputs (fp16/bf16 precisions): the kernels that feed a GEMM write its input in the GEMM's dtype, so
+// no conversion pass runs before it. x16 is float16/bfloat16 (`dtype`, the same as w's).
+// y[m, n] = x16 · wᵀ (+ bias) in float32.
+void linear_x16(CudaContext& ctx, Precision precision, const void* x16, DType dtype, const Tensor& w,
+                const float* bias, float* y, int64_t m, int64_t n, int64_t k);
+// y16[m, n] = SiLU(x16 · wᵀ + bias) written as `dtype` (the GEMM's float32 output goes through the workspace).
+void linear_x16_bias_silu(CudaContext& ctx, Precision precision, const void* x16, DType dtype, const Tensor& w,
+                          const float* bias, void* y16, int64_t m, int64_t n, int64_t k);
+// x += alpha · r (r may be null), then y = LayerNorm(x) written as `dtype` (float32, float16 or bfloat16).
+void add_layer_norm_to(CudaContext& ctx, float* x, const float* r, float alpha, const float* gamma, const float* beta,
+                       float eps, int64_t rows, int64_t cols, void* y, DType dtype);
+
 // Converts n float32 values to `dtype` (float16 or bfloat16, round to nearest even).
 void convert_f32(CudaContext& ctx, const float* src, void* dst, DType dtype, int64_t n);
 
