@@ -13,7 +13,9 @@
 // The joint's output rows are spread over all warps of the grid; each block reduces the rows it computed to
 // one (max, argmax, Σexp) partial per item, so a decision reads gridDim.x partials instead of the vocabulary.
 // Weight matrices are float32, float16 or bfloat16 (accumulation in float32); 16-bit weights halve the bytes
-// each iteration reads and keep the decoder resident in L2.
+// each iteration reads and keep the decoder resident in L2. With 16-bit weights the large kernel runs the joint
+// of 32 or more active items and the LSTM and projection of 32 or more emitting items on tensor cores (WMMA,
+// inputs rounded to 16 bits); float32 weights and fewer items stay on CUDA cores.
 #include <cooperative_groups.h>
 #include <mma.h>
 
@@ -483,19 +485,209 @@ __device__ void projection_phase_g(const GreedyParams& P, const int* items, int 
         __syncthreads();
         group_gemv<kGroup>(static_cast<const W*>(P.pred_w), P.pred_b, J, H, gs, ng, items + g0, P.p, J);
     }
-    const int64_t n = int64_t{n_items} * L * H;
+}
+
+// The predictor of many items on tensor cores (16-bit weights, hidden and joint_hidden multiples of 16; the
+// joint's style): work units of kTcItems (the LSTM: kTcLstmItems) items times a chunk of weight row tiles, one
+// per warp; the block converts the unit's float32 inputs to 16-bit rows in shared memory (padded by kTcPad
+// elements against bank conflicts). The LSTM gives each warp the four gate row tiles of 16 hidden units (rows
+// q·H + u0 .. +15), so the cell update happens in its epilogue, element by element across the four accumulators
+// (fragments of one type share their layout; index_fragment says which (item, unit) an element holds). c, h and
+// hn stay float32.
+constexpr int kTcItems = 64;
+constexpr int kTcTileRows = 16;
+constexpr int kTcMinItems = 32;
+constexpr int kTcPad = 8;
+// The LSTM's units: three item tiles keep its 4 x 3 accumulators in registers (1024 items x 640 units then
+// make 110 units for 132 SMs).
+constexpr int kTcLstmItems = 48;
+
+namespace wmma = nvcuda::wmma;
+using AccFragment = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+template <typename W>
+__device__ __forceinline__ W to_weight_type(float v) {
+    if constexpr (std::is_same_v<W, __half>) return __float2half_rn(v);
+    else return __float2bfloat16_rn(v);
+}
+
+// idx.x[e] = row · 16 + column of the tile element that element e of every accumulator fragment holds. All
+// threads of the block call it (it uses a shared tile).
+__device__ void index_fragment(AccFragment& idx) {
+    __shared__ __align__(32) float positions[256];
+    __syncthreads();
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) positions[i] = static_cast<float>(i);
+    __syncthreads();
+    wmma::load_matrix_sync(idx, positions, 16, wmma::mem_row_major);
+}
+
+// A unit's input rows in shared memory, 16-bit with leading dimension ld: row r < ng holds the k floats at
+// row_of(r) (16-byte aligned), rows up to the tile boundary are zero.
+template <typename W, typename RowOf>
+__device__ void stage_rows(W* as, int ld, int k, int ng, int n_tiles, RowOf row_of) {
+    const int per_row = k / 4;
+    for (int i = threadIdx.x; i < n_tiles * 16 * per_row; i += blockDim.x) {
+        const int r = i / per_row, c = (i - r * per_row) * 4;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (r < ng) v = __ldcg(reinterpret_cast<const float4*>(row_of(r) + c));
+        W h[4] = {to_weight_type<W>(v.x), to_weight_type<W>(v.y), to_weight_type<W>(v.z), to_weight_type<W>(v.w)};
+        uint2 bits;
+        memcpy(&bits, h, sizeof(bits));
+        *reinterpret_cast<uint2*>(as + r * ld + c) = bits;
+    }
+}
+
+// LSTM layer `l` for the items in `items` on tensor cores: gates[items, 4H] = [x | h_old] · [W_ih | W_hh]^T + bias
+// (x staged, multiplied, then h_old), then the cell update (lstm_phase_g's formulas).
+template <typename W, typename LabelOf>
+__device__ void lstm_tensor_phase(const GreedyParams& P, int l, const int* items, int n_items, W* as,
+                                  LabelOf label_of) {
+    constexpr int kTiles = kTcLstmItems / 16;
+    using BFragment = wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major>;
+    const int H = P.hidden, L = P.n_layers, ld = H + kTcPad, warp = threadIdx.x >> 5, wpb = blockDim.x >> 5;
+    const int n_unit_tiles = H / 16, n_chunks = (n_unit_tiles + wpb - 1) / wpb;
+    const int n_groups = (n_items + kTcLstmItems - 1) / kTcLstmItems;
+    const W* w_ih = static_cast<const W*>(P.w_ih[l]);
+    const W* w_hh = static_cast<const W*>(P.w_hh[l]);
+    const float* bias = P.bias[l];
+    AccFragment idx;
+    index_fragment(idx);
+    for (int unit = blockIdx.x; unit < n_groups * n_chunks; unit += gridDim.x) {
+        const int a0 = (unit / n_chunks) * kTcLstmItems, chunk = unit % n_chunks;
+        const int ng = min(kTcLstmItems, n_items - a0), n_tiles = (ng + 15) / 16;
+        const int u0 = (chunk * wpb + warp) * 16;
+        const bool busy = u0 < H;
+        AccFragment acc[4][kTiles];
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+#pragma unroll
+            for (int it = 0; it < kTiles; ++it) wmma::fill_fragment(acc[q][it], 0.f);
+        for (int half = 0; half < 2; ++half) {
+            // half 0: x (the label's embedding, or layer l-1's new h) against W_ih; half 1: h_old against W_hh.
+            __syncthreads();  // the previous rows may still be read
+            stage_rows(as, ld, H, ng, n_tiles, [&](int r) -> const float* {
+                const int b = items[a0 + r];
+                const int64_t base = (int64_t{b} * L + l) * H;
+                if (half == 1) return P.h + base;
+                if (l > 0) return P.hn + base - H;
+                return P.embed + int64_t{label_of(b)} * H;
+            });
+            __syncthreads();
+            if (!busy) continue;
+            // B[k, n] = W[q·H + u0 + n, k]; the next step's four fragments load during this step's products.
+            const W* w = (half == 0 ? w_ih : w_hh) + int64_t{u0} * H;
+            BFragment bf[4], next[4];
+#pragma unroll
+            for (int q = 0; q < 4; ++q) wmma::load_matrix_sync(bf[q], w + int64_t{q} * H * H, H);
+            for (int k0 = 0; k0 < H; k0 += 16) {
+                if (k0 + 16 < H) {
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) wmma::load_matrix_sync(next[q], w + int64_t{q} * H * H + k0 + 16, H);
+                }
+#pragma unroll
+                for (int it = 0; it < kTiles; ++it) {
+                    if (it < n_tiles) {
+                        wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> af;
+                        wmma::load_matrix_sync(af, as + it * 16 * ld + k0, ld);
+#pragma unroll
+                        for (int q = 0; q < 4; ++q) wmma::mma_sync(acc[q][it], af, bf[q], acc[q][it]);
+                    }
+                }
+#pragma unroll
+                for (int q = 0; q < 4; ++q) bf[q] = next[q];
+            }
+        }
+        if (!busy) continue;
+#pragma unroll
+        for (int it = 0; it < kTiles; ++it) {
+            if (it >= n_tiles) break;
+#pragma unroll
+            for (int e = 0; e < idx.num_elements; ++e) {
+                const int pos = static_cast<int>(idx.x[e]), a = a0 + it * 16 + (pos >> 4), u = u0 + (pos & 15);
+                if (a >= n_items) continue;
+                const int64_t o = (int64_t{items[a]} * L + l) * H + u;
+                const float ig = 1.f / (1.f + expf(-(acc[0][it].x[e] + __ldg(bias + u))));
+                const float fg = 1.f / (1.f + expf(-(acc[1][it].x[e] + __ldg(bias + H + u))));
+                const float gg = tanhf(acc[2][it].x[e] + __ldg(bias + 2 * H + u));
+                const float og = 1.f / (1.f + expf(-(acc[3][it].x[e] + __ldg(bias + 3 * H + u))));
+                const float cn = fg * __ldcg(P.c + o) + ig * gg;
+                P.c[o] = cn;
+                P.hn[o] = og * tanhf(cn);
+            }
+        }
+    }
+}
+
+// p[b] = pred_w · g[b] + pred_b on tensor cores (g the last layer's new h), one 16-row tile of pred_w per warp.
+template <typename W>
+__device__ void projection_tensor_phase(const GreedyParams& P, const int* items, int n_items, W* as) {
+    const int H = P.hidden, J = P.joint_hidden, L = P.n_layers, ld = H + kTcPad;
+    const int warp = threadIdx.x >> 5, wpb = blockDim.x >> 5;
+    const int n_row_tiles = J / kTcTileRows, n_chunks = (n_row_tiles + wpb - 1) / wpb;
+    const int n_groups = (n_items + kTcItems - 1) / kTcItems;
+    const W* pred_w = static_cast<const W*>(P.pred_w);
+    AccFragment idx;
+    index_fragment(idx);
+    for (int unit = blockIdx.x; unit < n_groups * n_chunks; unit += gridDim.x) {
+        const int a0 = (unit / n_chunks) * kTcItems, chunk = unit % n_chunks;
+        const int ng = min(kTcItems, n_items - a0), n_tiles = (ng + 15) / 16;
+        __syncthreads();
+        stage_rows(as, ld, H, ng, n_tiles,
+                   [&](int r) -> const float* { return P.hn + (int64_t{items[a0 + r]} * L + L - 1) * H; });
+        __syncthreads();
+        const int rt = chunk * wpb + warp;
+        if (rt >= n_row_tiles) continue;
+        AccFragment acc[kTcItems / 16];
+#pragma unroll
+        for (int it = 0; it < kTcItems / 16; ++it) wmma::fill_fragment(acc[it], 0.f);
+        const W* wt = pred_w + int64_t{rt} * kTcTileRows * H;
+        for (int k0 = 0; k0 < H; k0 += 16) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major> bf;
+            wmma::load_matrix_sync(bf, wt + k0, H);
+#pragma unroll
+            for (int it = 0; it < kTcItems / 16; ++it) {
+                if (it < n_tiles) {
+                    wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> af;
+                    wmma::load_matrix_sync(af, as + it * 16 * ld + k0, ld);
+                    wmma::mma_sync(acc[it], af, bf, acc[it]);
+                }
+            }
+        }
+#pragma unroll
+        for (int it = 0; it < kTcItems / 16; ++it) {
+            if (it >= n_tiles) break;
+#pragma unroll
+            for (int e = 0; e < idx.num_elements; ++e) {
+                const int pos = static_cast<int>(idx.x[e]), a = a0 + it * 16 + (pos >> 4);
+                const int row = rt * kTcTileRows + (pos & 15);
+                if (a < n_items) P.p[int64_t{items[a]} * J + row] = acc[it].x[e] + __ldg(P.pred_b + row);
+            }
+        }
+    }
+}
+
+// h = hn for the updated items.
+__device__ void commit_hidden(const GreedyParams& P, const int* items, int n_items) {
+    const int64_t per = int64_t{P.n_layers} * P.hidden, n = int64_t{n_items} * per;
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-        const int64_t per = int64_t{L} * H;
         const int64_t o = int64_t{items[i / per]} * per + i % per;
         P.h[o] = __ldcg(P.hn + o);
     }
 }
 
-template <typename W, typename LabelOf>
+// The LSTM layers and the projection for the items in `items`, each behind a grid barrier. kMayUseTensorCores:
+// 16-bit weights and batches that can reach kTcMinItems emitters (the small-batch kernel cannot).
+template <typename W, bool kMayUseTensorCores, typename LabelOf>
 __device__ void predictor_update(const GreedyParams& P, cg::grid_group& grid, const int* items, int n_items,
                                  float* smem, LabelOf label_of) {
+    constexpr bool kTensor = kMayUseTensorCores && !std::is_same_v<W, float>;
+    bool tensor = false;
+    if constexpr (kTensor) tensor = n_items >= kTcMinItems && P.hidden % 16 == 0 && P.joint_hidden % 16 == 0;
     for (int l = 0; l < P.n_layers; ++l) {
-        if (n_items == 1) {
+        if (tensor) {
+            if constexpr (kTensor)
+                lstm_tensor_phase<W>(P, l, items, n_items, reinterpret_cast<W*>(smem), label_of);
+        } else if (n_items == 1) {
             lstm_phase_g<1, W>(P, l, items, n_items, smem, label_of);
         } else if (n_items <= 8) {
             lstm_phase_g<8, W>(P, l, items, n_items, smem, label_of);
@@ -504,13 +696,16 @@ __device__ void predictor_update(const GreedyParams& P, cg::grid_group& grid, co
         }
         grid.sync();
     }
-    if (n_items == 1) {
+    if (tensor) {
+        if constexpr (kTensor) projection_tensor_phase<W>(P, items, n_items, reinterpret_cast<W*>(smem));
+    } else if (n_items == 1) {
         projection_phase_g<1, W>(P, items, n_items, smem);
     } else if (n_items <= 8) {
         projection_phase_g<8, W>(P, items, n_items, smem);
     } else {
         projection_phase_g<kMaxGroup, W>(P, items, n_items, smem);
     }
+    commit_hidden(P, items, n_items);
     grid.sync();
 }
 
@@ -562,7 +757,7 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_small_kernel(GreedyPara
     zero_new_states(P);
     grid.sync();
     auto label_of = [&](int b) { return s_label[b]; };
-    if (n_emit > 0) predictor_update<W>(P, grid, emit, n_emit, smem, label_of);
+    if (n_emit > 0) predictor_update<W, false>(P, grid, emit, n_emit, smem, label_of);
 
     const int64_t max_iterations = iteration_limit(P);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -599,7 +794,7 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_small_kernel(GreedyPara
                 if (s_emit[active[a]]) emit[n_emit++] = active[a];
         }
         __syncthreads();
-        if (n_emit > 0) predictor_update<W>(P, grid, emit, n_emit, smem, label_of);
+        if (n_emit > 0) predictor_update<W, false>(P, grid, emit, n_emit, smem, label_of);
     }
     if (writer && threadIdx.x < B) {
         P.t[threadIdx.x] = s_t[threadIdx.x];
@@ -613,10 +808,6 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_small_kernel(GreedyPara
 // shared memory, each warp multiplies one 16-row tile of out_w (fragments read once, straight from L2) with the
 // four 16-item tiles, adds the bias, writes the logits and folds them into per-item partials, stored per row
 // chunk: parts[b * kGreedyMaxBlocks + chunk]. Returns the number of partial slots (row chunks).
-constexpr int kTcItems = 64;
-constexpr int kTcTileRows = 16;
-constexpr int kTcMinItems = 32;
-
 template <typename W>
 __device__ void stage_z16(const GreedyParams& P, const int* active, int n_active, W* z16) {
     const int J = P.joint_hidden;
@@ -633,7 +824,6 @@ __device__ void stage_z16(const GreedyParams& P, const int* active, int n_active
 template <typename W>
 __device__ int joint_tensor_phase(const GreedyParams& P, const int* active, int n_active, W* zs, const W* z16,
                                   Partial* parts) {
-    namespace wmma = nvcuda::wmma;
     __shared__ __align__(32) float stage[kDecodeThreads / 32][16 * 16];
     __shared__ Partial warp_parts[kDecodeThreads / 32][kTcItems];
     const int J = P.joint_hidden, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wpb = blockDim.x >> 5;
@@ -762,7 +952,7 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
     auto label_of = [&P](int b) { return __ldcg(P.label + b); };
     auto collect_lstm = [&] { return compact(B, list, [&P](int b) { return __ldcg(P.need_lstm + b) != 0; }); };
     int n_items = collect_lstm();
-    if (n_items > 0) predictor_update<W>(P, grid, list, n_items, smem, label_of);
+    if (n_items > 0) predictor_update<W, true>(P, grid, list, n_items, smem, label_of);
 
     const int64_t max_iterations = iteration_limit(P);
     for (int64_t it = 0;; ++it) {
@@ -795,7 +985,7 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
         decide_phase(P, list, n_active, parts, n_slots);
         grid.sync();
         n_items = collect_lstm();
-        if (n_items > 0) predictor_update<W>(P, grid, list, n_items, smem, label_of);
+        if (n_items > 0) predictor_update<W, true>(P, grid, list, n_items, smem, label_of);
     }
 }
 
@@ -820,7 +1010,9 @@ void launch(Launch l, const GreedyParams& p, size_t shared) {
 size_t greedy_shared_bytes(const GreedyParams& p) {
     const size_t floats = std::max(static_cast<size_t>(kMaxGroup) * std::max(p.joint_hidden, p.hidden),
                                    static_cast<size_t>(kMaxLstmGroup) * 2 * p.hidden);
-    return floats * sizeof(float);
+    // The tensor-core predictor's rows: kTcItems x (hidden + kTcPad) 16-bit values.
+    const size_t tensor_rows = static_cast<size_t>(kTcItems) * (p.hidden + kTcPad) * 2;
+    return std::max(floats * sizeof(float), tensor_rows);
 }
 
 void greedy_decode(Launch l, const GreedyParams& p) {
