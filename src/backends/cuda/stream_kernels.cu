@@ -81,12 +81,20 @@ __global__ void drop_scale_rows_kernel(const float* x, I batch, I t_in, I drop, 
     }
 }
 
-// One block per (item, head); queries one after another: scores over the allowed keys (warp per key,
-// lanes over the head's channels), softmax, then the weighted sum of values (thread per channel).
+// One block per (item, head). The queries of a chunk are taken in groups of up to kAttQueries: every key row
+// (cached or new) and value row is read once per group, not once per query, as the cached keys and values are
+// the step's largest read at many streams. Per query: scores over its allowed keys (warp per key, lanes over
+// the head's channels), softmax, the weighted sum of values (thread per channel); the per-query arithmetic and
+// its order are those of one query at a time.
+// kAttQueries is a template parameter sized to the chunk (2, 4 or 8): the per-query arrays live in registers, and
+// a group larger than the chunk would cost occupancy for nothing.
+template <int kAttQueries>
 __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u,
                                         const float* vbias, void* out, int act_dtype) {
     extern __shared__ float sm[];
     __shared__ float red[32];
+    __shared__ int64_t lo_q[kAttQueries], hi_q[kAttQueries];
+    __shared__ float inv_q[kAttQueries];
     const SlotLayout& s = a.layout;
     const int64_t b = blockIdx.x / a.n_heads, h = blockIdx.x % a.n_heads;
     const int64_t dk = a.d_head, d = a.n_heads * dk, t = a.t, c_rows = s.cache_rows, n = c_rows + t;
@@ -98,60 +106,96 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
     const int64_t enc_len = a.items.enc_len[b];
     const int64_t key_begin = min(max(c_rows - len, int64_t{0}), n), key_end = c_rows + enc_len;
     const float denom = sqrtf(static_cast<float>(dk));
-    float* qu = sm;
-    float* qv = sm + dk;
-    float* sc = sm + 2 * dk;
+    float* qu = sm;                        // [kAttQueries][dk]
+    float* qv = qu + kAttQueries * dk;     // [kAttQueries][dk]
+    float* sc = qv + kAttQueries * dk;     // [kAttQueries][n]: scores, then probabilities, of keys lo..hi
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    for (int64_t i = 0; i < t; ++i) {
-        const int64_t orow = (b * t + i) * d + h * dk;
-        const int64_t qpos = c_rows + i;
-        int64_t lo = 0, hi = 0;
-        if (i < enc_len)
-            attention_key_range(qpos, key_begin, key_end, a.att_left, a.att_right, a.att_chunk, a.att_left_chunks,
-                                lo, hi);
-        if (hi <= lo) {
-            for (int64_t c = threadIdx.x; c < dk; c += blockDim.x) store_act(out, orow + c, 0.f, act_dtype);
-            continue;
+    for (int64_t i0 = 0; i0 < t; i0 += kAttQueries) {
+        const int nq = static_cast<int>(min(int64_t{kAttQueries}, t - i0));
+        __syncthreads();  // the previous group's shared arrays may still be read
+        if (threadIdx.x < nq) {
+            const int64_t i = i0 + threadIdx.x;
+            int64_t lo = 0, hi = 0;
+            if (i < enc_len)
+                attention_key_range(c_rows + i, key_begin, key_end, a.att_left, a.att_right, a.att_chunk,
+                                    a.att_left_chunks, lo, hi);
+            lo_q[threadIdx.x] = lo;
+            hi_q[threadIdx.x] = max(lo, hi);
         }
-        const float* q = qkv + (b * t + i) * 3 * d + h * dk;
-        __syncthreads();
-        for (int64_t c = threadIdx.x; c < dk; c += blockDim.x) {
-            qu[c] = q[c] + u[h * dk + c];
-            qv[c] = q[c] + vbias[h * dk + c];
+        for (int64_t e = threadIdx.x; e < nq * dk; e += blockDim.x) {
+            const int64_t qi = e / dk, c = e % dk;
+            const float q = qkv[(b * t + i0 + qi) * 3 * d + h * dk + c];
+            qu[qi * dk + c] = q + u[h * dk + c];
+            qv[qi * dk + c] = q + vbias[h * dk + c];
         }
         __syncthreads();
-        for (int64_t j = lo + warp; j < hi; j += n_warps) {
+        int64_t lo_all = n, hi_all = 0;
+        for (int qi = 0; qi < nq; ++qi) {
+            if (hi_q[qi] > lo_q[qi]) {
+                lo_all = min(lo_all, lo_q[qi]);
+                hi_all = max(hi_all, hi_q[qi]);
+            }
+        }
+        for (int64_t j = lo_all + warp; j < hi_all; j += n_warps) {
             const float* krow = j < c_rows ? keys + ((head + j) % c_rows) * d
                                            : qkv + (b * t + (j - c_rows)) * 3 * d + d + h * dk;
-            const float* prow = p + (n - 1 - (qpos - j)) * d + h * dk;  // relative shift by index
-            float ac = 0.f, bd = 0.f;
-            for (int64_t c = lane; c < dk; c += 32) {
-                ac += qu[c] * krow[c];
-                bd += qv[c] * prow[c];
+            for (int qi = 0; qi < nq; ++qi) {
+                if (j < lo_q[qi] || j >= hi_q[qi]) continue;
+                const int64_t qpos = c_rows + i0 + qi;
+                const float* prow = p + (n - 1 - (qpos - j)) * d + h * dk;  // relative shift by index
+                float ac = 0.f, bd = 0.f;
+                for (int64_t c = lane; c < dk; c += 32) {
+                    ac += qu[qi * dk + c] * krow[c];
+                    bd += qv[qi * dk + c] * prow[c];
+                }
+                ac = warp_sum(ac);
+                bd = warp_sum(bd);
+                if (lane == 0) sc[qi * n + (j - lo_q[qi])] = (ac + bd) / denom;
             }
-            ac = warp_sum(ac);
-            bd = warp_sum(bd);
-            if (lane == 0) sc[j - lo] = (ac + bd) / denom;
         }
         __syncthreads();
-        float mx = -INFINITY;
-        for (int64_t j = threadIdx.x; j < hi - lo; j += blockDim.x) mx = fmaxf(mx, sc[j]);
-        mx = block_max(mx, red);
-        float sum = 0.f;
-        for (int64_t j = threadIdx.x; j < hi - lo; j += blockDim.x) {
-            const float e = expf(sc[j] - mx);
-            sc[j] = e;
-            sum += e;
+        for (int qi = 0; qi < nq; ++qi) {
+            const int64_t m = hi_q[qi] - lo_q[qi];
+            if (m <= 0) continue;
+            float* row = sc + qi * n;
+            float mx = -INFINITY;
+            for (int64_t j = threadIdx.x; j < m; j += blockDim.x) mx = fmaxf(mx, row[j]);
+            mx = block_max(mx, red);
+            float sum = 0.f;
+            for (int64_t j = threadIdx.x; j < m; j += blockDim.x) {
+                const float e = expf(row[j] - mx);
+                row[j] = e;
+                sum += e;
+            }
+            const float total = block_sum(sum, red);  // block_sum's barriers publish row
+            if (threadIdx.x == 0) inv_q[qi] = 1.f / total;
         }
-        const float inv = 1.f / block_sum(sum, red);  // block_sum's barriers publish sc
+        __syncthreads();
+        // Ranges in registers (empty past nq) and every loop over the queries unrolled, so acc stays in registers.
+        int lo_r[kAttQueries], hi_r[kAttQueries];  // key indices < C + T fit an int
+#pragma unroll
+        for (int qi = 0; qi < kAttQueries; ++qi) {
+            lo_r[qi] = qi < nq ? static_cast<int>(lo_q[qi]) : 0;
+            hi_r[qi] = qi < nq ? static_cast<int>(hi_q[qi]) : 0;
+        }
         for (int64_t c = threadIdx.x; c < dk; c += blockDim.x) {
-            float acc = 0.f;
-            for (int64_t j = lo; j < hi; ++j) {
+            float acc[kAttQueries];
+#pragma unroll
+            for (int qi = 0; qi < kAttQueries; ++qi) acc[qi] = 0.f;
+            for (int64_t j = lo_all; j < hi_all; ++j) {
                 const float* vrow = j < c_rows ? values + ((head + j) % c_rows) * d
                                                : qkv + (b * t + (j - c_rows)) * 3 * d + 2 * d + h * dk;
-                acc += sc[j - lo] * vrow[c];
+                const float v = vrow[c];
+#pragma unroll
+                for (int qi = 0; qi < kAttQueries; ++qi)
+                    if (j >= lo_r[qi] && j < hi_r[qi]) acc[qi] += sc[qi * n + (j - lo_r[qi])] * v;
             }
-            store_act(out, orow + c, acc * inv, act_dtype);
+#pragma unroll
+            for (int qi = 0; qi < kAttQueries; ++qi) {
+                if (qi >= nq) break;
+                const int64_t orow = (b * t + i0 + qi) * d + h * dk;
+                store_act(out, orow + c, hi_r[qi] > lo_r[qi] ? acc[qi] * inv_q[qi] : 0.f, act_dtype);
+            }
         }
     }
 }
@@ -371,9 +415,16 @@ void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int6
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
                       const float* v, void* out, int act_dtype) {
     if (a.batch <= 0 || a.t <= 0) return;
-    const size_t shared = static_cast<size_t>(2 * a.d_head + a.layout.cache_rows + a.t) * sizeof(float);
-    stream_attention_kernel<<<static_cast<unsigned int>(a.batch * a.n_heads), 128, shared, l.stream>>>(a, qkv, p, u,
-                                                                                                      v, out, act_dtype);
+    const int group = a.t <= 2 ? 2 : a.t <= 4 ? 4 : 8;
+    const size_t shared = static_cast<size_t>(group * (2 * a.d_head + a.layout.cache_rows + a.t)) * sizeof(float);
+    const dim3 grid(static_cast<unsigned int>(a.batch * a.n_heads));
+    if (group == 2) {
+        stream_attention_kernel<2><<<grid, 128, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype);
+    } else if (group == 4) {
+        stream_attention_kernel<4><<<grid, 128, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype);
+    } else {
+        stream_attention_kernel<8><<<grid, 128, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype);
+    }
     PK_CUDA_CHECK_LAUNCH();
 }
 
