@@ -349,19 +349,22 @@ TEST_F(CudaTest, FusedAddLayerNorm) {
 }
 
 TEST_F(CudaTest, FusedGluDepthwiseSilu) {
-    const int64_t batch = 3, t = 21, ch = 40, k = 9;
-    Tensor x = rand({batch, t, 2 * ch}, -3.f, 3.f), w = rand({ch, k}), b = rand({ch});
-    const int lengths[] = {21, 10, 1};
-    Tensor glu = Tensor::empty({batch, t, ch}), y_cpu = Tensor::empty({batch, t, ch});
-    ops::glu(cpu(), x, glu);
-    ops::zero_after_lengths_(cpu(), glu, lengths);
-    ops::depthwise_conv1d(cpu(), glu, w, &b, 4, y_cpu);
-    ops::silu_(cpu(), y_cpu);
-    Tensor xg = x.to(kGpu), y_gpu = Tensor::empty({batch, t, ch}, DType::kF32, kGpu);
-    cuda::CudaContext& c = context();
-    cuda::glu_depthwise_conv1d_silu(c, xg.data<float>(), lengths, cuda::weight_f32(c, w), cuda::weight_f32(c, b),
-                                    batch, t, ch, k, 4, y_gpu.data<float>());
-    expect_close(y_cpu, y_gpu, 1e-5, "glu_depthwise_conv1d_silu");
+    // Short and multi-tile inputs (the kernel tiles 64 rows x 32 channels), channels not a multiple of 32.
+    for (const int64_t t : {int64_t{21}, int64_t{150}}) {
+        const int64_t batch = 3, ch = 40, k = 9;
+        Tensor x = rand({batch, t, 2 * ch}, -3.f, 3.f), w = rand({ch, k}), b = rand({ch});
+        const int lengths[] = {static_cast<int>(t), 10, 1};
+        Tensor glu = Tensor::empty({batch, t, ch}), y_cpu = Tensor::empty({batch, t, ch});
+        ops::glu(cpu(), x, glu);
+        ops::zero_after_lengths_(cpu(), glu, lengths);
+        ops::depthwise_conv1d(cpu(), glu, w, &b, 4, y_cpu);
+        ops::silu_(cpu(), y_cpu);
+        Tensor xg = x.to(kGpu), y_gpu = Tensor::empty({batch, t, ch}, DType::kF32, kGpu);
+        cuda::CudaContext& c = context();
+        cuda::glu_depthwise_conv1d_silu(c, xg.data<float>(), lengths, cuda::weight_f32(c, w), cuda::weight_f32(c, b),
+                                        batch, t, ch, k, 4, y_gpu.data<float>());
+        expect_close(y_cpu, y_gpu, 1e-5, fmt::format("glu_depthwise_conv1d_silu t={}", t));
+    }
 }
 
 TEST_F(CudaTest, FusedLinearBiasSilu) {

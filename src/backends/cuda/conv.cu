@@ -21,24 +21,35 @@ __global__ void depthwise_conv1d_kernel(const float* x, const float* w, const fl
     }
 }
 
-// GLU of x[B, T, 2C] computed on the fly for each tap, rows past lengths[b] read as zero, then the folded
-// depthwise conv + bias and SiLU.
+// GLU of x[B, T, 2C] (rows past lengths[b] read as zero), then the folded depthwise conv + bias and SiLU. A block
+// covers kConvTileT rows x kConvTileC channels of one item: it computes the GLU of the rows its taps reach once,
+// into shared memory, and every output reads its k taps from there (channels on lanes: coalesced rows).
+constexpr int kConvTileT = 64, kConvTileC = 32, kConvRowsPerPass = 8;
+
 __global__ void glu_depthwise_conv1d_silu_kernel(const float* x, const int* lengths, const float* w,
-                                                 const float* bias, int64_t batch, int64_t t, int64_t c, int64_t k,
+                                                 const float* bias, int64_t t, int64_t c, int64_t k,
                                                  int64_t pad_left, float* y) {
-    const int64_t n = batch * t * c;
-    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-        const int64_t ch = i % c, row = i / c, b = row / t, ti = row - b * t;
-        const int64_t valid = lengths ? lengths[b] : t;
-        float acc = bias ? bias[ch] : 0.f;
-        for (int64_t j = 0; j < k; ++j) {
-            const int64_t src = ti + j - pad_left;
-            if (src < 0 || src >= t || src >= valid) continue;
+    extern __shared__ float g[];  // [kConvTileT + k - 1][kConvTileC]
+    const int64_t b = blockIdx.z, t0 = int64_t{blockIdx.y} * kConvTileT, ch = int64_t{blockIdx.x} * kConvTileC + threadIdx.x;
+    const int64_t valid = lengths ? lengths[b] : t;
+    const int64_t rows = kConvTileT + k - 1;
+    for (int64_t r = threadIdx.y; r < rows; r += kConvRowsPerPass) {
+        const int64_t src = t0 + r - pad_left;
+        float v = 0.f;
+        if (ch < c && src >= 0 && src < t && src < valid) {
             const float* xr = x + (b * t + src) * 2 * c;
-            const float g = xr[ch] * (1.f / (1.f + expf(-xr[c + ch])));
-            acc += w[ch * k + j] * g;
+            v = xr[ch] * (1.f / (1.f + expf(-xr[c + ch])));
         }
-        y[i] = acc / (1.f + expf(-acc));
+        g[r * kConvTileC + threadIdx.x] = v;
+    }
+    __syncthreads();
+    if (ch >= c) return;
+    for (int64_t r = threadIdx.y; r < kConvTileT; r += kConvRowsPerPass) {
+        const int64_t ti = t0 + r;
+        if (ti >= t) break;
+        float acc = bias ? bias[ch] : 0.f;
+        for (int64_t j = 0; j < k; ++j) acc += w[ch * k + j] * g[(r + j) * kConvTileC + threadIdx.x];
+        y[(b * t + ti) * c + ch] = acc / (1.f + expf(-acc));
     }
 }
 
@@ -66,8 +77,13 @@ void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, con
                                int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left, float* y) {
     const int64_t n = batch * t * c;
     if (n <= 0) return;
-    glu_depthwise_conv1d_silu_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(x, lengths, w, bias, batch, t, c, k,
-                                                                                pad_left, y);
+    const dim3 grid(static_cast<unsigned int>((c + kConvTileC - 1) / kConvTileC),
+                    static_cast<unsigned int>((t + kConvTileT - 1) / kConvTileT), static_cast<unsigned int>(batch));
+    const size_t shared = static_cast<size_t>((kConvTileT + k - 1) * kConvTileC) * sizeof(float);
+    if (batch > 65535 || shared > 48 * 1024)
+        throw_cuda_error(cudaErrorInvalidValue, "glu_depthwise_conv1d_silu size", __FILE__, __LINE__);
+    glu_depthwise_conv1d_silu_kernel<<<grid, dim3(kConvTileC, kConvRowsPerPass), shared, l.stream>>>(
+        x, lengths, w, bias, t, c, k, pad_left, y);
     PK_CUDA_CHECK_LAUNCH();
 }
 
