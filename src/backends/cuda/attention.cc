@@ -49,6 +49,29 @@ void unite(KeySpan& all, const KeySpan& s) {
     all.d_max = std::max(all.d_max, s.d_max);
 }
 
+// The softmax arguments the two paths share: heads, context limits, positions; the caller sets the block's shape
+// and the items' key ranges.
+kernels::AttentionSoftmaxArgs softmax_args(const AttentionArgs& a, int64_t nb, int64_t nk, int64_t ld, int64_t nr,
+                                           int64_t j0, int64_t qpos0, int64_t r0) {
+    kernels::AttentionSoftmaxArgs sa{};
+    sa.n_heads = a.n_heads;
+    sa.n_items = 1;
+    sa.nb = nb;
+    sa.nk = nk;
+    sa.ld = ld;
+    sa.nr = nr;
+    sa.j0 = j0;
+    sa.qpos0 = qpos0;
+    sa.att_left = a.att_left;
+    sa.att_right = a.att_right;
+    sa.att_chunk = a.att_chunk;
+    sa.att_left_chunks = a.att_left_chunks;
+    sa.pos_first = a.pos_first;
+    sa.r0 = r0;
+    sa.denom = std::sqrt(static_cast<float>(a.d_head));
+    return sa;
+}
+
 // The batched path (see the file comment); returns false, having queued nothing, where it does not apply.
 bool rel_pos_attention_batched(CudaContext& ctx, Precision precision, const AttentionArgs& a, const float* q,
                                const float* k, const float* v, const float* p, const float* pos_bias_u,
@@ -142,23 +165,9 @@ bool rel_pos_attention_batched(CudaContext& ctx, Precision precision, const Atte
         // Per head: all the group's rows [g · nq, dk] · [nr, dk]ᵀ.
         gemm(ctx, precision, false, true, rows, nr, dk, 1.f, GemmOperand{qv, DType::kF32, dk, rows * dk},
              GemmOperand{p + r0 * d_model, DType::kF32, d_model, dk}, 0.f, bd, nr, rows * nr, nh);
-        kernels::AttentionSoftmaxArgs sa{};
-        sa.n_heads = nh;
+        kernels::AttentionSoftmaxArgs sa = softmax_args(a, nq, nk, ld, nr, j0, a.n_cache, r0);
         sa.n_items = g;
-        sa.nb = nq;
-        sa.nk = nk;
-        sa.ld = ld;
-        sa.nr = nr;
-        sa.j0 = j0;
-        sa.qpos0 = a.n_cache;
-        sa.att_left = a.att_left;
-        sa.att_right = a.att_right;
-        sa.att_chunk = a.att_chunk;
-        sa.att_left_chunks = a.att_left_chunks;
-        sa.pos_first = a.pos_first;
-        sa.r0 = r0;
         sa.items = setup.items;
-        sa.denom = std::sqrt(static_cast<float>(dk));
         kernels::attention_softmax(l, sa, ac, bd);
         // Per (head, item): out[b, i, h·dk + c] = Σ_j prob[h, b, i, j] · V[b, j0 + j, h·dk + c].
         gemm_batched(ctx, precision, false, false, nq, dk, nk, 1.f, setup.ac_ptrs, ld, setup.v_ptrs, d_model, 0.f,
@@ -214,25 +223,10 @@ void rel_pos_attention(CudaContext& ctx, Precision precision, const AttentionArg
                  GemmOperand{kb_ptr + j0 * d_model, DType::kF32, d_model, dk}, 0.f, ac, nk, nb * nk, nh);
             gemm(ctx, precision, false, true, nb, nr, dk, 1.f, GemmOperand{qv, DType::kF32, dk, nb * dk},
                  GemmOperand{p + r0 * d_model, DType::kF32, d_model, dk}, 0.f, bd, nr, nb * nr, nh);
-            kernels::AttentionSoftmaxArgs sa{};
-            sa.n_heads = nh;
-            sa.n_items = 1;
-            sa.nb = nb;
-            sa.nk = nk;
-            sa.ld = nk;
-            sa.nr = nr;
-            sa.j0 = j0;
-            sa.qpos0 = a.n_cache + i0;
-            sa.att_left = a.att_left;
-            sa.att_right = a.att_right;
-            sa.att_chunk = a.att_chunk;
-            sa.att_left_chunks = a.att_left_chunks;
+            kernels::AttentionSoftmaxArgs sa = softmax_args(a, nb, nk, nk, nr, j0, a.n_cache + i0, r0);
             sa.key_begin = kb;
             sa.key_end = ke;
-            sa.pos_first = a.pos_first;
-            sa.r0 = r0;
             sa.valid_rows = valid_rows;
-            sa.denom = std::sqrt(static_cast<float>(dk));
             kernels::attention_softmax(l, sa, ac, bd);
             // out[i0 + i, h·dk + c] = Σ_j prob[h, i, j] · V[j0 + j, h·dk + c].
             gemm(ctx, precision, false, false, nb, dk, nk, 1.f, GemmOperand{ac, DType::kF32, nk, nb * nk},

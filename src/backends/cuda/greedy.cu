@@ -511,6 +511,28 @@ __device__ __forceinline__ W to_weight_type(float v) {
     else return __float2bfloat16_rn(v);
 }
 
+// acc[it] = A_it · B for the n_tiles 16-item tiles A_it of `as` (16-bit rows, leading dimension lda) and the weight
+// tile B[k, n] = w[n, k] (16 rows of w, leading dimension k, read once straight from L2): the tile product of the
+// joint and the projection.
+template <typename W>
+__device__ __forceinline__ void multiply_item_tiles(const W* w, const W* as, int lda, int k, int n_tiles,
+                                                    AccFragment* acc) {
+#pragma unroll
+    for (int it = 0; it < kTcItems / 16; ++it) wmma::fill_fragment(acc[it], 0.f);
+    for (int k0 = 0; k0 < k; k0 += 16) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major> bf;
+        wmma::load_matrix_sync(bf, w + k0, k);
+#pragma unroll
+        for (int it = 0; it < kTcItems / 16; ++it) {
+            if (it < n_tiles) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> af;
+                wmma::load_matrix_sync(af, as + it * 16 * lda + k0, lda);
+                wmma::mma_sync(acc[it], af, bf, acc[it]);
+            }
+        }
+    }
+}
+
 // idx.x[e] = row · 16 + column of the tile element that element e of every accumulator fragment holds. All
 // threads of the block call it (it uses a shared tile).
 __device__ void index_fragment(AccFragment& idx) {
@@ -638,21 +660,7 @@ __device__ void projection_tensor_phase(const GreedyParams& P, const int* items,
         const int rt = chunk * wpb + warp;
         if (rt >= n_row_tiles) continue;
         AccFragment acc[kTcItems / 16];
-#pragma unroll
-        for (int it = 0; it < kTcItems / 16; ++it) wmma::fill_fragment(acc[it], 0.f);
-        const W* wt = pred_w + int64_t{rt} * kTcTileRows * H;
-        for (int k0 = 0; k0 < H; k0 += 16) {
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major> bf;
-            wmma::load_matrix_sync(bf, wt + k0, H);
-#pragma unroll
-            for (int it = 0; it < kTcItems / 16; ++it) {
-                if (it < n_tiles) {
-                    wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> af;
-                    wmma::load_matrix_sync(af, as + it * 16 * ld + k0, ld);
-                    wmma::mma_sync(acc[it], af, bf, acc[it]);
-                }
-            }
-        }
+        multiply_item_tiles(pred_w + int64_t{rt} * kTcTileRows * H, as, ld, H, n_tiles, acc);
 #pragma unroll
         for (int it = 0; it < kTcItems / 16; ++it) {
             if (it >= n_tiles) break;
@@ -846,23 +854,9 @@ __device__ int joint_tensor_phase(const GreedyParams& P, const int* active, int 
         __syncthreads();
         const int rt = chunk * wpb + warp;
         if (rt < n_row_tiles) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kTcItems / 16];
-#pragma unroll
-            for (int it = 0; it < kTcItems / 16; ++it) wmma::fill_fragment(acc[it], 0.f);
-            const W* wt = out_w + int64_t{rt} * kTcTileRows * J;
-            for (int k0 = 0; k0 < J; k0 += 16) {
-                // out_w rows are B's columns: B[k, n] = out_w[rt·16 + n, k] (column-major, ld J).
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major> bf;
-                wmma::load_matrix_sync(bf, wt + k0, J);
-#pragma unroll
-                for (int it = 0; it < kTcItems / 16; ++it) {
-                    if (it < n_tiles) {
-                        wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> af;
-                        wmma::load_matrix_sync(af, zs + it * 16 * J + k0, J);
-                        wmma::mma_sync(acc[it], af, bf, acc[it]);
-                    }
-                }
-            }
+            // out_w rows are B's columns: B[k, n] = out_w[rt·16 + n, k] (column-major, ld J).
+            AccFragment acc[kTcItems / 16];
+            multiply_item_tiles(out_w + int64_t{rt} * kTcTileRows * J, zs, J, J, n_tiles, acc);
             // Tile it: [16 items][16 rows]; lane = item (lane & 15) x half of the rows (lane >> 4).
             const int m = lane & 15, half = lane >> 4;
 #pragma unroll
