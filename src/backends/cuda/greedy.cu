@@ -327,9 +327,9 @@ __device__ void joint_phase(const GreedyParams& P, const int* active, int n_acti
 }
 
 // The merged partials of item b (all threads of one warp take part; every lane gets the result).
-__device__ Partial item_best(const Partial* parts, int b) {
+__device__ Partial item_best(const Partial* parts, int b, int n_slots) {
     Partial acc = empty_partial();
-    for (int i = threadIdx.x & 31; i < gridDim.x; i += 32) merge(acc, load_partial(parts + int64_t{b} * kGreedyMaxBlocks + i));
+    for (int i = threadIdx.x & 31; i < n_slots; i += 32) merge(acc, load_partial(parts + int64_t{b} * kGreedyMaxBlocks + i));
     warp_merge(acc);
     return acc;
 }
@@ -394,6 +394,18 @@ __device__ bool apply_rules(const GreedyParams& P, int b, const Partial& best, c
     return emitted;
 }
 
+// The LSTM cell update of element o (c in place, the new h to hn) from the four gate pre-activations (bias
+// included), gate order i, f, g, o.
+__device__ __forceinline__ void lstm_cell(const GreedyParams& P, int64_t o, float gi, float gf, float gg, float go) {
+    const float ig = 1.f / (1.f + expf(-gi));
+    const float fg = 1.f / (1.f + expf(-gf));
+    const float cg = tanhf(gg);
+    const float og = 1.f / (1.f + expf(-go));
+    const float cn = fg * __ldcg(P.c + o) + ig * cg;
+    P.c[o] = cn;
+    P.hn[o] = og * tanhf(cn);
+}
+
 // LSTM layer `l` for the items in `items`: gates from x (embedding of label_of(b), or layer l-1's new h) and the
 // old h; c updated in place, the new h written to hn.
 template <int kLstmGroup, typename W, typename LabelOf>
@@ -421,14 +433,7 @@ __device__ void lstm_phase_g(const GreedyParams& P, int l, const int* items, int
             float gate[4];
 #pragma unroll
             for (int q = 0; q < 4; ++q) gate[q] = gate_sums[q] + __ldg(bias + q * H + u);
-            const int64_t o = (int64_t{items[g0 + gi]} * P.n_layers + l) * H + u;
-            const float ig = 1.f / (1.f + expf(-gate[0]));
-            const float fg = 1.f / (1.f + expf(-gate[1]));
-            const float gg = tanhf(gate[2]);
-            const float og = 1.f / (1.f + expf(-gate[3]));
-            const float cn = fg * __ldcg(P.c + o) + ig * gg;
-            P.c[o] = cn;
-            P.hn[o] = og * tanhf(cn);
+            lstm_cell(P, (int64_t{items[g0 + gi]} * P.n_layers + l) * H + u, gate[0], gate[1], gate[2], gate[3]);
         };
         if constexpr (kLstmGroup == 1) {
             if (fits_registers(H)) {
@@ -627,14 +632,9 @@ __device__ void lstm_tensor_phase(const GreedyParams& P, int l, const int* items
             for (int e = 0; e < idx.num_elements; ++e) {
                 const int pos = static_cast<int>(idx.x[e]), a = a0 + it * 16 + (pos >> 4), u = u0 + (pos & 15);
                 if (a >= n_items) continue;
-                const int64_t o = (int64_t{items[a]} * L + l) * H + u;
-                const float ig = 1.f / (1.f + expf(-(acc[0][it].x[e] + __ldg(bias + u))));
-                const float fg = 1.f / (1.f + expf(-(acc[1][it].x[e] + __ldg(bias + H + u))));
-                const float gg = tanhf(acc[2][it].x[e] + __ldg(bias + 2 * H + u));
-                const float og = 1.f / (1.f + expf(-(acc[3][it].x[e] + __ldg(bias + 3 * H + u))));
-                const float cn = fg * __ldcg(P.c + o) + ig * gg;
-                P.c[o] = cn;
-                P.hn[o] = og * tanhf(cn);
+                lstm_cell(P, (int64_t{items[a]} * L + l) * H + u, acc[0][it].x[e] + __ldg(bias + u),
+                          acc[1][it].x[e] + __ldg(bias + H + u), acc[2][it].x[e] + __ldg(bias + 2 * H + u),
+                          acc[3][it].x[e] + __ldg(bias + 3 * H + u));
             }
         }
     }
@@ -789,7 +789,7 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_small_kernel(GreedyPara
         grid.sync();
         if (warp < na) {
             const int b = active[warp];
-            const Partial best = item_best(parts, b);
+            const Partial best = item_best(parts, b, gridDim.x);
             if (lane == 0) {
                 const ItemState s{&s_t[b], &s_run[b], &s_last[b], &s_label[b], &s_ntok[b]};
                 s_emit[b] = apply_rules(P, b, best, logits + int64_t{b} * P.n_out, s, writer);
@@ -823,9 +823,7 @@ __device__ void stage_z16(const GreedyParams& P, const int* active, int n_active
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
         const int a = static_cast<int>(i / J), j = static_cast<int>(i % J), b = active[a];
         const float* f = P.fproj + b * P.item_stride + int64_t{__ldcg(P.t + b)} * J;
-        const float z = activate(f[j] + __ldcg(P.p + b * J + j), P.activation);
-        if constexpr (std::is_same_v<W, __half>) z16[i] = __float2half_rn(z);
-        else z16[i] = __float2bfloat16_rn(z);
+        z16[i] = to_weight_type<W>(activate(f[j] + __ldcg(P.p + b * J + j), P.activation));
     }
 }
 
@@ -899,23 +897,13 @@ __device__ int joint_tensor_phase(const GreedyParams& P, const int* active, int 
     return n_chunks;
 }
 
-// One block per active item: the merged partials and the loop rules, state in global memory.
+// One warp per active item: the merged partials and the loop rules, state in global memory.
 __device__ void decide_phase(const GreedyParams& P, const int* active, int n_active, const Partial* parts,
                              int n_slots) {
-    __shared__ Partial warp_best[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    for (int a = blockIdx.x; a < n_active; a += gridDim.x) {
+    for (int a = warp_id_global(); a < n_active; a += warps_total()) {
         const int b = active[a];
-        Partial acc = empty_partial();
-        for (int i = threadIdx.x; i < n_slots; i += blockDim.x)
-            merge(acc, load_partial(parts + int64_t{b} * kGreedyMaxBlocks + i));
-        warp_merge(acc);
-        __syncthreads();
-        if (lane == 0) warp_best[warp] = acc;
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            Partial best = warp_best[0];
-            for (int w = 1; w < n_warps; ++w) merge(best, warp_best[w]);
+        const Partial best = item_best(parts, b, n_slots);
+        if ((threadIdx.x & 31) == 0) {
             const ItemState s{P.t + b, P.run + b, P.last_ts + b, P.label + b, P.n_tokens + b};
             P.need_lstm[b] = apply_rules(P, b, best, P.logits + int64_t{b} * P.n_out, s, true) ? 1 : 0;
         }

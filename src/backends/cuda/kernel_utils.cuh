@@ -20,7 +20,9 @@ inline unsigned int grid_for(const Launch& l, int64_t n) {
     return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t{l.n_sms} * 16)));
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+// Sums of float or double (the frontend accumulates in double).
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
@@ -31,14 +33,15 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ __forceinline__ float block_sum(float v, float* shared32) {
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* shared32) {
     v = warp_sum(v);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     __syncthreads();  // shared32 may still be read by a previous reduction
     if (lane == 0) shared32[warp] = v;
     __syncthreads();
     const int n_warps = blockDim.x >> 5;
-    v = lane < n_warps ? shared32[lane] : 0.f;
+    v = lane < n_warps ? shared32[lane] : T(0);
     return warp_sum(v);
 }
 

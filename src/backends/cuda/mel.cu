@@ -56,36 +56,20 @@ __global__ void mel_power_log_kernel(const float2* spec, int64_t count, int n_bi
     }
 }
 
-__device__ __forceinline__ double warp_sum_d(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32); every thread gets the result.
-__device__ __forceinline__ double block_sum_d(double v, double* shared32) {
-    v = warp_sum_d(v);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    __syncthreads();
-    if (lane == 0) shared32[warp] = v;
-    __syncthreads();
-    v = lane < (blockDim.x >> 5) ? shared32[lane] : 0.0;
-    return warp_sum_d(v);
-}
-
 // One block per mel column.
 __global__ void mel_normalize_kernel(float* x, int64_t n_frames, int n_mels) {
     __shared__ double shared[32];
     float* col = x + blockIdx.x;
     double sum = 0.0;
     for (int64_t t = threadIdx.x; t < n_frames; t += blockDim.x) sum += col[t * n_mels];
-    sum = block_sum_d(sum, shared);
+    sum = block_sum(sum, shared);
     const float mean = static_cast<float>(sum / static_cast<double>(n_frames));
     double sq = 0.0;
     for (int64_t t = threadIdx.x; t < n_frames; t += blockDim.x) {
         const double d = __fsub_rn(col[t * n_mels], mean);
         sq = __dadd_rn(sq, __dmul_rn(d, d));
     }
-    sq = block_sum_d(sq, shared);
+    sq = block_sum(sq, shared);
     // Unbiased std; 0 for a single frame (NeMo >= 2.5); epsilon added to the std.
     float std_dev = n_frames > 1 ? static_cast<float>(sqrt(sq / static_cast<double>(n_frames - 1))) : 0.f;
     std_dev = __fadd_rn(std_dev, 1e-5f);
