@@ -104,6 +104,8 @@ void free_pinned(void* p) {
 
 }  // namespace
 
+constexpr int kDefaultSmallRows = 2;
+
 struct StreamBatchEngine::Impl {
     std::shared_ptr<const Model> model;
     StreamingConfig sc;
@@ -126,6 +128,10 @@ struct StreamBatchEngine::Impl {
     std::vector<std::unique_ptr<Io>> ios[2];  // per shape, indexed by log2(bucket)
     bool decode_in_graph = true;
     int debug_layers = -1;
+    // Steps of at most this many rows take queue_small_layers. H100, bf16, 160 ms chunks (2 rows per stream): one
+    // stream 2.11 ms against 2.60 ms through cuBLAS, but 2 streams 2.83 against 2.64 and 4 streams 4.36 against
+    // 2.73 (docs/PERFORMANCE.md), so by default only single-stream steps of up to 2 rows take it.
+    int64_t small_rows = kDefaultSmallRows;
     cudaEvent_t ev_start = nullptr, ev_mid = nullptr, ev_end = nullptr;
     Timing timing;
     std::mutex mutex;
@@ -292,6 +298,7 @@ struct StreamBatchEngine::Impl {
             aa.att_left = att.left;
             aa.att_right = att.right;
         }
+        aa.cache_drop = sc.cache_drop_size;
         aa.layout = layout;
         aa.pages = page_table;
         aa.items = cuda::kernels::StepItems{slot, stage_len, enc_len, out_len};
@@ -301,6 +308,12 @@ struct StreamBatchEngine::Impl {
         float* tp = tmp.data<float>();
         const size_t n_layers = debug_layers >= 0 ? std::min<size_t>(debug_layers, layers.size()) : layers.size();
         const bool act16 = precision == Precision::kF16 || precision == Precision::kBF16;
+        const bool skinny = n_layers > 0 && rows <= small_rows && cuda::kernels::skinny_linear_fits(rows, D, true) &&
+                            cuda::kernels::skinny_linear_fits(rows, ff, false);
+        if (skinny) {
+            queue_small_layers(io, rows, n_layers, aa, sh, x, norm, tmp, qkv, pw1);
+            return finish_step(sh, io, with_decode, x.data<float>(), slot, out_len, aa.items);
+        }
         if (!act16) {
             for (size_t li = 0; li < n_layers; ++li) {
                 const LayerDev& w = layers[li];
@@ -312,7 +325,6 @@ struct StreamBatchEngine::Impl {
                 cuda::linear(*cu, precision, np, w.qkv_w, w.qkv_b, qkv.data<float>(), rows, 3 * D, D, 0.f);
                 cuda::kernels::stream_attention(l, aa, qkv.data<float>(), sh.pos_proj[li].data<float>(), w.u, w.v,
                                                 att_out.data<float>());
-                cuda::kernels::stream_append_kv(l, aa, qkv.data<float>(), sc.cache_drop_size);
                 cuda::linear(*cu, precision, att_out.data<float>(), w.out_w, w.out_b, tp, rows, D, D, 0.f);
                 cuda::add_layer_norm(*cu, xp, tp, 1.f, w.conv_norm_w, w.conv_norm_b, 1e-5f, rows, D, np);
                 cuda::linear(*cu, precision, np, w.pw1_w, w.pw1_b, pw1.data<float>(), rows, 2 * D, D, 0.f);
@@ -352,7 +364,6 @@ struct StreamBatchEngine::Impl {
                 gemm(norm16, w.qkv_w, w.qkv_b, qkv.data<float>(), 3 * D, D);
                 cuda::kernels::stream_attention(l, aa, qkv.data<float>(), sh.pos_proj[li].data<float>(), w.u, w.v,
                                                 att16.raw(), code);
-                cuda::kernels::stream_append_kv(l, aa, qkv.data<float>(), sc.cache_drop_size);
                 gemm(att16, w.out_w, w.out_b, tp, D, D);
                 cuda::kernels::layer_norm_act(l, xp, tp, 1.f, w.conv_norm_w, w.conv_norm_b, 1e-5f, rows, D,
                                               norm16.raw(), code);
@@ -370,9 +381,94 @@ struct StreamBatchEngine::Impl {
             }
         }
         cuda::linear(*cu, precision, xp, enc_w, enc_b, io.fproj.data<float>(), rows, decoder->joint_hidden(), D, 0.f);
+        finish_step(sh, io, with_decode, xp, slot, out_len, aa.items);
+    }
+
+    // The encoder output kept for parity checks, the cache advance and the decode.
+    void finish_step(const ChunkShape& sh, Io& io, bool with_decode, const float* xp, const int* slot,
+                     const int* out_len, const cuda::kernels::StepItems& items) {
         PK_CUDA_CHECK(cudaMemcpyAsync(io.encoded.raw(), xp, io.encoded.nbytes(), cudaMemcpyDeviceToDevice, cu->stream));
-        cuda::kernels::stream_advance(l, layout, page_table, aa.items, B, sc.cache_drop_size);
+        cuda::kernels::stream_advance(launch(), layout, page_table, items, io.batch, sc.cache_drop_size);
         if (with_decode) queue_decode(sh, io, slot, out_len);
+    }
+
+    // The conformer layers and the joint's encoder projection on a few rows (rows <= small_rows): every linear is
+    // one skinny_linear launch with its bias and SiLU, and the residual updates and layer norms before a linear
+    // run in that launch's prologue (the residual stream alternates between x and spare). 10 launches per layer
+    // instead of 21. On return x holds the encoder output.
+    void queue_small_layers(Io& io, int64_t rows, size_t n_layers, cuda::kernels::StreamAttentionArgs& aa,
+                            const ChunkShape& sh, Tensor& x, Tensor& spare, Tensor& tmp, Tensor& qkv, Tensor& pw1) {
+        const EncoderConfig& c = model->encoder().config();
+        const int64_t D = c.d_model, ff = D * c.ff_expansion_factor, B = io.batch, T = sh.sz.t;
+        const Device dev{DeviceType::kCUDA, cu->device};
+        const cuda::Launch l = launch();
+        const DType adt = precision == Precision::kF16 ? DType::kF16
+                          : precision == Precision::kBF16 ? DType::kBF16 : DType::kF32;
+        const int code = adt == DType::kF16 ? 1 : adt == DType::kBF16 ? 2 : 0;
+        Tensor hidden = Tensor::empty({rows * ff}, adt, dev), att_act = Tensor::empty({rows * D}, adt, dev),
+               dw = Tensor::empty({rows * D}, adt, dev);
+        float* tp = tmp.data<float>();
+        auto linear = [&](const Tensor& w, const float* bias, bool silu, const void* in, void* y, int y_code,
+                          int64_t n, int64_t ldy) {
+            PK_CHECK(w.dtype() == adt, kInternal, "batched step: {} weight for a {} step", dtype_name(w.dtype()),
+                     dtype_name(adt));
+            cuda::kernels::SkinnyLinearArgs a{};
+            a.rows = rows;
+            a.n = n;
+            a.k = w.dim(1);
+            a.w = w.raw();
+            a.w_dtype = code;
+            a.bias = bias;
+            a.silu = silu ? 1 : 0;
+            a.y = y;
+            a.y_dtype = y_code;
+            a.ldy = ldy;
+            a.x = in;
+            return a;
+        };
+        // The residual update x' = [LN_pre](x + scale · tp) (when scale != 0), then the linear's input LN(x').
+        auto with_norm = [&](cuda::kernels::SkinnyLinearArgs a, float scale, const float* pre_g, const float* pre_b,
+                             const float* g, const float* b) {
+            a.res = x.data<float>();
+            a.eps = 1e-5f;
+            a.norm_g = g;
+            a.norm_b = b;
+            if (scale != 0.f) {
+                a.delta = tp;
+                a.delta_scale = scale;
+                a.pre_g = pre_g;
+                a.pre_b = pre_b;
+                a.res_out = spare.data<float>();
+                std::swap(x, spare);
+            }
+            cuda::kernels::skinny_linear(l, a);
+        };
+        for (size_t li = 0; li < n_layers; ++li) {
+            const LayerDev& w = layers[li];
+            const LayerDev* prev = li > 0 ? &layers[li - 1] : nullptr;
+            aa.layer = static_cast<int64_t>(li);
+            with_norm(linear(w.ff1_w1, w.ff1_b1, true, nullptr, hidden.raw(), code, ff, ff), prev ? 0.5f : 0.f,
+                      prev ? prev->out_norm_w : nullptr, prev ? prev->out_norm_b : nullptr, w.ff1_norm_w, w.ff1_norm_b);
+            cuda::kernels::skinny_linear(l, linear(w.ff1_w2, w.ff1_b2, false, hidden.raw(), tp, 0, D, D));
+            with_norm(linear(w.qkv_w, w.qkv_b, false, nullptr, qkv.raw(), 0, 3 * D, 3 * D), 0.5f, nullptr, nullptr,
+                      w.att_norm_w, w.att_norm_b);
+            cuda::kernels::stream_attention(l, aa, qkv.data<float>(), sh.pos_proj[li].data<float>(), w.u, w.v,
+                                            att_act.raw(), code);
+            cuda::kernels::skinny_linear(l, linear(w.out_w, w.out_b, false, att_act.raw(), tp, 0, D, D));
+            with_norm(linear(w.pw1_w, w.pw1_b, false, nullptr, pw1.raw(), 0, 2 * D, 2 * D), 1.f, nullptr, nullptr,
+                      w.conv_norm_w, w.conv_norm_b);
+            cuda::kernels::stream_conv(l, layout, page_table, aa.items, aa.layer, pw1.data<float>(), B, T,
+                                       c.conv_kernel_size, c.conv_context_size[1], sc.cache_drop_size, w.dw_w, w.dw_b,
+                                       dw.raw(), code);
+            cuda::kernels::skinny_linear(l, linear(w.pw2_w, w.pw2_b, false, dw.raw(), tp, 0, D, D));
+            with_norm(linear(w.ff2_w1, w.ff2_b1, true, nullptr, hidden.raw(), code, ff, ff), 1.f, nullptr, nullptr,
+                      w.ff2_norm_w, w.ff2_norm_b);
+            cuda::kernels::skinny_linear(l, linear(w.ff2_w2, w.ff2_b2, false, hidden.raw(), tp, 0, D, D));
+        }
+        const LayerDev& last = layers[n_layers - 1];
+        const int64_t J = decoder->joint_hidden();
+        with_norm(linear(enc_w, enc_b, false, nullptr, io.fproj.raw(), 0, J, J), 0.5f, last.out_norm_w,
+                  last.out_norm_b, nullptr, nullptr);
     }
 };
 
@@ -386,6 +482,9 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
     m.sc = sc;
     m.precision = precision;
     if (const char* env = std::getenv("PARAKEET_DECODE_OUTSIDE_GRAPH")) m.decode_in_graph = std::string(env) != "1";
+    // A/B measurements of the small-row kernels (see set_small_step_rows).
+    if (const char* env = std::getenv("PARAKEET_SMALL_STEP_ROWS"))
+        m.small_rows = std::clamp(std::atoi(env), 0, cuda::kernels::kSkinnyMaxRows);
     const FastConformerEncoder& enc = m.model->encoder();
     const EncoderConfig& c = enc.config();
     m.att = enc.attention_context(context);
@@ -539,6 +638,13 @@ void StreamBatchEngine::set_debug_layers(int n) {
     m.debug_layers = n;
 }
 
+void StreamBatchEngine::set_small_step_rows(int rows) {
+    Impl& m = *impl_;
+    std::lock_guard<std::mutex> lock(m.mutex);
+    cuda::clear_graphs(*m.cu);
+    m.small_rows = std::clamp(rows, 0, cuda::kernels::kSkinnyMaxRows);
+}
+
 size_t StreamBatchEngine::slot_bytes() const {
     return static_cast<size_t>(impl_->layout.page_floats) * sizeof(float) / cuda::kernels::kSlotsPerPage;
 }
@@ -678,6 +784,7 @@ int StreamBatchEngine::acquire() { return -1; }
 void StreamBatchEngine::release(int) {}
 void StreamBatchEngine::reset(int) {}
 void StreamBatchEngine::set_debug_layers(int) {}
+void StreamBatchEngine::set_small_step_rows(int) {}
 void StreamBatchEngine::step(const std::vector<Step>&, std::vector<Output>&) {}
 StreamBatchEngine::Timing StreamBatchEngine::take_timing() { return {}; }
 size_t StreamBatchEngine::slot_bytes() const { return 0; }

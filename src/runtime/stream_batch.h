@@ -76,6 +76,10 @@ public:
 
     // Debugging: run only the first n conformer layers (-1: all); drops the captured graphs.
     void set_debug_layers(int n);
+    // Steps of at most this many encoder rows (streams x frames per chunk; at most 8, default 2) run every linear
+    // layer as one fused small-row kernel instead of cuBLAS and separate norm launches; 0 turns that path off.
+    // Drops the captured graphs.
+    void set_small_step_rows(int rows);
 
     // Device bytes held per stream slot (caches and decoder state).
     size_t slot_bytes() const;

@@ -9,6 +9,8 @@
 #include <random>
 
 #include "backends/cuda/context.h"
+#include "backends/cuda/context_impl.h"
+#include "backends/cuda/stream_kernels.h"
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/greedy_decode.h"
 #include "io/audio.h"
@@ -225,6 +227,80 @@ TEST_P(CudaPrecisionTest, RelPosAttentionBatchedMatchesItems) {
                          fmt::format("{} vs item {} alone", what, b));
         }
     }
+}
+
+// The small-row linear of the batched streaming step against the CPU ops: every row count it specialises (1, 2,
+// 4, 8 and the odd counts between), an odd output width (its last warp has one row), a short k and a long one
+// (split over warps), with and without the norm prologue (residual update, pre-norm, norm) and the SiLU epilogue.
+TEST_P(CudaPrecisionTest, SkinnyLinear) {
+    const Precision prec = GetParam();
+    cuda::CudaContext& c = context();
+    const cuda::Launch l{c.stream, c.n_sms};
+    for (const int64_t rows : {1, 2, 3, 5, 8}) {
+        for (const int64_t k : {96, 1024}) {
+            for (const bool norm : {false, true}) {
+                const int64_t n = 333;
+                Tensor w = rand({n, k}), b = rand({n}), res = rand({rows, k}, -2.f, 2.f), delta = rand({rows, k});
+                Tensor g1 = rand({k}, 0.5f, 1.5f), b1 = rand({k}), g2 = rand({k}, 0.5f, 1.5f), b2 = rand({k});
+                Tensor x = rand({rows, k});
+                // Reference: the prologue with the CPU ops, the input rounded as the GPU feeds it, then the linear.
+                Tensor r = res.clone(), in = x.clone();
+                if (norm) {
+                    ops::add_scaled_(cpu(), r, delta, 0.5f);
+                    Tensor r2 = Tensor::empty(r.shape());
+                    ops::layer_norm(cpu(), r, g1, b1, 1e-5f, r2);
+                    r = r2;
+                    ops::layer_norm(cpu(), r, g2, b2, 1e-5f, in);
+                }
+                const Tensor wd = cuda::device_weight(c, w, prec);
+                const int code = wd.dtype() == DType::kF16 ? 1 : wd.dtype() == DType::kBF16 ? 2 : 0;
+                // The input in the weight's dtype (the rounding the GPU's input goes through), and back on the host.
+                const Tensor x_dev = cuda::device_weight(c, in, prec);
+                const Tensor in_q = x_dev.to(Device{}).to_f32();
+                Tensor y_ref = Tensor::empty({rows, n});
+                ops::linear(cpu(), in_q, w, &b, y_ref);
+                ops::silu_(cpu(), y_ref);
+
+                Tensor y_gpu = Tensor::zeros({rows, n}, DType::kF32, kGpu);
+                Tensor res_gpu = res.to(kGpu), delta_gpu = delta.to(kGpu);
+                Tensor res_out = Tensor::zeros({rows, k}, DType::kF32, kGpu);
+                cuda::kernels::SkinnyLinearArgs a{};
+                a.rows = rows;
+                a.n = n;
+                a.k = k;
+                a.w = wd.raw();
+                a.w_dtype = code;
+                a.bias = cuda::weight_f32(c, b);
+                a.silu = 1;
+                a.y = y_gpu.raw();
+                a.y_dtype = 0;
+                a.ldy = n;
+                if (norm) {
+                    a.res = res_gpu.data<float>();
+                    a.delta = delta_gpu.data<float>();
+                    a.delta_scale = 0.5f;
+                    a.pre_g = cuda::weight_f32(c, g1);
+                    a.pre_b = cuda::weight_f32(c, b1);
+                    a.res_out = res_out.data<float>();
+                    a.norm_g = cuda::weight_f32(c, g2);
+                    a.norm_b = cuda::weight_f32(c, b2);
+                    a.eps = 1e-5f;
+                } else {
+                    a.x = x_dev.raw();
+                }
+                ASSERT_TRUE(cuda::kernels::skinny_linear_fits(rows, k, norm));
+                cuda::kernels::skinny_linear(l, a);
+                const std::string what = fmt::format("skinny {} rows={} k={} norm={}", precision_name(prec), rows, k, norm);
+                // 16-bit weights: the reference uses the float32 weights, so the tolerance is the precision's.
+                expect_close(y_ref, y_gpu, prec == Precision::kF32 || prec == Precision::kTF32 ? 1e-5 : tolerance(prec),
+                             what);
+                if (norm) expect_close(r, res_out, 1e-5, what + " residual");
+            }
+        }
+    }
+    EXPECT_FALSE(cuda::kernels::skinny_linear_fits(9, 64, false));
+    EXPECT_FALSE(cuda::kernels::skinny_linear_fits(2, 100, false));
+    EXPECT_FALSE(cuda::kernels::skinny_linear_fits(8, 4096, true));
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaPrecisionTest,

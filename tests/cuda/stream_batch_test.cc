@@ -236,13 +236,18 @@ TEST_F(StreamBatch, HalfPrecisionLargeBatchDecodeTracksSingleItems) {
 // Per chunk, the batched step's encoder output against FastConformerEncoder::stream_step on the same device,
 // first chunk to the last partial one, four clips of different lengths stepped as one batch, for tiny-a and
 // the causal chunked_limited variant.
-TEST_F(StreamBatch, EncoderOutputMatchesPerStreamStepEveryChunk) {
+// small_rows 8 (the most; the default is 2): batches of up to 8 rows take the fused small-row kernels; 0: cuBLAS
+// throughout.
+class StreamBatchRows : public StreamBatch, public ::testing::WithParamInterface<int> {};
+
+TEST_P(StreamBatchRows, EncoderOutputMatchesPerStreamStepEveryChunk) {
     for (const std::string& path : {kData + "/tiny-a/model/tiny-a.nemo", kData + "/variants/v-causal/model.nemo"}) {
         auto model = Model::load(path);
         const bool tiny = path.find("tiny-a") != std::string::npos;
         const StreamingConfig sc = tiny ? model->encoder().streaming_config(4, 2, 8) : model->encoder().streaming_config();
         DeviceRunner runner(model, Device{DeviceType::kCUDA, 0}, Precision::kF32, 1);
         StreamBatchEngine engine(model, sc, 0, 0, Precision::kF32);
+        engine.set_small_step_rows(GetParam());
         struct Item {
             Tensor f;
             EncoderCache cache;
@@ -344,12 +349,13 @@ TEST_F(StreamBatch, EncoderOutputMatchesPerStreamStepEveryChunk) {
 
 // fp16/bf16 (16-bit activations written by the kernels that feed each GEMM): the encoder output of every chunk
 // stays close to the per-stream path at the same precision, which converts activations before each GEMM.
-TEST_F(StreamBatch, HalfPrecisionEncoderOutputTracksPerStreamStep) {
+TEST_P(StreamBatchRows, HalfPrecisionEncoderOutputTracksPerStreamStep) {
     auto model = Model::load(kData + "/tiny-a/model/tiny-a.nemo");
     const StreamingConfig sc = model->encoder().streaming_config(4, 2, 8);
     for (const auto& [prec, tol] : {std::pair{Precision::kF16, 2e-2}, std::pair{Precision::kBF16, 1e-1}}) {
         DeviceRunner runner(model, Device{DeviceType::kCUDA, 0}, prec, 1);
         StreamBatchEngine engine(model, sc, 0, 0, prec);
+        engine.set_small_step_rows(GetParam());
         auto audio = clip(1);
         Tensor f = model->frontend().compute(audio.data(), static_cast<int64_t>(audio.size()));
         EncoderCache cache = model->encoder().initial_cache(sc, 1, Device{DeviceType::kCUDA, 0});
@@ -377,6 +383,9 @@ TEST_F(StreamBatch, HalfPrecisionEncoderOutputTracksPerStreamStep) {
         engine.release(slot);
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(SmallRows, StreamBatchRows, ::testing::Values(8, 0),
+                         [](const auto& param_info) { return param_info.param ? "small_rows_kernels" : "cublas"; });
 
 // The subsampling alone (no conformer layers) on full and partial chunks: rows [drop, ...) of
 // FastConformerEncoder::subsample.
@@ -410,6 +419,7 @@ TEST_F(StreamBatch, PartialChunkSweep) {
     const StreamingConfig sc = model->encoder().streaming_config(4, 2, 8);
     DeviceRunner runner(model, Device{DeviceType::kCUDA, 0}, Precision::kF32, 1);
     StreamBatchEngine engine(model, sc, 0, 0, Precision::kF32);
+    engine.set_small_step_rows(8);  // the fused small-row kernels on every chunk length
     auto audio = clip(0);
     Tensor f = model->frontend().compute(audio.data(), static_cast<int64_t>(audio.size()));
     for (int last_rows : {17, 20, 23, 24, 25, 28, 31, 33, 36, 40, 41}) {

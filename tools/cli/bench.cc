@@ -87,8 +87,7 @@ std::vector<float> test_audio(int seconds, int rate) {
 // Seconds the encoder's and joint projection's GEMMs alone take for t encoder frames, same threads.
 double gemm_floor(const ModelConfig& c, int64_t n_features, int64_t t) {
     struct Shape3 {
-        int64_t m, n, k;
-        int count;
+        int64_t m, n, k, count;
     };
     const int64_t d = c.encoder.d_model, ff = d * c.encoder.ff_expansion_factor, h = c.encoder.n_heads, dk = d / h;
     const int64_t ch = c.encoder.subsampling_conv_channels;
@@ -118,7 +117,7 @@ double gemm_floor(const ModelConfig& c, int64_t n_features, int64_t t) {
         std::vector<float> a(static_cast<size_t>(s.m * s.k), 0.01f), b(static_cast<size_t>(s.n * s.k), 0.02f),
             out(static_cast<size_t>(s.m * s.n));
         cpu::sgemm(false, true, s.m, s.n, s.k, 1.f, a.data(), s.k, b.data(), s.k, 0.f, out.data(), s.n);  // warm
-        const int reps = std::max(1, std::min(s.count, 4));
+        const int reps = static_cast<int>(std::clamp<int64_t>(s.count, 1, 4));
         const double t0 = now();
         for (int r = 0; r < reps; ++r)
             cpu::sgemm(false, true, s.m, s.n, s.k, 1.f, a.data(), s.k, b.data(), s.k, 0.f, out.data(), s.n);

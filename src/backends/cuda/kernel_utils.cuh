@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "backends/cuda/kernels.h"
 
@@ -54,6 +55,50 @@ __device__ __forceinline__ float block_max(float v, float* shared32) {
     const int n_warps = blockDim.x >> 5;
     v = lane < n_warps ? shared32[lane] : -INFINITY;
     return warp_max(v);
+}
+
+// Programmatic dependent launch (sm_90 and later): a kernel launched by launch_after_previous may start while the
+// kernel before it still runs, once that kernel has called launch_dependents (or finished); it must call
+// wait_for_previous_kernel before touching anything the earlier kernels write (reading constant weights before it
+// is how it overlaps them). Both are no-ops without such a launch and below sm_90.
+__device__ __forceinline__ void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Whether the current device takes programmatic dependent launches (compute capability 9.0 or later).
+inline bool programmatic_launch_supported() {
+    static const bool supported = [] {
+        int dev = 0, major = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess) return false;
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+        return major >= 9;
+    }();
+    return supported;
+}
+
+// Launches kernel<<<grid, block, shared, l.stream>>>(args...) as a programmatic dependent launch where supported
+// (see launch_dependents), a plain launch elsewhere. The kernel must call wait_for_previous_kernel.
+template <typename... KArgs, typename... Args>
+void launch_after_previous(Launch l, void (*kernel)(KArgs...), unsigned int grid, unsigned int block, size_t shared,
+                           Args&&... args) {
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(grid);
+    config.blockDim = dim3(block);
+    config.dynamicSmemBytes = shared;
+    config.stream = l.stream;
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = &attribute;
+    config.numAttrs = programmatic_launch_supported() ? 1 : 0;
+    PK_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
 }
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }

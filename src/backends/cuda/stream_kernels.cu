@@ -90,7 +90,8 @@ __global__ void drop_scale_rows_kernel(const float* x, I batch, I t_in, I drop, 
 // a group larger than the chunk would cost occupancy for nothing.
 template <int kAttQueries>
 __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u,
-                                        const float* vbias, void* out, int act_dtype) {
+                                        const float* vbias, void* out, int act_dtype, int kv_groups) {
+    launch_dependents();
     extern __shared__ float sm[];
     __shared__ float red[32];
     __shared__ int64_t lo_q[kAttQueries], hi_q[kAttQueries];
@@ -101,8 +102,8 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
     const int slot = a.items.slot[b];
     const int* ints = slot_ints(s, a.pages, slot);
     const int64_t head = ints[kFieldHead], len = ints[kFieldLen];
-    const float* keys = slot_keys(s, a.pages, slot, a.layer) + h * dk;
-    const float* values = keys + c_rows * d;
+    float* keys = slot_keys(s, a.pages, slot, a.layer) + h * dk;
+    float* values = keys + c_rows * d;
     const int64_t enc_len = a.items.enc_len[b];
     const int64_t key_begin = min(max(c_rows - len, int64_t{0}), n), key_end = c_rows + enc_len;
     const float denom = sqrtf(static_cast<float>(dk));
@@ -178,17 +179,35 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
             lo_r[qi] = qi < nq ? static_cast<int>(lo_q[qi]) : 0;
             hi_r[qi] = qi < nq ? static_cast<int>(hi_q[qi]) : 0;
         }
-        for (int64_t c = threadIdx.x; c < dk; c += blockDim.x) {
+        // Weighted sum of values: thread per channel; with kv_groups > 1 (a small batch in a wide block) group g
+        // of dk threads takes keys lo_all + g, + 2g, ... and group 0 adds the others' partial sums in order.
+        const int g = kv_groups > 1 ? static_cast<int>(threadIdx.x / dk) : 0;
+        const int64_t c_begin = kv_groups > 1 ? threadIdx.x % dk : threadIdx.x;
+        const int64_t c_step = kv_groups > 1 ? dk : blockDim.x;
+        for (int64_t c = c_begin; c < dk; c += c_step) {
             float acc[kAttQueries];
 #pragma unroll
             for (int qi = 0; qi < kAttQueries; ++qi) acc[qi] = 0.f;
-            for (int64_t j = lo_all; j < hi_all; ++j) {
+            for (int64_t j = lo_all + g; j < hi_all; j += kv_groups) {
                 const float* vrow = j < c_rows ? values + ((head + j) % c_rows) * d
                                                : qkv + (b * t + (j - c_rows)) * 3 * d + 2 * d + h * dk;
                 const float v = vrow[c];
 #pragma unroll
                 for (int qi = 0; qi < kAttQueries; ++qi)
                     if (j >= lo_r[qi] && j < hi_r[qi]) acc[qi] += sc[qi * n + (j - lo_r[qi])] * v;
+            }
+            if (kv_groups > 1) {
+                float* pv = sc + kAttQueries * n;  // [kv_groups - 1][kAttQueries][dk]
+                if (g > 0) {
+#pragma unroll
+                    for (int qi = 0; qi < kAttQueries; ++qi) pv[((g - 1) * kAttQueries + qi) * dk + c] = acc[qi];
+                }
+                __syncthreads();
+                if (g > 0) break;
+                for (int gi = 1; gi < kv_groups; ++gi) {
+#pragma unroll
+                    for (int qi = 0; qi < kAttQueries; ++qi) acc[qi] += pv[((gi - 1) * kAttQueries + qi) * dk + c];
+                }
             }
 #pragma unroll
             for (int qi = 0; qi < kAttQueries; ++qi) {
@@ -198,24 +217,14 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
             }
         }
     }
-}
-
-// Item b appends its first keep_b = enc_len[b] - cache_drop new rows (only the last C of them when keep_b > C).
-__global__ void stream_append_kv_kernel(StreamAttentionArgs a, const float* qkv, int64_t cache_drop, int64_t max_rows) {
-    const SlotLayout& s = a.layout;
-    const int64_t d = s.d_model, c_rows = s.cache_rows;
-    PK_GRID_STRIDE(i, a.batch * max_rows * d) {
-        const int64_t col = i % d, ri = (i / d) % max_rows, b = i / (d * max_rows);
-        const int64_t keep = a.items.enc_len[b] - cache_drop;
-        const int64_t r = (keep > c_rows ? keep - c_rows : 0) + ri;
-        if (r >= keep) continue;
-        const int slot = a.items.slot[b];
-        const int64_t head = slot_ints(s, a.pages, slot)[kFieldHead];
-        float* keys = slot_keys(s, a.pages, slot, a.layer);
-        const int64_t phys = (head + r) % c_rows;
-        const float* src = qkv + (b * a.t + r) * 3 * d;
-        keys[phys * d + col] = src[d + col];
-        keys[(c_rows + phys) * d + col] = src[2 * d + col];
+    // The cache append of this item's head: after every read of the cached rows (the oldest rows are overwritten).
+    __syncthreads();
+    const int64_t keep = enc_len - a.cache_drop, r0 = keep > c_rows ? keep - c_rows : 0;
+    for (int64_t e = threadIdx.x; e < (keep - r0) * dk; e += blockDim.x) {
+        const int64_t r = r0 + e / dk, c = e % dk, phys = (head + r) % c_rows;
+        const float* src = qkv + (b * t + r) * 3 * d + h * dk + c;
+        keys[phys * d + c] = src[d];
+        values[phys * d + c] = src[2 * d];
     }
 }
 
@@ -234,13 +243,18 @@ __global__ void stream_advance_kernel(SlotLayout s, float* const* pages, StepIte
 __global__ void stream_conv_kernel(SlotLayout s, float* const* pages, StepItems items, int64_t layer,
                                    const float* x, int64_t batch, int64_t t, int64_t kernel, int64_t right,
                                    int64_t drop, const float* w, const float* bias, void* y, int act_dtype) {
+    launch_dependents();
+    extern __shared__ float window[];  // [kc + t + right][blockDim.x]: thread i's column is its own window
     const int64_t d = s.d_model, kc = s.time_rows;
     PK_GRID_STRIDE(i, batch * d) {
         const int64_t c = i % d, b = i / d;
         const int slot = items.slot[b];
         float* cache = slot_time(s, pages, slot, layer) + c;
         const int64_t valid = items.enc_len[b], n = kc + t + right;
-        float g[kMaxConvWindow];
+        struct Column {
+            float* p;
+            __device__ float& operator[](int64_t r) const { return p[r * blockDim.x]; }
+        } g{window + threadIdx.x};
         for (int64_t r = 0; r < kc; ++r) g[r] = cache[r * d];
         for (int64_t r = 0; r < t; ++r) {
             const float* xr = x + (b * t + r) * 2 * d;
@@ -416,23 +430,21 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
                       const float* v, void* out, int act_dtype) {
     if (a.batch <= 0 || a.t <= 0) return;
     const int group = a.t <= 2 ? 2 : a.t <= 4 ? 4 : 8;
-    const size_t shared = static_cast<size_t>(group * (2 * a.d_head + a.layout.cache_rows + a.t)) * sizeof(float);
-    const dim3 grid(static_cast<unsigned int>(a.batch * a.n_heads));
+    // Fewer (item, head) blocks than SMs: 512 threads per block (more key rows in flight per block), the value sum
+    // split over 512 / d_head groups of keys.
+    const int64_t blocks = a.batch * a.n_heads;
+    const int threads = blocks < l.n_sms && a.d_head <= 256 && 512 % a.d_head == 0 ? 512 : 128;
+    const int kv_groups = threads == 512 ? static_cast<int>(512 / a.d_head) : 1;
+    const size_t shared = static_cast<size_t>(group * (2 * a.d_head + a.layout.cache_rows + a.t) +
+                                              (kv_groups - 1) * group * a.d_head) * sizeof(float);
+    const dim3 grid(static_cast<unsigned int>(blocks));
     if (group == 2) {
-        stream_attention_kernel<2><<<grid, 128, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype);
+        stream_attention_kernel<2><<<grid, threads, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype, kv_groups);
     } else if (group == 4) {
-        stream_attention_kernel<4><<<grid, 128, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype);
+        stream_attention_kernel<4><<<grid, threads, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype, kv_groups);
     } else {
-        stream_attention_kernel<8><<<grid, 128, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype);
+        stream_attention_kernel<8><<<grid, threads, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype, kv_groups);
     }
-    PK_CUDA_CHECK_LAUNCH();
-}
-
-void stream_append_kv(Launch l, const StreamAttentionArgs& a, const float* qkv, int64_t cache_drop) {
-    const int64_t max_rows = a.t < a.layout.cache_rows ? a.t : a.layout.cache_rows;
-    const int64_t n = a.batch * max_rows * a.layout.d_model;
-    if (n <= 0) return;
-    stream_append_kv_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(a, qkv, cache_drop, max_rows);
     PK_CUDA_CHECK_LAUNCH();
 }
 
@@ -449,8 +461,13 @@ void stream_conv(Launch l, const SlotLayout& layout, float* const* pages, const 
                  const float* w, const float* bias, void* y, int act_dtype) {
     const int64_t n = batch * layout.d_model;
     if (n <= 0 || t <= 0) return;
-    stream_conv_kernel<<<grid_for(l, n), 128, 0, l.stream>>>(layout, pages, items, layer, x, batch, t, kernel, right,
-                                                             drop, w, bias, y, act_dtype);
+    // The window lives in shared memory (a local array indexed at run time would sit in local memory).
+    const int64_t rows = layout.time_rows + t + right;
+    const int threads = rows <= 96 ? 128 : 64;  // at most kMaxConvWindow rows: <= 48 KiB
+    const size_t shared = static_cast<size_t>(rows * threads) * sizeof(float);
+    const unsigned int grid = static_cast<unsigned int>(std::min<int64_t>((n + threads - 1) / threads, int64_t{l.n_sms} * 16));
+    stream_conv_kernel<<<grid, threads, shared, l.stream>>>(layout, pages, items, layer, x, batch, t, kernel, right,
+                                                            drop, w, bias, y, act_dtype);
     PK_CUDA_CHECK_LAUNCH();
 }
 

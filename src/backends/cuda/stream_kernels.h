@@ -59,20 +59,20 @@ void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int6
 // Rel-pos attention of T new queries per item over [cached keys (slot ring) | T new keys].
 // qkv[B, T, 3D] (q | k | v, heads of d_head contiguous), p[2N - 1, D] the projected positional rows of this
 // layer for N = C + T keys (row r: distance N - 1 - r), u/v[H, d_head]. out[B, T, D]; rows t >= enc_len[b] zero.
+// Then appends each item's first keep_b = enc_len[b] - cache_drop new rows' keys/values (qkv's k and v) to its
+// slot's ring for `layer` (only the last C of them when keep_b > C; none when keep_b <= 0). keep_b is NeMo's
+// per-stream `keep` (the item's own chunk length, not the batch's padded one). The ring head moves in
+// stream_advance, after every layer.
 struct StreamAttentionArgs {
     int64_t batch, t, n_heads, d_head, layer;
     int64_t att_left, att_right, att_chunk, att_left_chunks;
+    int64_t cache_drop;
     SlotLayout layout;
     float* const* pages;
     StepItems items;
 };
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
                       const float* v, void* out, int act_dtype = 0);
-// Appends each item's first keep_b = enc_len[b] - cache_drop new rows' keys/values (qkv's k and v) to its
-// slot's ring for `layer` (only the last C of them when keep_b > C; none when keep_b <= 0). keep_b is NeMo's
-// per-stream `keep` (the item's own chunk length, not the batch's padded one). The ring head moves in
-// stream_advance, after every layer.
-void stream_append_kv(Launch l, const StreamAttentionArgs& a, const float* qkv, int64_t cache_drop);
 // Per item: head += keep_b (mod C) when keep_b > 0, len = min(len + keep_b, C) (NeMo's cache_last_channel_len).
 void stream_advance(Launch l, const SlotLayout& layout, float* const* pages, const StepItems& items, int64_t batch,
                     int64_t cache_drop);
@@ -93,6 +93,35 @@ void layer_norm_act(Launch l, float* x, const float* r, float alpha, const float
                     int64_t rows, int64_t cols, void* y, int act_dtype);
 // y16 = SiLU(y + bias[col]) written as act_dtype (bias may be null).
 void bias_silu_act(Launch l, const float* y, const float* bias, int64_t rows, int64_t cols, void* out, int act_dtype);
+
+// y[m] = act(x[m] · wᵀ + bias) for a few rows (see skinny.cu). w [n, k] row-major: float32 (w_dtype 0), float16
+// (1) or bfloat16 (2); x [rows, k] of the weight's type (float32 for float32 weights); y [rows, ldy] of y_dtype.
+// With res set, the input is built by the norm prologue instead of read from x (k = d_model):
+//   r = res + delta_scale · delta (delta optional); r = LN(r; pre_g, pre_b) when pre_g is set; res_out = r (when
+//   set; it must not alias res); input = LN(r; norm_g, norm_b) when norm_g is set, else r.
+constexpr int kSkinnyMaxRows = 8;
+struct SkinnyLinearArgs {
+    int64_t rows, n, k;
+    const void* w;
+    int w_dtype;
+    const float* bias;
+    int silu;
+    void* y;
+    int y_dtype;
+    int64_t ldy;
+    const void* x;
+    const float* res;
+    const float* delta;
+    float delta_scale;
+    const float *pre_g, *pre_b;
+    float* res_out;
+    const float *norm_g, *norm_b;
+    float eps;
+};
+// Whether skinny_linear takes these shapes: rows <= kSkinnyMaxRows, k a multiple of 8; with the prologue also
+// k <= 2048 and the rows within 48 KiB of shared memory. The pointers must be 16-byte aligned.
+bool skinny_linear_fits(int64_t rows, int64_t k, bool norm);
+void skinny_linear(Launch l, const SkinnyLinearArgs& a);
 
 // Decoder state between the slots and the batch arrays of the greedy kernel: h, c [B, Ld·H], p [B, J],
 // t [B], started [B]. scatter also turns the kernel's final t into the carried time jump (t - out_len) and
