@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <utility>
 
 #include "backends/cuda/kernels.h"
@@ -75,6 +76,7 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 // Whether the current device takes programmatic dependent launches (compute capability 9.0 or later).
 inline bool programmatic_launch_supported() {
     static const bool supported = [] {
+        if (const char* env = std::getenv("PARAKEET_NO_PDL"); env && *env == '1') return false;  // A/B measurements
         int dev = 0, major = 0;
         if (cudaGetDevice(&dev) != cudaSuccess) return false;
         if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;

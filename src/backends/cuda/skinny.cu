@@ -113,6 +113,24 @@ __global__ void __launch_bounds__(kSkinnyThreads) skinny_linear_kernel(SkinnyLin
             prefetch_rows(w0, w1, c0, step, k, pre);
         }
     }
+    // The other constants the kernel needs, also before the wait: the norms' parameters of this thread's columns
+    // and the bias of the output this lane stores for its first pair.
+    float norm_p[4][kNormCols];  // pre_g, pre_b, norm_g, norm_b
+    if constexpr (kNorm) {
+        const float* params[4] = {a.pre_g, a.pre_b, a.norm_g, a.norm_b};
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+#pragma unroll
+            for (int j = 0; j < kNormCols; ++j) {
+                const int64_t c = threadIdx.x + int64_t{j} * kSkinnyThreads;
+                norm_p[q][j] = params[q] && c < k ? params[q][c] : 0.f;
+            }
+    }
+    auto bias_of = [&](int64_t gi) {
+        const int64_t n = gi * kOutPerWarp + lane % kOutPerWarp;
+        return a.bias && n < a.n ? a.bias[n] : 0.f;
+    };
+    float bias = bias_of(int64_t{blockIdx.x} * per_block + group);
     wait_for_previous_kernel();
 
     if constexpr (kNorm) {
@@ -156,19 +174,18 @@ __global__ void __launch_bounds__(kSkinnyThreads) skinny_linear_kernel(SkinnyLin
             for (int m = 0; m < M; ++m) rstd[m] = 1.f / sqrtf(var[m] / static_cast<float>(k) + a.eps);
         };
         // apply(g, b): v = (v - mean) · rstd · g + b on the valid columns.
-        auto apply = [&](const float* g, const float* b) {
+        auto apply = [&](const float (&g)[kNormCols], const float (&b)[kNormCols]) {
 #pragma unroll
             for (int j = 0; j < kNormCols; ++j) {
                 const int64_t c = threadIdx.x + int64_t{j} * kSkinnyThreads;
                 if (c >= k) continue;
-                const float gc = g[c], bc = b[c];
 #pragma unroll
-                for (int m = 0; m < M; ++m) v[m][j] = (v[m][j] - mean[m]) * rstd[m] * gc + bc;
+                for (int m = 0; m < M; ++m) v[m][j] = (v[m][j] - mean[m]) * rstd[m] * g[j] + b[j];
             }
         };
         if (a.pre_g) {
             moments();
-            apply(a.pre_g, a.pre_b);
+            apply(norm_p[0], norm_p[1]);
         }
         if (a.res_out && blockIdx.x == 0) {
 #pragma unroll
@@ -181,7 +198,7 @@ __global__ void __launch_bounds__(kSkinnyThreads) skinny_linear_kernel(SkinnyLin
         }
         if (a.norm_g) {
             moments();
-            apply(a.norm_g, a.norm_b);
+            apply(norm_p[2], norm_p[3]);
         }
 #pragma unroll
         for (int m = 0; m < M; ++m)
@@ -199,6 +216,7 @@ __global__ void __launch_bounds__(kSkinnyThreads) skinny_linear_kernel(SkinnyLin
     for (int64_t gb = int64_t{blockIdx.x} * per_block; gb < groups; gb += int64_t{gridDim.x} * per_block) {
         const int64_t gi = gb + group;
         const bool active = gi < groups;
+        if (gb != int64_t{blockIdx.x} * per_block) bias = bias_of(gi);
         float acc[M][kOutPerWarp];
 #pragma unroll
         for (int m = 0; m < M; ++m)
@@ -287,7 +305,7 @@ __global__ void __launch_bounds__(kSkinnyThreads) skinny_linear_kernel(SkinnyLin
         const int m = lane / kOutPerWarp;
         const int64_t n = gi * kOutPerWarp + lane % kOutPerWarp;
         if (lane < M * kOutPerWarp && m < rows && n < a.n) {
-            if (a.bias) v += a.bias[n];
+            v += bias;
             if (a.silu) v = v / (1.f + expf(-v));
             store_act(a.y, m * a.ldy + n, v, a.y_dtype);
         }

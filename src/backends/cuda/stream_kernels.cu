@@ -92,6 +92,7 @@ template <int kAttQueries>
 __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u,
                                         const float* vbias, void* out, int act_dtype, int kv_groups) {
     launch_dependents();
+    wait_for_previous_kernel();
     extern __shared__ float sm[];
     __shared__ float red[32];
     __shared__ int64_t lo_q[kAttQueries], hi_q[kAttQueries];
@@ -188,6 +189,7 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
             float acc[kAttQueries];
 #pragma unroll
             for (int qi = 0; qi < kAttQueries; ++qi) acc[qi] = 0.f;
+#pragma unroll 4
             for (int64_t j = lo_all + g; j < hi_all; j += kv_groups) {
                 const float* vrow = j < c_rows ? values + ((head + j) % c_rows) * d
                                                : qkv + (b * t + (j - c_rows)) * 3 * d + 2 * d + h * dk;
@@ -244,6 +246,7 @@ __global__ void stream_conv_kernel(SlotLayout s, float* const* pages, StepItems 
                                    const float* x, int64_t batch, int64_t t, int64_t kernel, int64_t right,
                                    int64_t drop, const float* w, const float* bias, void* y, int act_dtype) {
     launch_dependents();
+    wait_for_previous_kernel();
     extern __shared__ float window[];  // [kc + t + right][blockDim.x]: thread i's column is its own window
     const int64_t d = s.d_model, kc = s.time_rows;
     PK_GRID_STRIDE(i, batch * d) {
@@ -439,11 +442,14 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
                                               (kv_groups - 1) * group * a.d_head) * sizeof(float);
     const dim3 grid(static_cast<unsigned int>(blocks));
     if (group == 2) {
-        stream_attention_kernel<2><<<grid, threads, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype, kv_groups);
+        launch_after_previous(l, stream_attention_kernel<2>, grid.x, threads, shared, a, qkv, p, u, v, out, act_dtype,
+                              kv_groups);
     } else if (group == 4) {
-        stream_attention_kernel<4><<<grid, threads, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype, kv_groups);
+        launch_after_previous(l, stream_attention_kernel<4>, grid.x, threads, shared, a, qkv, p, u, v, out, act_dtype,
+                              kv_groups);
     } else {
-        stream_attention_kernel<8><<<grid, threads, shared, l.stream>>>(a, qkv, p, u, v, out, act_dtype, kv_groups);
+        launch_after_previous(l, stream_attention_kernel<8>, grid.x, threads, shared, a, qkv, p, u, v, out, act_dtype,
+                              kv_groups);
     }
     PK_CUDA_CHECK_LAUNCH();
 }
@@ -466,8 +472,8 @@ void stream_conv(Launch l, const SlotLayout& layout, float* const* pages, const 
     const int threads = rows <= 96 ? 128 : 64;  // at most kMaxConvWindow rows: <= 48 KiB
     const size_t shared = static_cast<size_t>(rows * threads) * sizeof(float);
     const unsigned int grid = static_cast<unsigned int>(std::min<int64_t>((n + threads - 1) / threads, int64_t{l.n_sms} * 16));
-    stream_conv_kernel<<<grid, threads, shared, l.stream>>>(layout, pages, items, layer, x, batch, t, kernel, right,
-                                                            drop, w, bias, y, act_dtype);
+    launch_after_previous(l, stream_conv_kernel, grid, threads, shared, layout, pages, items, layer, x, batch, t, kernel,
+                          right, drop, w, bias, y, act_dtype);
     PK_CUDA_CHECK_LAUNCH();
 }
 
