@@ -504,9 +504,13 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
     m.cu = cuda::create_context(o);
     cuda::CudaContext& cu = *m.cu;
     m.decoder = std::make_unique<cuda::GreedyDecoder>(cu, m.model->config(), m.model->weights(), m.precision);
+    // fp16/bf16 steps keep the keys/values in 16 bits: half the cache memory per stream and half the attention's
+    // largest read at many streams.
+    int kv_dtype = precision == Precision::kF16 ? 1 : precision == Precision::kBF16 ? 2 : 0;
+    if (const char* env = std::getenv("PARAKEET_KV_F32"); env && *env == '1') kv_dtype = 0;  // A/B measurements
     m.layout = cuda::kernels::make_slot_layout(c.n_layers, C, D, c.conv_context_size[0],
                                                int64_t{m.decoder->n_layers()} * m.decoder->hidden(),
-                                               m.decoder->joint_hidden());
+                                               m.decoder->joint_hidden(), kv_dtype);
     PK_CUDA_CHECK(cudaEventCreate(&m.ev_start));
     PK_CUDA_CHECK(cudaEventCreate(&m.ev_mid));
     PK_CUDA_CHECK(cudaEventCreate(&m.ev_end));

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 #include <utility>
 
 #include "backends/cuda/kernels.h"
@@ -104,6 +105,21 @@ void launch_after_previous(Launch l, void (*kernel)(KArgs...), unsigned int grid
 }
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+
+// float <-> the element types of weights, activations and caches.
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T>
+__device__ __forceinline__ T from_float(float v) {
+    if constexpr (std::is_same_v<T, __half>) {
+        return __float2half_rn(v);
+    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        return __float2bfloat16_rn(v);
+    } else {
+        return v;
+    }
+}
 
 // Stores v at element i of an activation buffer of act_dtype (0 float32, 1 float16, 2 bfloat16): kernels that feed
 // a 16-bit GEMM write its input directly.

@@ -17,9 +17,6 @@ constexpr int kSkinnyWarps = kSkinnyThreads / 32;
 constexpr int kOutPerWarp = 2;
 constexpr int kNormCols = 4;  // the norm prologue's columns per thread: k <= kNormCols * kSkinnyThreads  // weight rows per warp: each x load serves two of them
 
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 // v rounded to T (the 16-bit GEMM paths feed their inputs in 16 bits; float stays as it is).
 template <typename T>
@@ -38,7 +35,7 @@ __device__ __forceinline__ void load16(const T* p, float* out) {
     const uint4 raw = kLoad == kWeight ? __ldcs(q) : kLoad == kGlobal ? __ldg(q) : *q;
     const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-    for (int i = 0; i < static_cast<int>(16 / sizeof(T)); ++i) out[i] = to_f(e[i]);
+    for (int i = 0; i < static_cast<int>(16 / sizeof(T)); ++i) out[i] = to_float(e[i]);
 }
 
 // Sums of M values per thread over the block (every thread gets the M totals); red holds kSkinnyWarps * M floats.
@@ -254,7 +251,7 @@ __global__ void __launch_bounds__(kSkinnyThreads) skinny_linear_kernel(SkinnyLin
                     for (int p = 0; p < kOutPerWarp; ++p) {
                         const W* e = reinterpret_cast<const W*>(&raw[p]);
 #pragma unroll
-                        for (int j = 0; j < kVec; ++j) wv[p][j] = to_f(e[j]);
+                        for (int j = 0; j < kVec; ++j) wv[p][j] = to_float(e[j]);
                     }
 #pragma unroll
                     for (int m = 0; m < M; ++m) {

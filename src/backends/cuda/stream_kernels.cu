@@ -14,9 +14,10 @@ __device__ __forceinline__ int index_in_page(int slot) { return slot % kSlotsPer
 __device__ __forceinline__ int* slot_ints(const SlotLayout& s, float* const* pages, int slot) {
     return reinterpret_cast<int*>(page_of(pages, slot) + s.int_offset) + index_in_page(slot) * kIntFields;
 }
-// Keys of `layer` (values follow C·D floats later).
-__device__ __forceinline__ float* slot_keys(const SlotLayout& s, float* const* pages, int slot, int64_t layer) {
-    return page_of(pages, slot) + s.kv_offset +
+// Keys of `layer` as KV (s.kv_dtype's type; values follow C·D elements later).
+template <typename KV>
+__device__ __forceinline__ KV* slot_keys(const SlotLayout& s, float* const* pages, int slot, int64_t layer) {
+    return reinterpret_cast<KV*>(page_of(pages, slot) + s.kv_offset) +
            ((int64_t{index_in_page(slot)} * s.n_layers + layer) * 2) * s.cache_rows * s.d_model;
 }
 __device__ __forceinline__ float* slot_time(const SlotLayout& s, float* const* pages, int slot, int64_t layer) {
@@ -88,7 +89,7 @@ __global__ void drop_scale_rows_kernel(const float* x, I batch, I t_in, I drop, 
 // its order are those of one query at a time.
 // kAttQueries is a template parameter sized to the chunk (2, 4 or 8): the per-query arrays live in registers, and
 // a group larger than the chunk would cost occupancy for nothing.
-template <int kAttQueries>
+template <int kAttQueries, typename KV>
 __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u,
                                         const float* vbias, void* out, int act_dtype, int kv_groups) {
     launch_dependents();
@@ -103,8 +104,8 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
     const int slot = a.items.slot[b];
     const int* ints = slot_ints(s, a.pages, slot);
     const int64_t head = ints[kFieldHead], len = ints[kFieldLen];
-    float* keys = slot_keys(s, a.pages, slot, a.layer) + h * dk;
-    float* values = keys + c_rows * d;
+    KV* keys = slot_keys<KV>(s, a.pages, slot, a.layer) + h * dk;
+    KV* values = keys + c_rows * d;
     const int64_t enc_len = a.items.enc_len[b];
     const int64_t key_begin = min(max(c_rows - len, int64_t{0}), n), key_end = c_rows + enc_len;
     const float denom = sqrtf(static_cast<float>(dk));
@@ -139,17 +140,20 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
             }
         }
         for (int64_t j = lo_all + warp; j < hi_all; j += n_warps) {
-            const float* krow = j < c_rows ? keys + ((head + j) % c_rows) * d
-                                           : qkv + (b * t + (j - c_rows)) * 3 * d + d + h * dk;
+            // Key j: a cached row (KV) or one of the chunk's own (float32, in qkv); the branch is warp-uniform.
+            const KV* kcache = j < c_rows ? keys + ((head + j) % c_rows) * d : nullptr;
+            const float* knew = j < c_rows ? nullptr : qkv + (b * t + (j - c_rows)) * 3 * d + d + h * dk;
             for (int qi = 0; qi < nq; ++qi) {
                 if (j < lo_q[qi] || j >= hi_q[qi]) continue;
                 const int64_t qpos = c_rows + i0 + qi;
                 const float* prow = p + (n - 1 - (qpos - j)) * d + h * dk;  // relative shift by index
                 float ac = 0.f, bd = 0.f;
-                for (int64_t c = lane; c < dk; c += 32) {
-                    ac += qu[qi * dk + c] * krow[c];
-                    bd += qv[qi * dk + c] * prow[c];
+                if (kcache) {
+                    for (int64_t c = lane; c < dk; c += 32) ac += qu[qi * dk + c] * to_float(kcache[c]);
+                } else {
+                    for (int64_t c = lane; c < dk; c += 32) ac += qu[qi * dk + c] * knew[c];
                 }
+                for (int64_t c = lane; c < dk; c += 32) bd += qv[qi * dk + c] * prow[c];
                 ac = warp_sum(ac);
                 bd = warp_sum(bd);
                 if (lane == 0) sc[qi * n + (j - lo_q[qi])] = (ac + bd) / denom;
@@ -189,15 +193,18 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
             float acc[kAttQueries];
 #pragma unroll
             for (int qi = 0; qi < kAttQueries; ++qi) acc[qi] = 0.f;
-#pragma unroll 4
-            for (int64_t j = lo_all + g; j < hi_all; j += kv_groups) {
-                const float* vrow = j < c_rows ? values + ((head + j) % c_rows) * d
-                                               : qkv + (b * t + (j - c_rows)) * 3 * d + 2 * d + h * dk;
-                const float v = vrow[c];
+            auto add_value = [&](int64_t j, float v) {
 #pragma unroll
                 for (int qi = 0; qi < kAttQueries; ++qi)
                     if (j >= lo_r[qi] && j < hi_r[qi]) acc[qi] += sc[qi * n + (j - lo_r[qi])] * v;
-            }
+            };
+            // Cached rows, then the chunk's own (one pass over j in order, split where the source changes).
+            int64_t j = lo_all + g;
+            const int64_t cached_end = min(hi_all, c_rows);
+#pragma unroll 4
+            for (; j < cached_end; j += kv_groups) add_value(j, to_float(values[((head + j) % c_rows) * d + c]));
+#pragma unroll 4
+            for (; j < hi_all; j += kv_groups) add_value(j, qkv[(b * t + (j - c_rows)) * 3 * d + 2 * d + h * dk + c]);
             if (kv_groups > 1) {
                 float* pv = sc + kAttQueries * n;  // [kv_groups - 1][kAttQueries][dk]
                 if (g > 0) {
@@ -225,8 +232,8 @@ __global__ void stream_attention_kernel(StreamAttentionArgs a, const float* qkv,
     for (int64_t e = threadIdx.x; e < (keep - r0) * dk; e += blockDim.x) {
         const int64_t r = r0 + e / dk, c = e % dk, phys = (head + r) % c_rows;
         const float* src = qkv + (b * t + r) * 3 * d + h * dk + c;
-        keys[phys * d + c] = src[d];
-        values[phys * d + c] = src[2 * d];
+        keys[phys * d + c] = from_float<KV>(src[d]);
+        values[phys * d + c] = from_float<KV>(src[2 * d]);
     }
 }
 
@@ -364,8 +371,9 @@ void launch_indexed(Launch l, int64_t n, K32 kernel32, K64 kernel64, Args... arg
 }  // namespace
 
 SlotLayout make_slot_layout(int64_t n_layers, int64_t cache_rows, int64_t d_model, int64_t time_rows,
-                            int64_t dec_hidden, int64_t joint_hidden) {
+                            int64_t dec_hidden, int64_t joint_hidden, int kv_dtype) {
     SlotLayout s{};
+    s.kv_dtype = kv_dtype;
     s.n_layers = n_layers;
     s.cache_rows = cache_rows;
     s.d_model = d_model;
@@ -375,7 +383,8 @@ SlotLayout make_slot_layout(int64_t n_layers, int64_t cache_rows, int64_t d_mode
     const int64_t p = kSlotsPerPage;
     int64_t off = 0;
     s.kv_offset = off;
-    off = align64(off + p * n_layers * 2 * cache_rows * d_model);
+    const int64_t kv_elements = p * n_layers * 2 * cache_rows * d_model;
+    off = align64(off + (kv_dtype == 0 ? kv_elements : (kv_elements + 1) / 2));  // in floats
     s.time_offset = off;
     off = align64(off + p * n_layers * time_rows * d_model);
     s.h_offset = off;
@@ -441,15 +450,25 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
     const size_t shared = static_cast<size_t>(group * (2 * a.d_head + a.layout.cache_rows + a.t) +
                                               (kv_groups - 1) * group * a.d_head) * sizeof(float);
     const dim3 grid(static_cast<unsigned int>(blocks));
-    if (group == 2) {
-        launch_after_previous(l, stream_attention_kernel<2>, grid.x, threads, shared, a, qkv, p, u, v, out, act_dtype,
-                              kv_groups);
-    } else if (group == 4) {
-        launch_after_previous(l, stream_attention_kernel<4>, grid.x, threads, shared, a, qkv, p, u, v, out, act_dtype,
-                              kv_groups);
+    auto run = [&](auto kernel) {
+        launch_after_previous(l, kernel, grid.x, threads, shared, a, qkv, p, u, v, out, act_dtype, kv_groups);
+    };
+    auto by_group = [&](auto kv) {
+        using KV = decltype(kv);
+        if (group == 2) {
+            run(stream_attention_kernel<2, KV>);
+        } else if (group == 4) {
+            run(stream_attention_kernel<4, KV>);
+        } else {
+            run(stream_attention_kernel<8, KV>);
+        }
+    };
+    if (a.layout.kv_dtype == 1) {
+        by_group(__half{});
+    } else if (a.layout.kv_dtype == 2) {
+        by_group(__nv_bfloat16{});
     } else {
-        launch_after_previous(l, stream_attention_kernel<8>, grid.x, threads, shared, a, qkv, p, u, v, out, act_dtype,
-                              kv_groups);
+        by_group(float{});
     }
     PK_CUDA_CHECK_LAUNCH();
 }

@@ -5,7 +5,8 @@
 // Slots live in pages of kSlotsPerPage; a device table holds each page's base pointer, so pages can be added
 // while captured graphs (which read the table at run time) stay valid. Slot s is item s % kSlotsPerPage of
 // page s / kSlotsPerPage. A page holds, for each of its slots:
-//   keys/values   [L][2][C][D] float32: NeMo's cache_last_channel rows after linear_k / linear_v (a ring:
+//   keys/values   [L][2][C][D] float32, or the 16-bit type of fp16/bf16 steps (kv_dtype): NeMo's
+//                 cache_last_channel rows after linear_k / linear_v (a ring:
 //                 logical row j of C is physical row (head + j) % C; the last `len` logical rows are valid)
 //   time cache    [L][Kc][D]   float32: cache_last_time, time-major
 //   decoder state h, c [Ld·H], p [J] float32; ints head, len (cache_last_channel_len), t (TDT time jump),
@@ -23,13 +24,14 @@ constexpr int kMaxPages = 4096;
 
 struct SlotLayout {
     int64_t n_layers, cache_rows /* C */, d_model, time_rows /* Kc */;
+    int kv_dtype;  // keys/values: 0 float32, 1 float16, 2 bfloat16
     int64_t dec_hidden /* Ld·H */, joint_hidden /* J */;
     // Float offsets of each region from the page base (the int region is reinterpreted from floats).
     int64_t kv_offset, time_offset, h_offset, c_offset, p_offset, int_offset;
     int64_t page_floats;
 };
 SlotLayout make_slot_layout(int64_t n_layers, int64_t cache_rows, int64_t d_model, int64_t time_rows,
-                            int64_t dec_hidden, int64_t joint_hidden);
+                            int64_t dec_hidden, int64_t joint_hidden, int kv_dtype);
 
 // Per-item arrays of one batched step (device): slot, valid feature rows and the valid rows after each
 // subsampling stage, valid encoder frames (after the dropped pre-encode frames), decoded frames.
