@@ -352,7 +352,7 @@ namespace {
 // Swaps the last two dimensions of a CPU tensor [..., A, B] -> [..., B, A].
 Tensor swap_last_two(const Tensor& x) {
     Tensor in = x.to(Device{}).to_f32();
-    const int64_t a = in.dim(-2), b = in.dim(-1), outer = a * b ? in.numel() / (a * b) : 0;
+    const int64_t a = in.dim(-2), b = in.dim(-1), outer = a * b != 0 ? in.numel() / (a * b) : 0;
     Shape shape = in.shape();
     std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
     Tensor out = Tensor::empty(shape);

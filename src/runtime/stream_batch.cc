@@ -57,7 +57,7 @@ std::string StreamBatchEngine::unsupported_reason(const Model& model, const Stre
         if (c.conv_context_size[0] + s.t + c.conv_context_size[1] > cuda::kernels::kMaxConvWindow)
             return "chunk too long for the batched conv kernel";
         const int64_t dk = c.d_model / c.n_heads;
-        if ((2 * dk + sc.last_channel_cache_size + s.t) * 4 > 48 * 1024)
+        if (cuda::kernels::stream_attention_shared_bytes(s.t, dk, sc.last_channel_cache_size, true) > 48 * 1024)
             return "channel cache too long for the batched attention kernel";
     }
     return "";

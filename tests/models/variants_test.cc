@@ -48,16 +48,17 @@ TEST_P(Variant, MatchesReference) {
     EXPECT_EQ(ints(dumped["encoded_len"]), ints(read_npy(golden + "encoded_len.npy")));
     EXPECT_EQ(ints(dumped["tokens"]), ints(read_npy(golden + "tokens.npy")));
     EXPECT_EQ(ints(dumped["token_frames"]), ints(read_npy(golden + "token_frames.npy")));
-    if (model->config().is_tdt())
+    if (model->config().is_tdt()) {
         EXPECT_EQ(ints(dumped["token_durations"]), ints(read_npy(golden + "token_durations.npy")));
+    }
     EXPECT_EQ(tr.text, read_text(golden + "text.txt"));
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Variant,
                          ::testing::Combine(::testing::Values("v-bias", "v-lstm2", "v-rnnt", "v-sub", "v-causal"),
                                             ::testing::Values("clip0", "clip3")),
-                         [](const auto& info) {
-                             std::string n = std::get<0>(info.param) + "_" + std::get<1>(info.param);
+                         [](const auto& param_info) {
+                             std::string n = std::get<0>(param_info.param) + "_" + std::get<1>(param_info.param);
                              for (char& c : n)
                                  if (c == '-') c = '_';
                              return n;
@@ -80,8 +81,8 @@ TEST_P(VariantInventory, ParameterCountAndShapesMatchTorch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, VariantInventory, ::testing::Values("v-bias", "v-lstm2", "v-rnnt", "v-sub", "v-causal"),
-                         [](const auto& info) {
-                             std::string n = info.param;
+                         [](const auto& param_info) {
+                             std::string n = param_info.param;
                              for (char& c : n)
                                  if (c == '-') c = '_';
                              return n;

@@ -90,7 +90,9 @@ TEST_P(WindowedGolden, NemoCompatMatchesNemo) {
     }
     EXPECT_LT(worst, 5e-2);
     EXPECT_LE(loose, t / 5) << loose << " of " << t << " frames beyond 1e-4";
-    if (clip != 3) EXPECT_LT(worst, 1e-4);
+    if (clip != 3) {
+        EXPECT_LT(worst, 1e-4);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, WindowedGolden, ::testing::Combine(::testing::Range(0, 4), ::testing::Range(0, 4)));
@@ -108,7 +110,9 @@ TEST(Windowed, WholeInputWindowEqualsOffline) {
             EXPECT_EQ(r.tokens[i].duration, off.tokens[i].duration);
         }
         // NeMo's own behaviour loses the token on the last frame of clip1..3 (fixture README).
-        if (clip > 0) EXPECT_LT(stream(audio, WindowedOptions{10, 10, 5, true}).tokens.size(), off.tokens.size());
+        if (clip > 0) {
+            EXPECT_LT(stream(audio, WindowedOptions{10, 10, 5, true}).tokens.size(), off.tokens.size());
+        }
     }
 }
 

@@ -357,6 +357,9 @@ __global__ void slot_reset_kernel(SlotLayout s, float* const* pages, int slot) {
 
 int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
 
+// Queries handled together by one attention block (see stream_attention_kernel).
+int attention_group(int64_t t) { return t <= 2 ? 2 : t <= 4 ? 4 : 8; }
+
 // Launches a grid-stride kernel over n elements with 32-bit index arithmetic when n leaves room for the stride
 // (the common case: 64-bit divisions dominate these kernels), else its 64-bit instance.
 template <typename K32, typename K64, typename... Args>
@@ -439,17 +442,22 @@ void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int6
                    x, batch, t_in, drop, t, d, alpha, enc_len, y);
 }
 
+size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool wide) {
+    const int64_t group = attention_group(t), kv_groups = wide && d_head <= 256 && 512 % d_head == 0 ? 512 / d_head : 1;
+    return static_cast<size_t>(group * (2 * d_head + cache_rows + t) + (kv_groups - 1) * group * d_head) * sizeof(float);
+}
+
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
                       const float* v, void* out, int act_dtype) {
     if (a.batch <= 0 || a.t <= 0) return;
-    const int group = a.t <= 2 ? 2 : a.t <= 4 ? 4 : 8;
+    const int group = attention_group(a.t);
     // Fewer (item, head) blocks than SMs: 512 threads per block (more key rows in flight per block), the value sum
     // split over 512 / d_head groups of keys.
     const int64_t blocks = a.batch * a.n_heads;
-    const int threads = blocks < l.n_sms && a.d_head <= 256 && 512 % a.d_head == 0 ? 512 : 128;
-    const int kv_groups = threads == 512 ? static_cast<int>(512 / a.d_head) : 1;
-    const size_t shared = static_cast<size_t>(group * (2 * a.d_head + a.layout.cache_rows + a.t) +
-                                              (kv_groups - 1) * group * a.d_head) * sizeof(float);
+    const bool wide = blocks < l.n_sms && a.d_head <= 256 && 512 % a.d_head == 0;
+    const int threads = wide ? 512 : 128;
+    const int kv_groups = wide ? static_cast<int>(512 / a.d_head) : 1;
+    const size_t shared = stream_attention_shared_bytes(a.t, a.d_head, a.layout.cache_rows, wide);
     const dim3 grid(static_cast<unsigned int>(blocks));
     auto run = [&](auto kernel) {
         launch_after_previous(l, kernel, grid.x, threads, shared, a, qkv, p, u, v, out, act_dtype, kv_groups);
