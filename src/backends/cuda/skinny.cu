@@ -14,16 +14,13 @@ namespace {
 
 constexpr int kSkinnyThreads = 512;
 constexpr int kSkinnyWarps = kSkinnyThreads / 32;
-constexpr int kOutPerWarp = 2;
-constexpr int kNormCols = 4;  // the norm prologue's columns per thread: k <= kNormCols * kSkinnyThreads  // weight rows per warp: each x load serves two of them
-
+constexpr int kOutPerWarp = 2;  // weight rows per warp: each input load serves two of them
+constexpr int kNormCols = 4;    // the norm prologue's columns per thread: k <= kNormCols * kSkinnyThreads
 
 // v rounded to T (the 16-bit GEMM paths feed their inputs in 16 bits; float stays as it is).
 template <typename T>
 __device__ __forceinline__ float round_to(float v) {
-    if constexpr (std::is_same_v<T, __half>) return __half2float(__float2half_rn(v));
-    if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(__float2bfloat16_rn(v));
-    return v;
+    return to_float(from_float<T>(v));
 }
 
 // 16 bytes of T at p as floats. kWeight: a streaming load (each weight is read once); kGlobal: through the read-only
