@@ -106,6 +106,13 @@ void free_pinned(void* p) {
 
 constexpr int kDefaultSmallRows = 2;
 
+// The dtype of the activations that feed the GEMMs (and of the key/value caches) for a precision: 16 bits for
+// fp16/bf16, float32 otherwise; and its code for the kernels (0 float32, 1 float16, 2 bfloat16).
+DType activation_dtype(Precision p) {
+    return p == Precision::kF16 ? DType::kF16 : p == Precision::kBF16 ? DType::kBF16 : DType::kF32;
+}
+int kernel_dtype_code(DType t) { return t == DType::kF16 ? 1 : t == DType::kBF16 ? 2 : 0; }
+
 struct StreamBatchEngine::Impl {
     std::shared_ptr<const Model> model;
     StreamingConfig sc;
@@ -340,8 +347,8 @@ struct StreamBatchEngine::Impl {
         } else {
             // fp16/bf16: the kernels that feed a GEMM write its input in 16 bits (no conversion passes); the
             // residual stream, GEMM outputs and the caches stay float32.
-            const DType adt = precision == Precision::kF16 ? DType::kF16 : DType::kBF16;
-            const int code = adt == DType::kF16 ? 1 : 2;
+            const DType adt = activation_dtype(precision);
+            const int code = kernel_dtype_code(adt);
             auto alloc16 = [&](int64_t n) { return Tensor::empty({n}, adt, dev); };
             Tensor norm16 = alloc16(rows * D), hidden16 = alloc16(rows * ff), att16 = alloc16(rows * D),
                    dw16 = alloc16(rows * D);
@@ -402,9 +409,8 @@ struct StreamBatchEngine::Impl {
         const int64_t D = c.d_model, ff = D * c.ff_expansion_factor, B = io.batch, T = sh.sz.t;
         const Device dev{DeviceType::kCUDA, cu->device};
         const cuda::Launch l = launch();
-        const DType adt = precision == Precision::kF16 ? DType::kF16
-                          : precision == Precision::kBF16 ? DType::kBF16 : DType::kF32;
-        const int code = adt == DType::kF16 ? 1 : adt == DType::kBF16 ? 2 : 0;
+        const DType adt = activation_dtype(precision);
+        const int code = kernel_dtype_code(adt);
         Tensor hidden = Tensor::empty({rows * ff}, adt, dev), att_act = Tensor::empty({rows * D}, adt, dev),
                dw = Tensor::empty({rows * D}, adt, dev);
         float* tp = tmp.data<float>();
@@ -506,7 +512,7 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
     m.decoder = std::make_unique<cuda::GreedyDecoder>(cu, m.model->config(), m.model->weights(), m.precision);
     // fp16/bf16 steps keep the keys/values in 16 bits: half the cache memory per stream and half the attention's
     // largest read at many streams.
-    int kv_dtype = precision == Precision::kF16 ? 1 : precision == Precision::kBF16 ? 2 : 0;
+    int kv_dtype = kernel_dtype_code(activation_dtype(precision));
     if (const char* env = std::getenv("PARAKEET_KV_F32"); env && *env == '1') kv_dtype = 0;  // A/B measurements
     m.layout = cuda::kernels::make_slot_layout(c.n_layers, C, D, c.conv_context_size[0],
                                                int64_t{m.decoder->n_layers()} * m.decoder->hidden(),

@@ -23,13 +23,13 @@ __device__ __forceinline__ float round_to(float v) {
     return to_float(from_float<T>(v));
 }
 
-// 16 bytes of T at p as floats. kWeight: a streaming load (each weight is read once); kGlobal: through the read-only
-// cache (every warp reads the inputs); kShared: a plain load (the prologue's rows in shared memory).
-enum Load { kWeight, kGlobal, kShared };
+// 16 bytes of input rows at p as floats. kGlobal: through the read-only cache (every warp reads them); kShared: a
+// plain load (the prologue's rows in shared memory).
+enum Load { kGlobal, kShared };
 template <typename T, Load kLoad>
 __device__ __forceinline__ void load16(const T* p, float* out) {
     const uint4* q = reinterpret_cast<const uint4*>(p);
-    const uint4 raw = kLoad == kWeight ? __ldcs(q) : kLoad == kGlobal ? __ldg(q) : *q;
+    const uint4 raw = kLoad == kGlobal ? __ldg(q) : *q;
     const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
     for (int i = 0; i < static_cast<int>(16 / sizeof(T)); ++i) out[i] = to_float(e[i]);
@@ -57,18 +57,21 @@ __device__ __forceinline__ void block_sums(float (&v)[M], float* red) {
 // Up to kPrefetch passes of a warp's weight rows are loaded into registers before the wait.
 constexpr int kPrefetch = 4;
 
+// 16 bytes at column c of weight rows w0 and w0 + w1, raw (converted when used); streaming loads, as each weight is
+// read once.
+template <typename W>
+__device__ __forceinline__ void load_pair(const W* w0, int64_t w1, int64_t c, uint4 (&out)[kOutPerWarp]) {
+    out[0] = __ldcs(reinterpret_cast<const uint4*>(w0 + c));
+    out[1] = __ldcs(reinterpret_cast<const uint4*>(w0 + w1 + c));
+}
+
 // Requests passes [0, kPrefetch) of weight rows w0 and w0 + w1 (lane offset c0, pass stride step).
 template <typename W>
 __device__ __forceinline__ void prefetch_rows(const W* w0, int64_t w1, int64_t c0, int64_t step, int64_t k,
                                               uint4 (&pre)[kPrefetch][kOutPerWarp]) {
 #pragma unroll
-    for (int i = 0; i < kPrefetch; ++i) {
-        const int64_t c = c0 + i * step;
-        if (c < k) {
-            pre[i][0] = __ldcs(reinterpret_cast<const uint4*>(w0 + c));
-            pre[i][1] = __ldcs(reinterpret_cast<const uint4*>(w0 + w1 + c));
-        }
-    }
+    for (int i = 0; i < kPrefetch; ++i)
+        if (c0 + i * step < k) load_pair(w0, w1, c0 + i * step, pre[i]);
 }
 
 // W: weight element type; M: rows rounded up to 1, 2, 4 or 8; kNorm: the input rows come from the norm prologue
@@ -235,13 +238,9 @@ __global__ void __launch_bounds__(kSkinnyThreads) skinny_linear_kernel(SkinnyLin
                     if (base == 0) {
 #pragma unroll
                         for (int p = 0; p < kOutPerWarp; ++p) raw[p] = pre[i][p];
-                        if (n0w) {
-                            pre[i][0] = __ldcs(reinterpret_cast<const uint4*>(n0w + c));
-                            pre[i][1] = __ldcs(reinterpret_cast<const uint4*>(n0w + n1w + c));
-                        }
+                        if (n0w) load_pair(n0w, n1w, c, pre[i]);
                     } else {
-                        raw[0] = __ldcs(reinterpret_cast<const uint4*>(w0 + c));
-                        raw[1] = __ldcs(reinterpret_cast<const uint4*>(w0 + w1 + c));
+                        load_pair(w0, w1, c, raw);
                     }
                     float wv[kOutPerWarp][kVec];
 #pragma unroll

@@ -360,6 +360,12 @@ int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
 // Queries handled together by one attention block (see stream_attention_kernel).
 int attention_group(int64_t t) { return t <= 2 ? 2 : t <= 4 ? 4 : 8; }
 
+// Key groups of the value sum: with fewer (item, head) blocks than SMs (small_batch) a block has 512 threads and
+// 512 / d_head groups; otherwise 128 threads and one group. A block is wide exactly when this is above 1.
+int attention_kv_groups(int64_t d_head, bool small_batch) {
+    return small_batch && d_head <= 256 && 512 % d_head == 0 ? static_cast<int>(512 / d_head) : 1;
+}
+
 // Launches a grid-stride kernel over n elements with 32-bit index arithmetic when n leaves room for the stride
 // (the common case: 64-bit divisions dominate these kernels), else its 64-bit instance.
 template <typename K32, typename K64, typename... Args>
@@ -442,8 +448,8 @@ void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int6
                    x, batch, t_in, drop, t, d, alpha, enc_len, y);
 }
 
-size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool wide) {
-    const int64_t group = attention_group(t), kv_groups = wide && d_head <= 256 && 512 % d_head == 0 ? 512 / d_head : 1;
+size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool small_batch) {
+    const int64_t group = attention_group(t), kv_groups = attention_kv_groups(d_head, small_batch);
     return static_cast<size_t>(group * (2 * d_head + cache_rows + t) + (kv_groups - 1) * group * d_head) * sizeof(float);
 }
 
@@ -451,43 +457,37 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
                       const float* v, void* out, int act_dtype) {
     if (a.batch <= 0 || a.t <= 0) return;
     const int group = attention_group(a.t);
-    // Fewer (item, head) blocks than SMs: 512 threads per block (more key rows in flight per block), the value sum
-    // split over 512 / d_head groups of keys.
+    // Fewer (item, head) blocks than SMs: wide blocks of 512 threads (more key rows in flight per block), the value
+    // sum split over 512 / d_head groups of keys.
     const int64_t blocks = a.batch * a.n_heads;
-    const bool wide = blocks < l.n_sms && a.d_head <= 256 && 512 % a.d_head == 0;
-    const int threads = wide ? 512 : 128;
-    const int kv_groups = wide ? static_cast<int>(512 / a.d_head) : 1;
-    const size_t shared = stream_attention_shared_bytes(a.t, a.d_head, a.layout.cache_rows, wide);
-    const dim3 grid(static_cast<unsigned int>(blocks));
-    auto run = [&](auto kernel) {
-        launch_after_previous(l, kernel, grid.x, threads, shared, a, qkv, p, u, v, out, act_dtype, kv_groups);
-    };
+    const bool small_batch = blocks < l.n_sms;
+    const int kv_groups = attention_kv_groups(a.d_head, small_batch);
+    const int threads = kv_groups > 1 ? 512 : 128;
+    const size_t shared = stream_attention_shared_bytes(a.t, a.d_head, a.layout.cache_rows, small_batch);
     // Wide blocks (few items) may take a whole SM's registers; narrow ones (many items) are held to 64 registers so
     // that 8 blocks fit an SM (H100 bf16, 1024 streams: 33.9 -> 31.6 ms per step).
-    auto by_group = [&](auto kv) {
+    auto run = [&](auto kv, auto wide) {
         using KV = decltype(kv);
-        if (threads == 512) {
-            if (group == 2) {
-                run(stream_attention_kernel<2, KV, true>);
-            } else if (group == 4) {
-                run(stream_attention_kernel<4, KV, true>);
-            } else {
-                run(stream_attention_kernel<8, KV, true>);
-            }
-        } else if (group == 2) {
-            run(stream_attention_kernel<2, KV, false>);
-        } else if (group == 4) {
-            run(stream_attention_kernel<4, KV, false>);
+        constexpr bool kWide = decltype(wide)::value;
+        auto kernel = group == 2   ? stream_attention_kernel<2, KV, kWide>
+                      : group == 4 ? stream_attention_kernel<4, KV, kWide>
+                                   : stream_attention_kernel<8, KV, kWide>;
+        launch_after_previous(l, kernel, static_cast<unsigned int>(blocks), threads, shared, a, qkv, p, u, v, out,
+                              act_dtype, kv_groups);
+    };
+    auto by_width = [&](auto kv) {
+        if (kv_groups > 1) {
+            run(kv, std::true_type{});
         } else {
-            run(stream_attention_kernel<8, KV, false>);
+            run(kv, std::false_type{});
         }
     };
     if (a.layout.kv_dtype == 1) {
-        by_group(__half{});
+        by_width(__half{});
     } else if (a.layout.kv_dtype == 2) {
-        by_group(__nv_bfloat16{});
+        by_width(__nv_bfloat16{});
     } else {
-        by_group(float{});
+        by_width(float{});
     }
     PK_CUDA_CHECK_LAUNCH();
 }

@@ -76,8 +76,9 @@ struct StreamAttentionArgs {
 };
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
                       const float* v, void* out, int act_dtype = 0);
-// Shared memory of one stream_attention block for t queries per item (wide: the 512-thread blocks of small batches).
-size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool wide);
+// Shared memory of one stream_attention block for t queries per item (small_batch: fewer (item, head) blocks than
+// SMs, which take wider blocks; the larger of the two).
+size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool small_batch);
 // Per item: head += keep_b (mod C) when keep_b > 0, len = min(len + keep_b, C) (NeMo's cache_last_channel_len).
 void stream_advance(Launch l, const SlotLayout& layout, float* const* pages, const StepItems& items, int64_t batch,
                     int64_t cache_drop);
