@@ -2,7 +2,9 @@
 # The GPU measurements of docs/PERFORMANCE.md and docs/PARITY.md, run on the GPU machine from the repo root after
 # unpacking the bundle of scripts/bundle-gpu.sh. Writes its logs to ${OUT:-/tmp/pk-out}.
 #   scripts/device-bench.sh /path/to/parakeet-gpu/run.sh [SECTION...]
-# Sections (default: all but torch and ncu): tests offline encoder stream capacity windowed compare torch ncu
+# Sections (default: all but torch, ncu and ab): tests offline encoder stream capacity windowed compare torch ncu ab
+# Section ab: the key batch-1 and small-batch cases, each run without and then with the environment switch in
+# AB_ENV (e.g. AB_ENV=PARAKEET_NO_TILE_LINEAR=1), twice, so that an A/B comes from one machine minutes apart.
 set -u
 R=${1:?usage: device-bench.sh RUN_SH [SECTION...]}
 shift
@@ -63,6 +65,25 @@ fi
 if has compare; then
   for p in fp32 tf32 fp16 bf16; do
     timeout 120 "$R" parakeet bench $arch --precision $p --seconds 10,60 --compare-cpu
+  done
+fi
+if has ab; then
+  ab_env=${AB_ENV:?section ab needs AB_ENV=NAME=VALUE}
+  ab_cases=(
+    "--precision bf16 --encoder-frames 592 --repeat 20"
+    "--precision fp16 --encoder-frames 592 --repeat 20"
+    "--precision bf16 --seconds 10 --repeat 5"
+    "--precision bf16 --stream windowed --left-secs 10 --chunk-secs 2 --right-secs 2 --stream-seconds 20 --streams 1"
+    "--precision bf16 --stream cache-aware --chunk-size 7 --left-chunks 10 --stream-seconds 10 --streams 1"
+    "--precision bf16 --stream cache-aware --chunk-size 2 --left-chunks 35 --stream-seconds 10 --streams 64"
+  )
+  for round in 1 2; do
+    for c in "${ab_cases[@]}"; do
+      echo "== ab round $round base: $c"
+      timeout 150 "$R" parakeet bench $arch $c | tail -2
+      echo "== ab round $round $ab_env: $c"
+      env "$ab_env" timeout 150 "$R" parakeet bench $arch $c | tail -2
+    done
   done
 fi
 } 2>&1 | tee -a "$out/bench.txt"

@@ -242,7 +242,8 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     ops::add_layer_norm_(ctx, x, tmp, 1.f, w.conv_norm_w, w.conv_norm_b, 1e-5f, norm);
     Tensor pw1 = empty({batch, t, 2 * d});
     ops::linear(ctx, norm, w.pw1_w, w.pw1_b.defined() ? &w.pw1_b : nullptr, pw1);
-    Tensor dw = empty({batch, t, d});
+    // Without a cache the fused conv writes the pointwise GEMM's input dtype (16 bits on CUDA fp16/bf16).
+    Tensor dw = cache ? empty({batch, t, d}) : Tensor::empty({batch, t, d}, act, dev);
     if (!cache) {
         ops::glu_conv_silu(ctx, pw1, lengths.data(), w.dw_w, w.dw_b, config_.conv_context_size[0], dw);
     } else {

@@ -118,10 +118,12 @@ void glu_conv_silu(const ExecContext& ctx, const Tensor& x, const int* lengths, 
         silu_(ctx, y);
         return;
     }
+    PK_CHECK(y.dtype() == DType::kF32 || y.dtype() == gemm_input_dtype(ctx), kInternal, "glu_conv_silu: {} output",
+             dtype_name(y.dtype()));
     PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "glu_conv_silu", {&x, &y});
                cuda::glu_depthwise_conv1d_silu(*ctx.cuda, x.data<float>(), lengths, cuda::weight_f32(*ctx.cuda, w),
                                                cuda::weight_f32(*ctx.cuda, bias), y.dim(0), y.dim(1), y.dim(2),
-                                               w.dim(1), pad_left, y.data<float>()));
+                                               w.dim(1), pad_left, y.raw(), y.dtype()));
 }
 
 void matmul(const ExecContext& ctx, const Tensor& a, const Tensor& b, Tensor& y, float alpha) {

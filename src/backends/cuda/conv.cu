@@ -21,14 +21,15 @@ __global__ void depthwise_conv1d_kernel(const float* x, const float* w, const fl
     }
 }
 
-// GLU of x[B, T, 2C] (rows past lengths[b] read as zero), then the folded depthwise conv + bias and SiLU. A block
+// GLU of x[B, T, 2C] (rows past lengths[b] read as zero), then the folded depthwise conv + bias and SiLU, written
+// as y_dtype (0 float32; 1/2 float16/bfloat16: the next pointwise GEMM's input). A block
 // covers kConvTileT rows x kConvTileC channels of one item: it computes the GLU of the rows its taps reach once,
 // into shared memory, and every output reads its k taps from there (channels on lanes: coalesced rows).
 constexpr int kConvTileT = 64, kConvTileC = 32, kConvRowsPerPass = 8;
 
 __global__ void glu_depthwise_conv1d_silu_kernel(const float* x, const int* lengths, const float* w,
                                                  const float* bias, int64_t t, int64_t c, int64_t k,
-                                                 int64_t pad_left, float* y) {
+                                                 int64_t pad_left, void* y, int y_dtype) {
     extern __shared__ float g[];  // [kConvTileT + k - 1][kConvTileC]
     const int64_t b = blockIdx.z, t0 = int64_t{blockIdx.y} * kConvTileT, ch = int64_t{blockIdx.x} * kConvTileC + threadIdx.x;
     const int64_t valid = lengths ? lengths[b] : t;
@@ -49,7 +50,7 @@ __global__ void glu_depthwise_conv1d_silu_kernel(const float* x, const int* leng
         if (ti >= t) break;
         float acc = bias ? bias[ch] : 0.f;
         for (int64_t j = 0; j < k; ++j) acc += w[ch * k + j] * g[(r + j) * kConvTileC + threadIdx.x];
-        y[(b * t + ti) * c + ch] = acc / (1.f + expf(-acc));
+        store_act(y, (b * t + ti) * c + ch, acc / (1.f + expf(-acc)), y_dtype);
     }
 }
 
@@ -74,7 +75,8 @@ void depthwise_conv1d(Launch l, const float* x, const float* w, const float* bia
 }
 
 void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, const float* w, const float* bias,
-                               int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left, float* y) {
+                               int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left, void* y,
+                               int y_dtype) {
     const int64_t n = batch * t * c;
     if (n <= 0) return;
     const dim3 grid(static_cast<unsigned int>((c + kConvTileC - 1) / kConvTileC),
@@ -83,7 +85,7 @@ void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, con
     if (batch > 65535 || shared > 48 * 1024)
         throw_cuda_error(cudaErrorInvalidValue, "glu_depthwise_conv1d_silu size", __FILE__, __LINE__);
     glu_depthwise_conv1d_silu_kernel<<<grid, dim3(kConvTileC, kConvRowsPerPass), shared, l.stream>>>(
-        x, lengths, w, bias, t, c, k, pad_left, y);
+        x, lengths, w, bias, t, c, k, pad_left, y, y_dtype);
     PK_CUDA_CHECK_LAUNCH();
 }
 

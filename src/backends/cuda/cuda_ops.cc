@@ -10,6 +10,12 @@ namespace parakeet::cuda {
 
 namespace {
 Launch launch(const CudaContext& ctx) { return Launch{ctx.stream, ctx.n_sms}; }
+
+int act_code(DType dtype) {
+    PK_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16, kInternal,
+             "16-bit activations: unsupported dtype {}", dtype_name(dtype));
+    return dtype == DType::kF16 ? 1 : dtype == DType::kBF16 ? 2 : 0;
+}
 }  // namespace
 
 void convert_f32(CudaContext& ctx, const float* src, void* dst, DType dtype, int64_t n) {
@@ -62,10 +68,11 @@ void depthwise_conv1d(CudaContext& ctx, const float* x, const float* w, const fl
 
 void glu_depthwise_conv1d_silu(CudaContext& ctx, const float* x, const int* lengths, const float* w,
                                const float* bias, int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left,
-                               float* y) {
+                               void* y, DType y_dtype) {
     const int* dev_lengths =
         lengths ? static_cast<const int*>(ctx.upload(lengths, static_cast<size_t>(batch) * sizeof(int))) : nullptr;
-    kernels::glu_depthwise_conv1d_silu(launch(ctx), x, dev_lengths, w, bias, batch, t, c, k, pad_left, y);
+    kernels::glu_depthwise_conv1d_silu(launch(ctx), x, dev_lengths, w, bias, batch, t, c, k, pad_left, y,
+                                       act_code(y_dtype));
 }
 
 void conv2d_3x3_s2(CudaContext& ctx, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w,
@@ -87,19 +94,12 @@ void zero_after_lengths(CudaContext& ctx, float* x, const int* lengths, int64_t 
     kernels::zero_after_lengths(launch(ctx), x, dev_lengths, batch, t, d);
 }
 
-namespace {
-int act_code(DType dtype) {
-    PK_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16, kInternal,
-             "16-bit activations: unsupported dtype {}", dtype_name(dtype));
-    return dtype == DType::kF16 ? 1 : dtype == DType::kBF16 ? 2 : 0;
-}
-}  // namespace
-
 void linear_x16(CudaContext& ctx, Precision precision, const void* x16, DType dtype, const Tensor& w,
                 const float* bias, float* y, int64_t m, int64_t n, int64_t k) {
     if (m == 0 || n == 0) return;
     PK_CHECK(w.dtype() == dtype, kInternal, "linear_x16: input {} but weight {}", dtype_name(dtype),
              dtype_name(w.dtype()));
+    if (tile_linear(ctx, x16, dtype, w, bias, false, y, DType::kF32, m, n, k)) return;
     gemm(ctx, precision, false, true, m, n, k, 1.f, GemmOperand{x16, dtype, k}, GemmOperand{w.raw(), w.dtype(), k}, 0.f,
          y, n);
     if (bias) add_bias_rows(ctx, y, bias, m, n);
@@ -108,6 +108,7 @@ void linear_x16(CudaContext& ctx, Precision precision, const void* x16, DType dt
 void linear_x16_bias_silu(CudaContext& ctx, Precision precision, const void* x16, DType dtype, const Tensor& w,
                           const float* bias, void* y16, int64_t m, int64_t n, int64_t k) {
     if (m == 0 || n == 0) return;
+    if (tile_linear(ctx, x16, dtype, w, bias, true, y16, dtype, m, n, k)) return;
     float* y = static_cast<float*>(ctx.scratch(static_cast<size_t>(m * n) * sizeof(float)));
     linear_x16(ctx, precision, x16, dtype, w, nullptr, y, m, n, k);
     kernels::bias_silu_act(launch(ctx), y, bias, m, n, y16, act_code(dtype));
@@ -121,6 +122,7 @@ void add_layer_norm_to(CudaContext& ctx, float* x, const float* r, float alpha, 
 void linear_bias_silu(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias,
                       float* y, int64_t m, int64_t n, int64_t k) {
     if (m == 0 || n == 0) return;
+    if (tile_linear(ctx, x, DType::kF32, w, bias, true, y, DType::kF32, m, n, k)) return;
     // cuBLASLt has no SiLU epilogue: the GEMM writes x·wᵀ and one pass adds the bias and applies SiLU.
     linear(ctx, precision, x, w, nullptr, y, m, n, k, 0.f);
     kernels::bias_silu(launch(ctx), y, bias, m, n);

@@ -33,6 +33,11 @@ void gemm_batched(CudaContext& ctx, Precision precision, bool trans_a, bool tran
 // precisions, float16/bfloat16: x is then converted into the workspace first). bias is float32 or null.
 void linear(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias, float* y,
             int64_t m, int64_t n, int64_t k, float beta);
+// y[m, n] = act(x · wᵀ + bias) through the tensor-core tile kernel (kernels::tile_linear) when the GPU, the shape
+// and the weight (float16/bfloat16) take it and the stream is not being captured into a graph; returns false, with
+// nothing queued, otherwise. x_dtype and y_dtype are kF32 or w's dtype; the output is dense (ldy = n).
+bool tile_linear(CudaContext& ctx, const void* x, DType x_dtype, const Tensor& w, const float* bias, bool silu,
+                 void* y, DType y_dtype, int64_t m, int64_t n, int64_t k);
 // linear followed by SiLU in a cuBLASLt epilogue (bias + SiLU fused; beta = 0): the FFN's first layer.
 void linear_bias_silu(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias,
                       float* y, int64_t m, int64_t n, int64_t k);
@@ -67,10 +72,11 @@ void depthwise_conv1d(CudaContext& ctx, const float* x, const float* w, const fl
                       int64_t c, int64_t k, int64_t pad_left, float* y);
 // Fused conv module middle: y = SiLU(dwconv(GLU(x) with rows t >= lengths[b] zeroed) + bias) — NeMo
 // ConformerConvolution between pointwise_conv1 and pointwise_conv2 (BatchNorm folded into w/bias).
-// x[B, T, 2C], w[C, K], lengths: host array [B] (null = all valid), y[B, T, C].
+// x[B, T, 2C], w[C, K], lengths: host array [B] (null = all valid), y[B, T, C] of y_dtype (float32, or float16/
+// bfloat16 when it feeds a 16-bit GEMM).
 void glu_depthwise_conv1d_silu(CudaContext& ctx, const float* x, const int* lengths, const float* w,
                                const float* bias, int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left,
-                               float* y);
+                               void* y, DType y_dtype);
 void conv2d_3x3_s2(CudaContext& ctx, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w,
                    const float* bias, int64_t c_out, bool depthwise, int64_t pad_lo, float* y);
 void add_row_bias(CudaContext& ctx, float* y, const float* bias, int64_t rows, int64_t cols);

@@ -41,7 +41,8 @@ void depthwise_conv1d(Launch l, const float* x, const float* w, const float* bia
                       int64_t c, int64_t k, int64_t pad_left, float* y);
 // lengths: device-readable [batch] or null.
 void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, const float* w, const float* bias,
-                               int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left, float* y);
+                               int64_t batch, int64_t t, int64_t c, int64_t k, int64_t pad_left, void* y,
+                               int y_dtype);
 // pad_lo zeros before, 1 after on both axes: n' = (n + pad_lo - 2) / 2 + 1.
 void conv2d_3x3_s2(Launch l, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
                    int64_t c_out, bool depthwise, int64_t pad_lo, float* y);
