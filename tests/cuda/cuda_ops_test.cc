@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <random>
 
 #include "backends/cuda/context.h"
@@ -302,69 +301,6 @@ TEST_P(CudaPrecisionTest, SkinnyLinear) {
     EXPECT_FALSE(cuda::kernels::skinny_linear_fits(9, 64, false));
     EXPECT_FALSE(cuda::kernels::skinny_linear_fits(2, 100, false));
     EXPECT_FALSE(cuda::kernels::skinny_linear_fits(8, 4096, true));
-}
-
-// The tensor-core tile kernel (sm_90): every row count class (one fragment, the 64/128/192-row blocks), cluster
-// splits along k (1, 4 and 8 blocks), float32 and 16-bit inputs and outputs, bias and SiLU; the reference is the CPU
-// linear on the same 16-bit-rounded inputs and weights, so only the summation order differs. Replays are bitwise
-// identical (the split tiles are added in a fixed order).
-TEST_P(CudaPrecisionTest, TileLinear) {
-    const Precision prec = GetParam();
-    cuda::CudaContext& c = context();
-    if (prec != Precision::kF16 && prec != Precision::kBF16) {
-        // float32 weights never take the tile kernel.
-        Tensor w = rand({64, 64});
-        const Tensor wd = cuda::device_weight(c, w, prec);
-        Tensor y = Tensor::zeros({9, 64}, DType::kF32, kGpu), x = rand({9, 64}).to(kGpu);
-        EXPECT_FALSE(cuda::tile_linear(c, x.raw(), DType::kF32, wd, nullptr, false, y.raw(), DType::kF32, 9, 64, 64));
-        return;
-    }
-    if (!cuda::kernels::tile_linear_supported()) GTEST_SKIP() << "tile_linear needs compute capability 9.x";
-    struct Shape {
-        int64_t n, k;
-    };
-    int cases = 0;
-    for (const Shape sh : {Shape{128, 1024}, Shape{1024, 512}, Shape{192, 128}}) {
-        for (const int64_t rows : {1, 9, 64, 75, 130, 192}) {
-            for (const bool x32 : {false, true}) {
-                for (const bool y16 : {false, true}) {
-                    const bool silu = (rows + x32) % 2 == 0, bias = rows != 64;
-                    const int64_t n = sh.n, k = sh.k;
-                    Tensor w = rand({n, k}), b = rand({n}), x = rand({rows, k}, -2.f, 2.f);
-                    const Tensor wd = cuda::device_weight(c, w, prec);
-                    const Tensor w_q = wd.to(Device{}).to_f32();
-                    const Tensor x16 = cuda::device_weight(c, x, prec);  // x rounded as the kernel rounds it
-                    const Tensor x_q = x16.to(Device{}).to_f32();
-                    Tensor y_ref = Tensor::empty({rows, n});
-                    ops::linear(cpu(), x_q, w_q, bias ? &b : nullptr, y_ref);
-                    if (silu) ops::silu_(cpu(), y_ref);
-                    const DType ydt = y16 ? wd.dtype() : DType::kF32;
-                    const Tensor x_dev = x32 ? x.to(kGpu) : x16;
-                    auto run = [&] {
-                        Tensor y = Tensor::zeros({rows, n}, ydt, kGpu);
-                        EXPECT_TRUE(cuda::tile_linear(c, x_dev.raw(), x_dev.dtype(), wd,
-                                                      bias ? cuda::weight_f32(c, b) : nullptr, silu, y.raw(), ydt,
-                                                      rows, n, k));
-                        return y.to(Device{}).to_f32();
-                    };
-                    const Tensor y1 = run(), y2 = run();
-                    const std::string what =
-                        fmt::format("tile {} n={} k={} rows={} x32={} y16={} silu={} bias={} splits={}",
-                                    precision_name(prec), n, k, rows, x32, y16, silu, bias,
-                                    cuda::kernels::tile_linear_splits(c.n_sms, n, k));
-                    expect_close(y_ref, y1, y16 ? tolerance(prec) : 1e-4, what);
-                    EXPECT_EQ(0, std::memcmp(y1.raw(), y2.raw(), y1.nbytes())) << what << ": replays differ";
-                    ++cases;
-                }
-            }
-        }
-    }
-    EXPECT_EQ(cases, 72);
-    EXPECT_EQ(cuda::kernels::tile_linear_splits(132, 1024, 4096), 8);
-    EXPECT_EQ(cuda::kernels::tile_linear_splits(132, 192, 128), 1);
-    EXPECT_FALSE(cuda::kernels::tile_linear_fits(193, 1024, 1024));
-    EXPECT_FALSE(cuda::kernels::tile_linear_fits(8, 1000, 1024));
-    EXPECT_FALSE(cuda::kernels::tile_linear_fits(8, 1024, 1000));
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaPrecisionTest,

@@ -99,7 +99,6 @@ void linear_x16(CudaContext& ctx, Precision precision, const void* x16, DType dt
     if (m == 0 || n == 0) return;
     PK_CHECK(w.dtype() == dtype, kInternal, "linear_x16: input {} but weight {}", dtype_name(dtype),
              dtype_name(w.dtype()));
-    if (tile_linear(ctx, x16, dtype, w, bias, false, y, DType::kF32, m, n, k)) return;
     gemm(ctx, precision, false, true, m, n, k, 1.f, GemmOperand{x16, dtype, k}, GemmOperand{w.raw(), w.dtype(), k}, 0.f,
          y, n);
     if (bias) add_bias_rows(ctx, y, bias, m, n);
@@ -108,7 +107,6 @@ void linear_x16(CudaContext& ctx, Precision precision, const void* x16, DType dt
 void linear_x16_bias_silu(CudaContext& ctx, Precision precision, const void* x16, DType dtype, const Tensor& w,
                           const float* bias, void* y16, int64_t m, int64_t n, int64_t k) {
     if (m == 0 || n == 0) return;
-    if (tile_linear(ctx, x16, dtype, w, bias, true, y16, dtype, m, n, k)) return;
     float* y = static_cast<float*>(ctx.scratch(static_cast<size_t>(m * n) * sizeof(float)));
     linear_x16(ctx, precision, x16, dtype, w, nullptr, y, m, n, k);
     kernels::bias_silu_act(launch(ctx), y, bias, m, n, y16, act_code(dtype));
@@ -122,7 +120,6 @@ void add_layer_norm_to(CudaContext& ctx, float* x, const float* r, float alpha, 
 void linear_bias_silu(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias,
                       float* y, int64_t m, int64_t n, int64_t k) {
     if (m == 0 || n == 0) return;
-    if (tile_linear(ctx, x, DType::kF32, w, bias, true, y, DType::kF32, m, n, k)) return;
     // cuBLASLt has no SiLU epilogue: the GEMM writes x·wᵀ and one pass adds the bias and applies SiLU.
     linear(ctx, precision, x, w, nullptr, y, m, n, k, 0.f);
     kernels::bias_silu(launch(ctx), y, bias, m, n);

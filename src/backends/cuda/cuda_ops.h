@@ -33,11 +33,6 @@ void gemm_batched(CudaContext& ctx, Precision precision, bool trans_a, bool tran
 // precisions, float16/bfloat16: x is then converted into the workspace first). bias is float32 or null.
 void linear(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias, float* y,
             int64_t m, int64_t n, int64_t k, float beta);
-// y[m, n] = act(x · wᵀ + bias) through the tensor-core tile kernel (kernels::tile_linear) when the GPU, the shape
-// and the weight (float16/bfloat16) take it and the stream is not being captured into a graph; returns false, with
-// nothing queued, otherwise. x_dtype and y_dtype are kF32 or w's dtype; the output is dense (ldy = n).
-bool tile_linear(CudaContext& ctx, const void* x, DType x_dtype, const Tensor& w, const float* bias, bool silu,
-                 void* y, DType y_dtype, int64_t m, int64_t n, int64_t k);
 // linear followed by SiLU in a cuBLASLt epilogue (bias + SiLU fused; beta = 0): the FFN's first layer.
 void linear_bias_silu(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias,
                       float* y, int64_t m, int64_t n, int64_t k);

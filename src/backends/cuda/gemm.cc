@@ -3,7 +3,6 @@
 
 #include "backends/cuda/context_impl.h"
 #include "backends/cuda/cuda_ops.h"
-#include "backends/cuda/stream_kernels.h"
 #include "core/error.h"
 
 namespace parakeet::cuda {
@@ -76,44 +75,9 @@ void gemm_batched(CudaContext& ctx, Precision precision, bool trans_a, bool tran
         compute_type(precision, DType::kF32), CUBLAS_GEMM_DEFAULT));
 }
 
-namespace {
-int kernel_dtype(DType dtype) { return dtype == DType::kF16 ? 1 : dtype == DType::kBF16 ? 2 : 0; }
-}  // namespace
-
-bool tile_linear(CudaContext& ctx, const void* x, DType x_dtype, const Tensor& w, const float* bias, bool silu,
-                 void* y, DType y_dtype, int64_t m, int64_t n, int64_t k) {
-    if (w.dtype() != DType::kF16 && w.dtype() != DType::kBF16) return false;
-    if ((x_dtype != DType::kF32 && x_dtype != w.dtype()) || (y_dtype != DType::kF32 && y_dtype != w.dtype()))
-        return false;
-    if (!kernels::tile_linear_fits(m, n, k)) return false;
-    // Eager launches only. An eager step is bound by the host's launch rate, and one launch here replaces cuBLAS's
-    // GEMM (the costlier launch) and the bias/SiLU and conversion passes around it; inside a captured graph the
-    // launches cost nothing and cuBLAS's kernels are the faster ones on the GPU (docs/PERFORMANCE.md, session 5).
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    PK_CUDA_CHECK(cudaStreamIsCapturing(ctx.stream, &capture));
-    if (capture != cudaStreamCaptureStatusNone) return false;
-    kernels::TileLinearArgs a{};
-    a.rows = m;
-    a.n = n;
-    a.k = k;
-    a.w = w.raw();
-    a.w_dtype = kernel_dtype(w.dtype());
-    a.x = x;
-    a.x_dtype = kernel_dtype(x_dtype);
-    a.ldx = k;
-    a.bias = bias;
-    a.silu = silu ? 1 : 0;
-    a.y = y;
-    a.y_dtype = kernel_dtype(y_dtype);
-    a.ldy = n;
-    kernels::tile_linear(Launch{ctx.stream, ctx.n_sms}, a);
-    return true;
-}
-
 void linear(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias, float* y,
             int64_t m, int64_t n, int64_t k, float beta) {
     if (m == 0 || n == 0) return;
-    if (beta == 0.f && tile_linear(ctx, x, DType::kF32, w, bias, false, y, DType::kF32, m, n, k)) return;
     GemmOperand a{x, DType::kF32, k};
     if (w.dtype() != DType::kF32) {
         // Tensor cores need both inputs in 16 bits: convert the activations once per call.

@@ -129,32 +129,6 @@ struct SkinnyLinearArgs {
 bool skinny_linear_fits(int64_t rows, int64_t k, bool norm);
 void skinny_linear(Launch l, const SkinnyLinearArgs& a);
 
-// y = act(x · wᵀ + bias) on tensor cores for up to kTileLinearMaxRows rows (see tile_linear.cu; sm_90 only).
-// w [n, k] row-major, float16 (w_dtype 1) or bfloat16 (2); x [rows, ldx] of the weight's type (x_dtype = w_dtype)
-// or float32 (x_dtype 0, converted as it loads); bias float32 or null; y [rows, ldy] of y_dtype (0 float32, 1
-// float16, 2 bfloat16). Pointers 16-byte aligned, ldx a multiple of 8, ldy of 4.
-constexpr int64_t kTileLinearMaxRows = 192;
-struct TileLinearArgs {
-    int64_t rows, n, k;
-    const void* w;
-    int w_dtype;
-    const void* x;
-    int x_dtype;
-    int64_t ldx;
-    const float* bias;
-    int silu;
-    void* y;
-    int y_dtype;
-    int64_t ldy;
-};
-// Whether this GPU runs tile_linear (compute capability 9.x; PARAKEET_NO_TILE_LINEAR=1 turns it off for A/B runs).
-bool tile_linear_supported();
-// Whether tile_linear takes this shape: supported, 1 <= rows <= kTileLinearMaxRows, n and k multiples of 64.
-bool tile_linear_fits(int64_t rows, int64_t n, int64_t k);
-// The blocks along k (the cluster size) tile_linear uses for an n x k weight (PARAKEET_TILE_SPLITS caps it).
-int tile_linear_splits(int n_sms, int64_t n, int64_t k);
-void tile_linear(Launch l, const TileLinearArgs& a);
-
 // Decoder state between the slots and the batch arrays of the greedy kernel: h, c [B, Ld·H], p [B, J],
 // t [B], started [B]. scatter also turns the kernel's final t into the carried time jump (t - out_len) and
 // marks the slot started.
