@@ -73,7 +73,7 @@ if has ab; then
     "--precision bf16 --encoder-frames 592 --repeat 20"
     "--precision fp16 --encoder-frames 592 --repeat 20"
     "--precision bf16 --seconds 10 --repeat 5"
-    "--precision bf16 --stream windowed --left-secs 10 --chunk-secs 2 --right-secs 2 --stream-seconds 20 --streams 1"
+    "--precision bf16 --stream windowed --left-secs 10 --chunk-secs 2 --right-secs 2 --stream-seconds 60 --streams 1"
     "--precision bf16 --stream cache-aware --chunk-size 7 --left-chunks 10 --stream-seconds 10 --streams 1"
     "--precision bf16 --stream cache-aware --chunk-size 2 --left-chunks 35 --stream-seconds 10 --streams 64"
   )

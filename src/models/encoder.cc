@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -212,10 +213,31 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
         }
     }
     const int64_t n_key = n_cache + t;
-    Tensor q = empty({batch, t, d}), k = empty({batch, n_key, d}), v = empty({batch, n_key, d});
-    ops::linear(ctx, att_norm, w.q_w, w.q_b.defined() ? &w.q_b : nullptr, q);
-    ops::linear(ctx, kv_in, w.k_w, w.k_b.defined() ? &w.k_b : nullptr, k);
-    ops::linear(ctx, kv_in, w.v_w, w.v_b.defined() ? &w.v_b : nullptr, v);
+    auto opt = [](const Tensor& b) { return b.defined() ? &b : nullptr; };
+    Tensor q, k, v;
+    // PARAKEET_SEPARATE_QKV=1: three GEMMs as before the joined one (A/B measurements).
+    static const bool separate_qkv = [] {
+        const char* env = std::getenv("PARAKEET_SEPARATE_QKV");
+        return env && *env == '1';
+    }();
+    if (!cache && !separate_qkv) {
+        // Keys and values come from the same rows as the queries: one GEMM for the three (q, k, v one after
+        // another in qkv).
+        Tensor qkv = empty({3, batch * t, d});
+        const Tensor* const ws[3] = {&w.q_w, &w.k_w, &w.v_w};
+        const Tensor* const bs[3] = {opt(w.q_b), opt(w.k_b), opt(w.v_b)};
+        ops::linear3(ctx, att_norm, ws, bs, qkv);
+        q = qkv.slice0(0, 1).reshape({batch, t, d});
+        k = qkv.slice0(1, 2).reshape({batch, t, d});
+        v = qkv.slice0(2, 3).reshape({batch, t, d});
+    } else {
+        q = empty({batch, t, d});
+        k = empty({batch, n_key, d});
+        v = empty({batch, n_key, d});
+        ops::linear(ctx, att_norm, w.q_w, opt(w.q_b), q);
+        ops::linear(ctx, kv_in, w.k_w, opt(w.k_b), k);
+        ops::linear(ctx, kv_in, w.v_w, opt(w.v_b), v);
+    }
     Tensor p = empty({pos.dim(0), d});
     ops::linear(ctx, pos, w.pos_w, nullptr, p);
     Tensor att_out = empty({batch, t, d});
@@ -402,7 +424,7 @@ StreamStepOutput FastConformerEncoder::stream_step(const ExecContext& ctx, const
         ops::copy_(ctx, dst, sub[b]);
     }
     const int64_t n_cache = cache.channel.dim(2), n = n_cache + t;
-    const Tensor pos = stream_positions(n, ctx.device);
+    const Tensor pos = ops::to_gemm_input(ctx, stream_positions(n, ctx.device));
     const int keep = static_cast<int>(t) - sc.cache_drop_size;
 
     // Caches live on the stepping device; a new stream's host caches move there once.
@@ -476,7 +498,8 @@ Tensor FastConformerEncoder::forward(const ExecContext& ctx, const std::vector<T
     const int64_t pos_first = windowed && att.left >= 0 ? std::min<int64_t>(att.left, t_max - 1) : t_max - 1;
     const int64_t pos_last = windowed && att.right >= 0 ? std::min<int64_t>(att.right, t_max - 1) : t_max - 1;
     const int64_t n_pos = pos_first + pos_last + 1;
-    const Tensor pos = position_rows(pos_first, n_pos, ctx.device);
+    // The position table in the GEMMs' input dtype, converted once for every layer's position linear.
+    const Tensor pos = ops::to_gemm_input(ctx, position_rows(pos_first, n_pos, ctx.device));
     if (sink) {
         sink("pos_enc_x", x.to(Device{}));
         sink("pos_emb", pos.to(Device{}).reshape({1, n_pos, d}));

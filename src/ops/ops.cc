@@ -63,6 +63,54 @@ void linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tens
     });
 }
 
+Tensor to_gemm_input(const ExecContext& ctx, const Tensor& x) {
+    const DType dt = gemm_input_dtype(ctx);
+    if (dt == DType::kF32) return x;
+    check_f32(x, "to_gemm_input", "x");
+    Tensor y = Tensor::empty(x.shape(), dt, ctx.device);
+    PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "to_gemm_input", {&x});
+               cuda::convert_f32(*ctx.cuda, x.data<float>(), y.raw(), dt, x.numel()));
+    return y;
+}
+
+void linear3(const ExecContext& ctx, const Tensor& x, const Tensor* const (&w)[3], const Tensor* const (&b)[3],
+             Tensor& y) {
+    const int64_t k = x.dim(-1), n = w[0]->dim(0), m = rows_of(x);
+    PK_CHECK(y.rank() == 3 && y.dim(0) == 3 && y.dim(1) == m && y.dim(2) == n, kInternal, "linear3: y {} for x {}",
+             shape_str(y.shape()), shape_str(x.shape()));
+    for (int i = 0; i < 3; ++i) {
+        check_f32(*w[i], "linear3", "w");
+        PK_CHECK(w[i]->rank() == 2 && w[i]->dim(0) == n && w[i]->dim(1) == k && (!b[i] || b[i]->numel() == n),
+                 kInternal, "linear3: x {} w{} {}", shape_str(x.shape()), i, shape_str(w[i]->shape()));
+    }
+    if (ctx.device.type != DeviceType::kCUDA) {
+        for (int i = 0; i < 3; ++i) {
+            Tensor yi = y.slice0(i, i + 1).reshape({m, n});
+            linear(ctx, x, *w[i], b[i], yi);
+        }
+        return;
+    }
+    PK_CHECK(x.dtype() == DType::kF32 || x.dtype() == gemm_input_dtype(ctx), kInternal, "linear3: {} input on {}",
+             dtype_name(x.dtype()), ctx.device.str());
+    PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "linear3", {&x, &y});
+               const Tensor wd = cuda::device_weight_rows(*ctx.cuda, {w[0], w[1], w[2]}, ctx.precision);
+               Tensor x16;  // float32 input, 16-bit weights: one conversion for the three GEMMs
+               if (x.dtype() != wd.dtype()) {
+                   x16 = Tensor::empty(x.shape(), wd.dtype(), ctx.device);
+                   cuda::convert_f32(*ctx.cuda, x.data<float>(), x16.raw(), wd.dtype(), m * k);
+               }
+               const Tensor& xa = x16.defined() ? x16 : x;
+               const cuda::GemmOperand a{xa.raw(), xa.dtype(), k, 0};
+               // Batch i: x (stride 0) · w_iᵀ (stride n·k) into y[i] (stride m·n).
+               cuda::gemm(*ctx.cuda, ctx.precision, false, true, m, n, k, 1.f, a,
+                          cuda::GemmOperand{wd.raw(), wd.dtype(), k, n * k}, 0.f, y.data<float>(), n, m * n, 3);
+               for (int i = 0; i < 3; ++i) {
+                   if (b[i])
+                       cuda::add_bias_rows(*ctx.cuda, y.data<float>() + i * m * n, cuda::weight_f32(*ctx.cuda, *b[i]),
+                                           m, n);
+               });
+}
+
 void add_layer_norm_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
                      const Tensor& beta, float eps, Tensor& y) {
     const int64_t cols = x.dim(-1);

@@ -18,6 +18,14 @@ void matmul(const ExecContext& ctx, const Tensor& a, const Tensor& b, Tensor& y,
 // The dtype in which `linear`, `linear_silu` take their input on ctx: the 16-bit type of the fp16/bf16 precisions
 // on CUDA (the producing op writes it, so no conversion pass runs before the GEMM), else float32.
 DType gemm_input_dtype(const ExecContext& ctx);
+// x (float32, on ctx's device) in gemm_input_dtype(ctx): x itself where that is float32, else a converted copy (an
+// input shared by many linears, such as the position table of every layer, is converted once).
+Tensor to_gemm_input(const ExecContext& ctx, const Tensor& x);
+// The three linears of one input: y[i] = x · w_iᵀ (+ b_i) for (w_0, w_1, w_2), y [3, M, N] (M = rows of x). On CUDA
+// one strided-batched GEMM over the three weights joined on the device (cuda::device_weight_rows); on the CPU
+// three GEMMs. x as for `linear`; biases may be null.
+void linear3(const ExecContext& ctx, const Tensor& x, const Tensor* const (&w)[3], const Tensor* const (&b)[3],
+             Tensor& y);
 // x += alpha · r (r undefined: x unchanged), then y = LayerNorm(x). y is float32 or gemm_input_dtype(ctx).
 void add_layer_norm_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
                      const Tensor& beta, float eps, Tensor& y);

@@ -106,6 +106,32 @@ TEST_P(CudaPrecisionTest, Linear) {
     }
 }
 
+// Three linears of one input as one strided-batched GEMM over weights joined on the device, against three CPU
+// linears; float32 input (converted once for 16-bit weights) and the precision's GEMM input dtype.
+TEST_P(CudaPrecisionTest, Linear3) {
+    const Precision prec = GetParam();
+    const int64_t m = 37, n = 64, k = 96;
+    Tensor x = rand({1, m, k}), w0 = rand({n, k}), w1 = rand({n, k}), w2 = rand({n, k}), b1 = rand({n});
+    const Tensor* const ws[3] = {&w0, &w1, &w2};
+    const Tensor* const bs[3] = {nullptr, &b1, nullptr};
+    Tensor y_cpu = Tensor::empty({3, m, n});
+    ops::linear3(cpu(), x, ws, bs, y_cpu);
+    for (int i = 0; i < 3; ++i) {
+        Tensor yi = Tensor::empty({m, n});
+        ops::linear(cpu(), x, *ws[i], bs[i], yi);
+        expect_close(yi, y_cpu.slice0(i, i + 1).reshape({m, n}), 0, "linear3 cpu");
+    }
+    const ExecContext g = gpu(prec);
+    const Tensor xg = x.to(kGpu);
+    for (const bool x16 : {false, true}) {
+        if (x16 && ops::gemm_input_dtype(g) == DType::kF32) continue;
+        const Tensor xin = x16 ? ops::to_gemm_input(g, xg) : xg;
+        Tensor y_gpu = Tensor::empty({3, m, n}, DType::kF32, kGpu);
+        ops::linear3(g, xin, ws, bs, y_gpu);
+        expect_close(y_cpu, y_gpu, tolerance(prec), fmt::format("linear3 {} x16={}", precision_name(prec), x16));
+    }
+}
+
 TEST_P(CudaPrecisionTest, Matmul) {
     const Precision prec = GetParam();
     Tensor a = rand({24, 40}), b = rand({40, 33});

@@ -266,6 +266,44 @@ Tensor device_weight(CudaContext& ctx, const Tensor& w, Precision precision) {
     return out;
 }
 
+Tensor device_weight_rows(CudaContext& ctx, const std::vector<const Tensor*>& parts, Precision precision) {
+    PK_CHECK(!parts.empty(), kInternal, "device_weight_rows: no parts");
+    const DType want = weight_dtype(precision);
+    const Device dev{DeviceType::kCUDA, ctx.device};
+    std::vector<const void*> ptrs;
+    int64_t rows = 0;
+    const int64_t k = parts.front()->dim(-1);
+    for (const Tensor* w : parts) {
+        PK_CHECK(w->defined() && w->rank() == 2 && w->dim(1) == k && w->is_cpu(), kInternal,
+                 "device_weight_rows: part {} is not a host [n, {}] matrix", shape_str(w->shape()), k);
+        ptrs.push_back(w->raw());
+        rows += w->dim(0);
+    }
+    WeightCache& cache = *ctx.weights;
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto key = std::make_pair(ptrs, want);
+    if (auto it = cache.joined.find(key); it != cache.joined.end()) return it->second;
+    PK_CHECK(ctx.capturing == nullptr, kInternal, "weights must be uploaded before graph capture");
+    Tensor host = Tensor::empty({rows, k});
+    int64_t row = 0;
+    for (const Tensor* w : parts) {
+        const Tensor f32 = w->to_f32();
+        std::memcpy(host.data<float>() + row * k, f32.data<float>(), static_cast<size_t>(f32.numel()) * sizeof(float));
+        row += w->dim(0);
+    }
+    Tensor out = host.to(dev);
+    if (want != DType::kF32) {
+        Tensor converted = Tensor::empty(out.shape(), want, dev);
+        convert_f32(ctx, out.data<float>(), converted.raw(), want, out.numel());
+        synchronize(ctx);
+        out = converted;
+    }
+    for (const Tensor* w : parts) cache.keep_alive.push_back(*w);
+    cache.bytes += out.nbytes();
+    cache.joined.emplace(std::move(key), out);
+    return out;
+}
+
 void prefetch_weights(CudaContext& ctx, const std::vector<Tensor>& weights, Precision precision) {
     for (const Tensor& w : weights) device_weight(ctx, w, precision);
 }

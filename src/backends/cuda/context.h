@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <vector>
 #include <memory>
 
 #include "core/context.h"
@@ -39,6 +40,10 @@ void synchronize(CudaContext& ctx);
 // first use and cached by host pointer: the returned tensor is [same shape] on the device, dtype f32, f16
 // or bf16. A weight already on the device in the wanted dtype is returned as is. Keeps `w` alive.
 Tensor device_weight(CudaContext& ctx, const Tensor& w, Precision precision);
+// The rows of `parts` (each [n_i, k] on the host, one k) joined into one device weight [Σ n_i, k] for `precision`,
+// built on first use and cached by the parts' host pointers; the parts are not uploaded on their own. One GEMM then
+// serves several linears of the same input (the attention's q, k and v).
+Tensor device_weight_rows(CudaContext& ctx, const std::vector<const Tensor*>& parts, Precision precision);
 // Uploads every tensor of `weights` for `precision` ahead of time (so the first forward does no copies).
 void prefetch_weights(CudaContext& ctx, const std::vector<Tensor>& weights, Precision precision);
 // Bytes of device memory held by the weight cache.

@@ -16,6 +16,7 @@ namespace parakeet::cuda {
 struct WeightCache {
     std::mutex mutex;
     std::map<std::pair<const void*, DType>, Tensor> entries;  // value: the device tensor
+    std::map<std::pair<std::vector<const void*>, DType>, Tensor> joined;  // device_weight_rows
     std::vector<Tensor> keep_alive;                           // the host tensors the keys point into
     size_t bytes = 0;
 };
