@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <random>
+#include <vector>
 
 #include "backends/cuda/context.h"
 #include "backends/cuda/context_impl.h"
@@ -451,14 +452,19 @@ TEST_F(CudaTest, FusedAddLayerNorm) {
 }
 
 TEST_F(CudaTest, FusedGluDepthwiseSilu) {
-    // Short and multi-tile inputs (the kernel tiles 64 rows x 32 channels), channels not a multiple of 32.
-    for (const int64_t t : {int64_t{21}, int64_t{150}}) {
-        const int64_t batch = 3, ch = 40, k = 9;
+    // Short and multi-tile inputs, channels not a multiple of 32; a few items take the 16-row tiles, 64 items the
+    // 64-row tiles (the kernel tiles rows x 32 channels).
+    struct Case {
+        int64_t batch, t;
+    };
+    for (const Case cs : {Case{3, 21}, Case{3, 150}, Case{64, 150}}) {
+        const int64_t batch = cs.batch, t = cs.t, ch = 40, k = 9;
         Tensor x = rand({batch, t, 2 * ch}, -3.f, 3.f), w = rand({ch, k}), b = rand({ch});
-        const int lengths[] = {static_cast<int>(t), 10, 1};
+        std::vector<int> lengths(static_cast<size_t>(batch));
+        for (int64_t i = 0; i < batch; ++i) lengths[i] = static_cast<int>(i == 0 ? t : (i * 37) % t + 1);
         Tensor glu = Tensor::empty({batch, t, ch}), y_cpu = Tensor::empty({batch, t, ch});
         ops::glu(cpu(), x, glu);
-        ops::zero_after_lengths_(cpu(), glu, lengths);
+        ops::zero_after_lengths_(cpu(), glu, lengths.data());
         ops::depthwise_conv1d(cpu(), glu, w, &b, 4, y_cpu);
         ops::silu_(cpu(), y_cpu);
         Tensor xg = x.to(kGpu);
@@ -466,11 +472,11 @@ TEST_F(CudaTest, FusedGluDepthwiseSilu) {
         // float32 output, and the 16-bit outputs that feed a 16-bit GEMM (rounded once).
         for (const DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
             Tensor y_gpu = Tensor::empty({batch, t, ch}, dt, kGpu);
-            cuda::glu_depthwise_conv1d_silu(c, xg.data<float>(), lengths, cuda::weight_f32(c, w),
+            cuda::glu_depthwise_conv1d_silu(c, xg.data<float>(), lengths.data(), cuda::weight_f32(c, w),
                                             cuda::weight_f32(c, b), batch, t, ch, k, 4, y_gpu.raw(), dt);
             const double tol = dt == DType::kF32 ? 1e-5 : dt == DType::kF16 ? 1e-3 : 8e-3;
             expect_close(y_cpu, y_gpu.to(Device{}).to_f32(), tol,
-                         fmt::format("glu_depthwise_conv1d_silu t={} {}", t, dtype_name(dt)));
+                         fmt::format("glu_depthwise_conv1d_silu batch={} t={} {}", batch, t, dtype_name(dt)));
         }
     }
 }

@@ -132,6 +132,7 @@ CudaContext::~CudaContext() {
     if (workspace) (void)cudaFree(workspace);
     if (cublas_workspace) (void)cudaFree(cublas_workspace);
     if (staging) (void)cudaFreeHost(staging);
+    if (device_staging) (void)cudaFree(device_staging);
     if (staging_event) (void)cudaEventDestroy(staging_event);
     if (stream) (void)cudaStreamDestroy(stream);
 }
@@ -150,31 +151,34 @@ void* CudaContext::scratch(size_t bytes) {
 }
 
 const void* CudaContext::upload(const void* host, size_t bytes) {
-    // Pinned host memory is read by kernels directly (unified addressing): tiny arrays only.
-    const size_t rounded = (bytes + 255) / 256 * 256;
-    if (capturing) {
-        // A pinned buffer owned by the graph (its copies read it at every replay). Allocating is a "potentially
-        // unsafe" call that would invalidate a thread-local capture: allowed for this call only.
-        void* p = nullptr;
-        cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-        PK_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
-        const cudaError_t status = cudaMallocHost(&p, rounded ? rounded : 256);
-        PK_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
-        PK_CUDA_CHECK(status);
-        capturing->owned.emplace_back(p, [](void* q) { (void)cudaFreeHost(q); });
-        std::memcpy(p, host, bytes);
-        return p;
-    }
+    // Small host arrays (lengths, key ranges) reach the device through a pinned staging buffer and an async copy
+    // into a device ring slice, which the kernels queued next read. (Kernels reading pinned host memory directly
+    // stall on PCIe: the fused conv module took 24 us for 175 rows that way.) The device slices need no fence:
+    // every copy into a slice and the kernels reading it run in stream order, so a later copy into the same slice
+    // (after a wrap-around, or in a graph replay) lands after them.
+    const size_t rounded = std::max<size_t>((bytes + 255) / 256 * 256, 256);
     PK_CHECK(rounded <= staging_bytes, kInternal, "staging upload of {} bytes is too large", bytes);
     if (staging_offset + rounded > staging_bytes) {
-        // Wrap around: earlier slices may still be read by queued kernels.
-        PK_CUDA_CHECK(cudaStreamSynchronize(stream));
+        // Wrap around: the host side of earlier slices may still be read by queued copies.
+        if (!capturing) PK_CUDA_CHECK(cudaStreamSynchronize(stream));
         staging_offset = 0;
     }
-    char* p = static_cast<char*>(staging) + staging_offset;
+    void* src = static_cast<char*>(staging) + staging_offset;
+    void* dst = static_cast<char*>(device_staging) + staging_offset;
     staging_offset += rounded;
-    std::memcpy(p, host, bytes);
-    return p;
+    if (capturing) {
+        // The copy's source must outlive the graph: a pinned buffer owned by it (read at every replay). Allocating
+        // is a "potentially unsafe" call that would invalidate a thread-local capture: allowed for this call only.
+        cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+        PK_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+        const cudaError_t status = cudaMallocHost(&src, rounded);
+        PK_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+        PK_CUDA_CHECK(status);
+        capturing->owned.emplace_back(src, [](void* q) { (void)cudaFreeHost(q); });
+    }
+    std::memcpy(src, host, bytes);
+    PK_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+    return dst;
 }
 
 std::shared_ptr<CudaContext> create_context(const ContextOptions& options) {
@@ -205,6 +209,7 @@ std::shared_ptr<CudaContext> create_context(const ContextOptions& options) {
     }
     ctx->staging_bytes = kStagingBytes;
     PK_CUDA_CHECK(cudaMallocHost(&ctx->staging, ctx->staging_bytes));
+    PK_CUDA_CHECK(cudaMalloc(&ctx->device_staging, ctx->staging_bytes));
     PK_CUDA_CHECK(cudaEventCreateWithFlags(&ctx->staging_event, cudaEventDisableTiming));
     if (options.share_weights_with) {
         PK_CHECK(options.share_weights_with->device == ctx->device, kInvalidArgument,

@@ -44,8 +44,9 @@ struct CudaContext {
     void* cublas_workspace = nullptr;  // cuBLAS(Lt) scratch, fixed size
     size_t cublas_workspace_bytes = 0;
 
-    // Pinned staging ring for small host->device arrays (lengths), reused after the stream passes it.
+    // Staging rings for small host->device arrays (lengths): pinned host and device, one offset; see upload().
     void* staging = nullptr;
+    void* device_staging = nullptr;
     size_t staging_bytes = 0;
     size_t staging_offset = 0;
     cudaEvent_t staging_event = nullptr;  // recorded after each wrap-around use
