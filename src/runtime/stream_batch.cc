@@ -57,8 +57,12 @@ std::string StreamBatchEngine::unsupported_reason(const Model& model, const Stre
         if (c.conv_context_size[0] + s.t + c.conv_context_size[1] > cuda::kernels::kMaxConvWindow)
             return "chunk too long for the batched conv kernel";
         const int64_t dk = c.d_model / c.n_heads;
-        if (cuda::kernels::stream_attention_shared_bytes(s.t, dk, sc.last_channel_cache_size, true) > 48 * 1024)
-            return "channel cache too long for the batched attention kernel";
+        // Every block shape the step may launch: few or many streams, float32 or 16-bit caches.
+        for (const bool small_batch : {true, false})
+            for (const int kv_dtype : {0, 2})
+                if (cuda::kernels::stream_attention_shared_bytes(s.t, dk, sc.last_channel_cache_size, small_batch,
+                                                                 kv_dtype) > 48 * 1024)
+                    return "channel cache too long for the batched attention kernel";
     }
     return "";
 #endif
@@ -139,6 +143,7 @@ struct StreamBatchEngine::Impl {
     // stream 2.11 ms against 2.60 ms through cuBLAS, but 2 streams 2.83 against 2.64 and 4 streams 4.36 against
     // 2.73 (docs/PERFORMANCE.md), so by default only single-stream steps of up to 2 rows take it.
     int64_t small_rows = kDefaultSmallRows;
+    bool attention_by_channel = false;  // see set_attention_by_channel
     cudaEvent_t ev_start = nullptr, ev_mid = nullptr, ev_end = nullptr;
     Timing timing;
     std::mutex mutex;
@@ -306,6 +311,7 @@ struct StreamBatchEngine::Impl {
             aa.att_right = att.right;
         }
         aa.cache_drop = sc.cache_drop_size;
+        aa.by_channel = attention_by_channel ? 1 : 0;
         aa.layout = layout;
         aa.pages = page_table;
         aa.items = cuda::kernels::StepItems{slot, stage_len, enc_len, out_len};
@@ -491,6 +497,7 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
     // A/B measurements of the small-row kernels (see set_small_step_rows).
     if (const char* env = std::getenv("PARAKEET_SMALL_STEP_ROWS"))
         m.small_rows = std::clamp(std::atoi(env), 0, cuda::kernels::kSkinnyMaxRows);
+    if (const char* env = std::getenv("PARAKEET_ATTENTION_BY_CHANNEL")) m.attention_by_channel = *env == '1';
     const FastConformerEncoder& enc = m.model->encoder();
     const EncoderConfig& c = enc.config();
     m.att = enc.attention_context(context);
@@ -655,6 +662,13 @@ void StreamBatchEngine::set_small_step_rows(int rows) {
     m.small_rows = std::clamp(rows, 0, cuda::kernels::kSkinnyMaxRows);
 }
 
+void StreamBatchEngine::set_attention_by_channel(bool by_channel) {
+    Impl& m = *impl_;
+    std::lock_guard<std::mutex> lock(m.mutex);
+    cuda::clear_graphs(*m.cu);
+    m.attention_by_channel = by_channel;
+}
+
 size_t StreamBatchEngine::slot_bytes() const {
     return static_cast<size_t>(impl_->layout.page_floats) * sizeof(float) / cuda::kernels::kSlotsPerPage;
 }
@@ -795,6 +809,7 @@ void StreamBatchEngine::release(int) {}
 void StreamBatchEngine::reset(int) {}
 void StreamBatchEngine::set_debug_layers(int) {}
 void StreamBatchEngine::set_small_step_rows(int) {}
+void StreamBatchEngine::set_attention_by_channel(bool) {}
 void StreamBatchEngine::step(const std::vector<Step>&, std::vector<Output>&) {}
 StreamBatchEngine::Timing StreamBatchEngine::take_timing() { return {}; }
 size_t StreamBatchEngine::slot_bytes() const { return 0; }

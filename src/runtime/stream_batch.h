@@ -80,6 +80,9 @@ public:
     // layer as one fused small-row kernel instead of cuBLAS and separate norm launches; 0 turns that path off.
     // Drops the captured graphs.
     void set_small_step_rows(int rows);
+    // Many streams: the attention's per-channel kernel instead of the one by rows (A/B and tests; the environment
+    // variable PARAKEET_ATTENTION_BY_CHANNEL=1 sets it at construction). Drops the captured graphs.
+    void set_attention_by_channel(bool by_channel);
 
     // Device bytes held per stream slot (caches and decoder state).
     size_t slot_bytes() const;

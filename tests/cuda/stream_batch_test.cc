@@ -384,6 +384,73 @@ TEST_P(StreamBatchRows, HalfPrecisionEncoderOutputTracksPerStreamStep) {
     }
 }
 
+// Many streams: the attention kernel by rows (16-byte row loads, several rows per warp) against the per-channel
+// kernel, float32 and 16-bit caches. 40 streams at different positions of four clips step together in two engines
+// fed the same chunks; every step's encoder output agrees to rounding (the two sum in different orders), and so do
+// the caches the next steps read.
+TEST_F(StreamBatch, AttentionByRowsMatchesByChannel) {
+    auto model = Model::load(kData + "/tiny-a/model/tiny-a.nemo");
+    const StreamingConfig sc = model->encoder().streaming_config(4, 2, 8);
+    std::vector<Tensor> feats;
+    for (int c = 0; c < 4; ++c) {
+        auto audio = clip(c);
+        feats.push_back(model->frontend().compute(audio.data(), static_cast<int64_t>(audio.size())));
+    }
+    for (const auto& [prec, tol] : {std::pair{Precision::kF32, 1e-4}, std::pair{Precision::kBF16, 2e-2}}) {
+        StreamBatchEngine rows(model, sc, 0, 0, prec), channel(model, sc, 0, 0, prec);
+        channel.set_attention_by_channel(true);
+        constexpr int kStreams = 40;  // x 4 heads: more blocks than the H100's SMs, so the narrow kernels run
+        std::vector<int> slot_r, slot_c;
+        std::vector<int64_t> pos(kStreams);
+        for (int i = 0; i < kStreams; ++i) {
+            slot_r.push_back(rows.acquire());
+            slot_c.push_back(channel.acquire());
+        }
+        double worst = 0;
+        int steps = 0;
+        for (int k = 0; k < 12; ++k) {
+            std::vector<Tensor> chunks;
+            std::vector<StreamBatchEngine::Step> st_r, st_c;
+            for (int i = 0; i < kStreams; ++i) {
+                const Tensor& f = feats[i % 4];
+                // Stream i starts i % 3 steps late, so first and later chunks mix within a step.
+                const int kk = k - i % 3;
+                if (kk < 0) continue;
+                const int pre = kk == 0 ? 0 : sc.pre_encode_cache_size[1];
+                const int64_t n_rows = (kk == 0 ? sc.chunk_size[0] : sc.chunk_size[1]) + pre;
+                if (pos[i] + n_rows - pre > f.dim(0)) continue;
+                chunks.push_back(f.slice0(pos[i] - pre, pos[i] - pre + n_rows).clone());
+                const StreamBatchEngine::Step step{0, kk == 0, chunks.back().data<float>(), static_cast<int>(n_rows),
+                                                   false, 0, true};
+                st_r.push_back(step);
+                st_r.back().slot = slot_r[i];
+                st_c.push_back(step);
+                st_c.back().slot = slot_c[i];
+                pos[i] += kk == 0 ? sc.shift_size[0] : sc.shift_size[1];
+            }
+            if (st_r.empty()) break;
+            std::vector<StreamBatchEngine::Output> out_r, out_c;
+            rows.step(st_r, out_r);
+            channel.step(st_c, out_c);
+            ASSERT_EQ(out_r.size(), out_c.size());
+            for (size_t i = 0; i < out_r.size(); ++i) {
+                ASSERT_EQ(out_r[i].frames, out_c[i].frames);
+                const Tensor& a = out_r[i].encoded;
+                const Tensor& b = out_c[i].encoded;
+                ASSERT_EQ(a.numel(), b.numel());
+                for (int64_t e = 0; e < a.numel(); ++e)
+                    worst = std::max(worst, static_cast<double>(std::fabs(a.data<float>()[e] - b.data<float>()[e])));
+            }
+            ++steps;
+        }
+        std::printf("[ measured ] %s attention by rows vs by channel, %d streams, %d steps: max |diff| %.3g\n",
+                    precision_name(prec), kStreams, steps, worst);
+        EXPECT_GE(steps, 8);
+        EXPECT_LT(worst, tol) << precision_name(prec);
+        EXPECT_GT(worst, 0.0) << precision_name(prec) << ": both engines ran the same kernel";
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(SmallRows, StreamBatchRows, ::testing::Values(8, 0),
                          [](const auto& param_info) { return param_info.param ? "small_rows_kernels" : "cublas"; });
 

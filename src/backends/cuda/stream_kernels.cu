@@ -238,6 +238,191 @@ __global__ void __launch_bounds__(kWide ? 512 : 128, kWide ? 1 : 8)
     }
 }
 
+// E consecutive elements of a key or value row as floats: a 16-byte load of the cache's KV elements, or the
+// chunk's own float32 rows (E / 4 16-byte loads).
+template <typename KV, int E>
+__device__ __forceinline__ void load_row(const KV* cached, const float* fresh, float (&v)[E]) {
+    if (cached) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(cached);
+        const KV* e = reinterpret_cast<const KV*>(&raw);
+#pragma unroll
+        for (int i = 0; i < E; ++i) v[i] = to_float(e[i]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < E; i += 4) {
+            const float4 f = *reinterpret_cast<const float4*>(fresh + i);
+            v[i] = f.x;
+            v[i + 1] = f.y;
+            v[i + 2] = f.z;
+            v[i + 3] = f.w;
+        }
+    }
+}
+
+// The same attention as stream_attention_kernel for many items (one 128-thread block per (item, head)), organised
+// around whole rows: L = d_head / E lanes read a key or value row with one 16-byte load each (E elements), so a warp
+// covers 32 / L rows per load instead of 2 bytes per lane of one row, and each row is loaded once for all the
+// group's queries. A query's score is reduced over its row's L lanes (its ac and bd terms together); the value sum
+// keeps E channels x kAttQueries outputs per lane and the (warp, row) partial sums are added in a fixed order. With
+// full 70-row caches at 1024 streams the per-channel kernel read the caches at ~0.4 TB/s (730 us per layer, H100).
+template <int kAttQueries, typename KV>
+__global__ void __launch_bounds__(128, 8)
+    stream_attention_rows_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u,
+                                 const float* vbias, void* out, int act_dtype) {
+    launch_dependents();
+    wait_for_previous_kernel();
+    constexpr int E = 16 / sizeof(KV);
+    extern __shared__ float sm[];
+    __shared__ float red[32];
+    __shared__ int lo_q[kAttQueries], hi_q[kAttQueries];
+    __shared__ float inv_q[kAttQueries];
+    const SlotLayout& s = a.layout;
+    const int64_t b = blockIdx.x / a.n_heads, h = blockIdx.x % a.n_heads;
+    const int dk = static_cast<int>(a.d_head);
+    const int64_t d = a.n_heads * dk, t = a.t;
+    const int c_rows = static_cast<int>(s.cache_rows), n = c_rows + static_cast<int>(t);
+    const int slot = a.items.slot[b];
+    const int* ints = slot_ints(s, a.pages, slot);
+    const int head = ints[kFieldHead], len = ints[kFieldLen];
+    KV* keys = slot_keys<KV>(s, a.pages, slot, a.layer) + h * dk;
+    KV* values = keys + int64_t{c_rows} * d;
+    const int enc_len = a.items.enc_len[b];
+    const int key_begin = min(max(c_rows - len, 0), n), key_end = c_rows + enc_len;
+    const float denom = sqrtf(static_cast<float>(dk));
+    const int L = dk / E;                  // lanes per row (a power of two dividing 32)
+    const int rows_per_warp = 32 / L;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    const int sub = lane / L, c0 = (lane % L) * E;
+    const int groups = n_warps * rows_per_warp, group = warp * rows_per_warp + sub;
+    float* qu = sm;                        // [kAttQueries][dk]
+    float* qv = qu + kAttQueries * dk;     // [kAttQueries][dk]
+    float* sc = qv + kAttQueries * dk;     // [kAttQueries][n]: scores, then probabilities, of keys lo..hi
+    float* part = sc + kAttQueries * n;    // [groups][kAttQueries][dk]: partial value sums
+    const float* q_rows = qkv + b * t * 3 * d + h * dk;
+    auto key_row = [&](int j, const KV*& cached, const float*& fresh) {
+        cached = j < c_rows ? keys + int64_t{(head + j) % c_rows} * d + c0 : nullptr;
+        fresh = j < c_rows ? nullptr : q_rows + int64_t{j - c_rows} * 3 * d + d + c0;
+    };
+    for (int i0 = 0; i0 < t; i0 += kAttQueries) {
+        const int nq = min(kAttQueries, static_cast<int>(t) - i0);
+        __syncthreads();  // the previous group's shared arrays may still be read
+        if (threadIdx.x < nq) {
+            const int i = i0 + threadIdx.x;
+            int64_t lo = 0, hi = 0;
+            if (i < enc_len)
+                attention_key_range(c_rows + i, key_begin, key_end, a.att_left, a.att_right, a.att_chunk,
+                                    a.att_left_chunks, lo, hi);
+            lo_q[threadIdx.x] = static_cast<int>(lo);
+            hi_q[threadIdx.x] = static_cast<int>(max(lo, hi));
+        }
+        for (int e = threadIdx.x; e < nq * dk; e += blockDim.x) {
+            const int qi = e / dk, c = e % dk;
+            const float q = q_rows[int64_t{i0 + qi} * 3 * d + c];
+            qu[qi * dk + c] = q + u[h * dk + c];
+            qv[qi * dk + c] = q + vbias[h * dk + c];
+        }
+        __syncthreads();
+        int lo_r[kAttQueries], hi_r[kAttQueries];  // empty past nq
+        int lo_all = n, hi_all = 0;
+#pragma unroll
+        for (int qi = 0; qi < kAttQueries; ++qi) {
+            lo_r[qi] = qi < nq ? lo_q[qi] : 0;
+            hi_r[qi] = qi < nq ? hi_q[qi] : 0;
+            if (hi_r[qi] > lo_r[qi]) {
+                lo_all = min(lo_all, lo_r[qi]);
+                hi_all = max(hi_all, hi_r[qi]);
+            }
+        }
+        // Scores: the rows of one pass are [jb, jb + groups); every lane runs the same passes (the shuffles).
+        for (int jb = lo_all; jb < hi_all; jb += groups) {
+            const int j = jb + group;
+            const bool row_ok = j < hi_all;
+            float kv[E];
+            if (row_ok) {
+                const KV* cached;
+                const float* fresh;
+                key_row(j, cached, fresh);
+                load_row<KV, E>(cached, fresh, kv);
+            }
+#pragma unroll
+            for (int qi = 0; qi < kAttQueries; ++qi) {
+                if (qi >= nq) break;
+                const bool ok = row_ok && j >= lo_r[qi] && j < hi_r[qi];
+                float sum = 0.f;
+                if (ok) {
+                    const int qpos = c_rows + i0 + qi;
+                    const float* prow = p + int64_t{n - 1 - (qpos - j)} * d + h * dk + c0;  // relative shift by index
+                    float pr[E];
+                    load_row<float, E>(nullptr, prow, pr);
+#pragma unroll
+                    for (int e = 0; e < E; ++e) sum += qu[qi * dk + c0 + e] * kv[e] + qv[qi * dk + c0 + e] * pr[e];
+                }
+                for (int o = L / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+                if (ok && c0 == 0) sc[qi * n + (j - lo_r[qi])] = sum / denom;
+            }
+        }
+        __syncthreads();
+        for (int qi = 0; qi < nq; ++qi) {
+            const int m = hi_r[qi] - lo_r[qi];
+            if (m <= 0) continue;
+            float* row = sc + qi * n;
+            float mx = -INFINITY;
+            for (int j = threadIdx.x; j < m; j += blockDim.x) mx = fmaxf(mx, row[j]);
+            mx = block_max(mx, red);
+            float sum = 0.f;
+            for (int j = threadIdx.x; j < m; j += blockDim.x) {
+                const float e = expf(row[j] - mx);
+                row[j] = e;
+                sum += e;
+            }
+            const float total = block_sum(sum, red);  // block_sum's barriers publish row
+            if (threadIdx.x == 0) inv_q[qi] = 1.f / total;
+        }
+        __syncthreads();
+        // Values: lane (group, c0) sums E channels of every query over the rows group, group + groups, ...
+        float acc[kAttQueries][E];
+#pragma unroll
+        for (int qi = 0; qi < kAttQueries; ++qi)
+#pragma unroll
+            for (int e = 0; e < E; ++e) acc[qi][e] = 0.f;
+        for (int j = lo_all + group; j < hi_all; j += groups) {
+            const KV* cached;
+            const float* fresh;
+            key_row(j, cached, fresh);
+            float vv[E];
+            load_row<KV, E>(cached ? cached + int64_t{c_rows} * d : nullptr, fresh ? fresh + d : nullptr, vv);
+#pragma unroll
+            for (int qi = 0; qi < kAttQueries; ++qi) {
+                if (j < lo_r[qi] || j >= hi_r[qi]) continue;
+                const float pr = sc[qi * n + (j - lo_r[qi])];
+#pragma unroll
+                for (int e = 0; e < E; ++e) acc[qi][e] += pr * vv[e];
+            }
+        }
+#pragma unroll
+        for (int qi = 0; qi < kAttQueries; ++qi)
+#pragma unroll
+            for (int e = 0; e < E; ++e) part[(group * kAttQueries + qi) * dk + c0 + e] = acc[qi][e];
+        __syncthreads();
+        for (int e = threadIdx.x; e < nq * dk; e += blockDim.x) {
+            const int qi = e / dk, c = e % dk;
+            float v = 0.f;
+            for (int g = 0; g < groups; ++g) v += part[(g * kAttQueries + qi) * dk + c];
+            const int64_t orow = (b * t + i0 + qi) * d + h * dk;
+            store_act(out, orow + c, hi_r[qi] > lo_r[qi] ? v * inv_q[qi] : 0.f, act_dtype);
+        }
+    }
+    // The cache append of this item's head: after every read of the cached rows (the oldest rows are overwritten).
+    __syncthreads();
+    const int64_t keep = enc_len - a.cache_drop, r0 = keep > c_rows ? keep - c_rows : 0;
+    for (int64_t e = threadIdx.x; e < (keep - r0) * dk; e += blockDim.x) {
+        const int64_t r = r0 + e / dk, c = e % dk, phys = (head + r) % c_rows;
+        const float* src = qkv + (b * t + r) * 3 * d + h * dk + c;
+        keys[phys * d + c] = from_float<KV>(src[d]);
+        values[phys * d + c] = from_float<KV>(src[2 * d]);
+    }
+}
+
 // NeMo's cache_last_channel_len update, per item: len = min(len + keep_b, C) (negative keep_b, a stream's last
 // partial chunk, shrinks it as NeMo does); the ring head moves past the appended rows.
 __global__ void stream_advance_kernel(SlotLayout s, float* const* pages, StepItems items, int64_t batch,
@@ -448,8 +633,29 @@ void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int6
                    x, batch, t_in, drop, t, d, alpha, enc_len, y);
 }
 
-size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool small_batch) {
+namespace {
+// Shared memory of the narrow attention by rows: queries, scores and 4 warps x (rows per warp) partial value sums;
+// 0 where d_head does not split into whole 16-byte loads whose lane count divides a warp.
+int64_t attention_rows_bytes(int64_t group, int64_t t, int64_t d_head, int64_t cache_rows, int kv_dtype) {
+    const int64_t e = kv_dtype == 0 ? 4 : 8, lanes = d_head / e;
+    if (d_head % e != 0 || lanes < 1 || lanes > 32 || 32 % lanes != 0) return 0;
+    return (group * (2 * d_head + cache_rows + t) + 4 * (32 / lanes) * group * d_head) *
+           static_cast<int64_t>(sizeof(float));
+}
+
+// Whether the narrow attention can run by rows (stream_attention_rows_kernel): where its layout applies and its
+// shared memory stays within the default 48 KiB.
+bool attention_by_rows(int64_t t, int64_t d_head, int64_t cache_rows, int kv_dtype) {
+    const int64_t bytes = attention_rows_bytes(attention_group(t), t, d_head, cache_rows, kv_dtype);
+    return bytes > 0 && bytes <= 48 * 1024;
+}
+}  // namespace
+
+size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool small_batch, int kv_dtype) {
     const int64_t group = attention_group(t), kv_groups = attention_kv_groups(d_head, small_batch);
+    // (The per-channel kernel's shared memory is the smaller: this bounds both where rows apply.)
+    if (kv_groups == 1 && attention_by_rows(t, d_head, cache_rows, kv_dtype))
+        return static_cast<size_t>(attention_rows_bytes(group, t, d_head, cache_rows, kv_dtype));
     return static_cast<size_t>(group * (2 * d_head + cache_rows + t) + (kv_groups - 1) * group * d_head) * sizeof(float);
 }
 
@@ -463,12 +669,23 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
     const bool small_batch = blocks < l.n_sms;
     const int kv_groups = attention_kv_groups(a.d_head, small_batch);
     const int threads = kv_groups > 1 ? 512 : 128;
-    const size_t shared = stream_attention_shared_bytes(a.t, a.d_head, a.layout.cache_rows, small_batch);
+    const size_t shared =
+        stream_attention_shared_bytes(a.t, a.d_head, a.layout.cache_rows, small_batch, a.layout.kv_dtype);
     // Wide blocks (few items) may take a whole SM's registers; narrow ones (many items) are held to 64 registers so
     // that 8 blocks fit an SM (H100 bf16, 1024 streams: 33.9 -> 31.6 ms per step).
+    const bool by_rows =
+        kv_groups == 1 && !a.by_channel && attention_by_rows(a.t, a.d_head, a.layout.cache_rows, a.layout.kv_dtype);
     auto run = [&](auto kv, auto wide) {
         using KV = decltype(kv);
         constexpr bool kWide = decltype(wide)::value;
+        if (by_rows) {
+            auto kernel = group == 2   ? stream_attention_rows_kernel<2, KV>
+                          : group == 4 ? stream_attention_rows_kernel<4, KV>
+                                       : stream_attention_rows_kernel<8, KV>;
+            launch_after_previous(l, kernel, static_cast<unsigned int>(blocks), 128, shared, a, qkv, p, u, v, out,
+                                  act_dtype);
+            return;
+        }
         auto kernel = group == 2   ? stream_attention_kernel<2, KV, kWide>
                       : group == 4 ? stream_attention_kernel<4, KV, kWide>
                                    : stream_attention_kernel<8, KV, kWide>;

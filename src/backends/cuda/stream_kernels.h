@@ -73,12 +73,13 @@ struct StreamAttentionArgs {
     SlotLayout layout;
     float* const* pages;
     StepItems items;
+    int by_channel = 0;  // many items: the per-channel kernel instead of the one by rows (A/B, tests)
 };
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
                       const float* v, void* out, int act_dtype = 0);
 // Shared memory of one stream_attention block for t queries per item (small_batch: fewer (item, head) blocks than
-// SMs, which take wider blocks; the larger of the two).
-size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool small_batch);
+// SMs, which take wider blocks) with key/value caches of kv_dtype (SlotLayout::kv_dtype).
+size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool small_batch, int kv_dtype);
 // Per item: head += keep_b (mod C) when keep_b > 0, len = min(len + keep_b, C) (NeMo's cache_last_channel_len).
 void stream_advance(Launch l, const SlotLayout& layout, float* const* pages, const StepItems& items, int64_t batch,
                     int64_t cache_drop);
