@@ -54,7 +54,7 @@ if has stream; then
 fi
 if has capacity; then
   timeout 300 "$R" parakeet bench $arch --precision bf16 --stream cache-aware --chunk-size 2 --left-chunks 35 \
-    --stream-seconds 6 --streams 512 --find-streams 4096 --p99-bound-ms 40
+    --stream-seconds 8 --streams 1024 --find-streams 4096 --p99-bound-ms 40
 fi
 if has windowed; then
   for p in fp32 bf16; do

@@ -85,6 +85,7 @@ struct ChunkShape {
     ShapeSizes sz;
     std::vector<int64_t> rows, bins;  // per subsampling stage boundary: rows[0] = feature rows
     std::vector<Tensor> pos_proj;     // per layer [2N - 1, D], N = C + t
+    std::vector<Tensor> pos_bias_v;   // per layer [H, 2N - 1]: pos_bias_v_h · pos_proj rows (head h's columns)
 };
 
 // Fixed-address buffers of one (shape, batch size): inputs, decoder scratch and outputs.
@@ -323,6 +324,21 @@ struct StreamBatchEngine::Impl {
         const bool act16 = precision == Precision::kF16 || precision == Precision::kBF16;
         const bool skinny = n_layers > 0 && rows <= small_rows && cuda::kernels::skinny_linear_fits(rows, D, true) &&
                             cuda::kernels::skinny_linear_fits(rows, ff, false);
+        // Many streams (the attention kernel by rows): the positional scores q · P of all rows as one GEMM per layer
+        // (bd[h][row][r], head h's columns of q from qkv), so the kernel reads one float per (query, key) instead of
+        // a row of P.
+        const bool att_rows = !skinny && cuda::kernels::stream_attention_by_rows(l, aa);
+        const int64_t n_pos = 2 * (layout.cache_rows + T) - 1;
+        Tensor bd = att_rows ? alloc(H * rows * n_pos) : Tensor();
+        auto positional_scores = [&](size_t li) {
+            if (!att_rows) return;
+            cuda::gemm(*cu, precision, false, true, rows, n_pos, dk, 1.f,
+                       cuda::GemmOperand{qkv.data<float>(), DType::kF32, 3 * D, dk},
+                       cuda::GemmOperand{sh.pos_proj[li].data<float>(), DType::kF32, D, dk}, 0.f, bd.data<float>(),
+                       n_pos, rows * n_pos, H);
+            aa.bd = bd.data<float>();
+            aa.vp = sh.pos_bias_v[li].data<float>();
+        };
         if (skinny) {
             queue_small_layers(io, rows, n_layers, aa, sh, x, norm, tmp, qkv, pw1);
             return finish_step(sh, io, with_decode, x.data<float>(), slot, out_len, aa.items);
@@ -336,6 +352,7 @@ struct StreamBatchEngine::Impl {
                 cuda::linear(*cu, precision, hidden.data<float>(), w.ff1_w2, w.ff1_b2, tp, rows, D, ff, 0.f);
                 cuda::add_layer_norm(*cu, xp, tp, 0.5f, w.att_norm_w, w.att_norm_b, 1e-5f, rows, D, np);
                 cuda::linear(*cu, precision, np, w.qkv_w, w.qkv_b, qkv.data<float>(), rows, 3 * D, D, 0.f);
+                positional_scores(li);
                 cuda::kernels::stream_attention(l, aa, qkv.data<float>(), sh.pos_proj[li].data<float>(), w.u, w.v,
                                                 att_out.data<float>());
                 cuda::linear(*cu, precision, att_out.data<float>(), w.out_w, w.out_b, tp, rows, D, D, 0.f);
@@ -375,6 +392,7 @@ struct StreamBatchEngine::Impl {
                 cuda::kernels::layer_norm_act(l, xp, tp, 0.5f, w.att_norm_w, w.att_norm_b, 1e-5f, rows, D, norm16.raw(),
                                               code);
                 gemm(norm16, w.qkv_w, w.qkv_b, qkv.data<float>(), 3 * D, D);
+                positional_scores(li);
                 cuda::kernels::stream_attention(l, aa, qkv.data<float>(), sh.pos_proj[li].data<float>(), w.u, w.v,
                                                 att16.raw(), code);
                 gemm(att16, w.out_w, w.out_b, tp, D, D);
@@ -618,7 +636,15 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
             Tensor p = Tensor::empty({2 * n - 1, D}, DType::kF32, dev);
             cuda::linear(cu, precision, pos_dev.data<float>(), wt(w.pos_w), nullptr, p.data<float>(), 2 * n - 1, D, D,
                          0.f);
+            // vp[h][r] = pos_bias_v_h · p[r, h·dk : (h+1)·dk]: per head a [1, dk] x [dk, 2N - 1] product.
+            const int64_t H = c.n_heads, dk = D / H;
+            Tensor vp = Tensor::empty({H, 2 * n - 1}, DType::kF32, dev);
+            cuda::gemm(cu, Precision::kF32, false, true, 1, 2 * n - 1, dk, 1.f,
+                       cuda::GemmOperand{f32(w.pos_bias_v), DType::kF32, dk, dk},
+                       cuda::GemmOperand{p.data<float>(), DType::kF32, D, dk}, 0.f, vp.data<float>(), 2 * n - 1,
+                       2 * n - 1, H);
             sh.pos_proj.push_back(p);
+            sh.pos_bias_v.push_back(vp);
         }
     }
     cuda::synchronize(cu);

@@ -266,7 +266,7 @@ __device__ __forceinline__ void load_row(const KV* cached, const float* fresh, f
 // keeps E channels x kAttQueries outputs per lane and the (warp, row) partial sums are added in a fixed order. With
 // full 70-row caches at 1024 streams the per-channel kernel read the caches at ~0.4 TB/s (730 us per layer, H100).
 template <int kAttQueries, typename KV>
-__global__ void __launch_bounds__(128, 8)
+__global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value sums of 4 or 8 queries take more registers
     stream_attention_rows_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u,
                                  const float* vbias, void* out, int act_dtype) {
     launch_dependents();
@@ -350,12 +350,18 @@ __global__ void __launch_bounds__(128, 8)
                 const bool ok = row_ok && j >= lo_r[qi] && j < hi_r[qi];
                 float sum = 0.f;
                 if (ok) {
-                    const int qpos = c_rows + i0 + qi;
-                    const float* prow = p + int64_t{n - 1 - (qpos - j)} * d + h * dk + c0;  // relative shift by index
-                    float pr[E];
-                    load_row<float, E>(nullptr, prow, pr);
+                    const int qpos = c_rows + i0 + qi, r = n - 1 - (qpos - j);  // relative shift by index
+                    if (a.bd) {
 #pragma unroll
-                    for (int e = 0; e < E; ++e) sum += qu[qi * dk + c0 + e] * kv[e] + qv[qi * dk + c0 + e] * pr[e];
+                        for (int e = 0; e < E; ++e) sum += qu[qi * dk + c0 + e] * kv[e];
+                        if (c0 == 0)  // the row's positional score, once (its lanes are summed next)
+                            sum += a.bd[(h * a.batch * t + b * t + i0 + qi) * (2 * n - 1) + r] + a.vp[h * (2 * n - 1) + r];
+                    } else {
+                        float pr[E];
+                        load_row<float, E>(nullptr, p + int64_t{r} * d + h * dk + c0, pr);
+#pragma unroll
+                        for (int e = 0; e < E; ++e) sum += qu[qi * dk + c0 + e] * kv[e] + qv[qi * dk + c0 + e] * pr[e];
+                    }
                 }
                 for (int o = L / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
                 if (ok && c0 == 0) sc[qi * n + (j - lo_r[qi])] = sum / denom;
@@ -659,6 +665,12 @@ size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_ro
     return static_cast<size_t>(group * (2 * d_head + cache_rows + t) + (kv_groups - 1) * group * d_head) * sizeof(float);
 }
 
+bool stream_attention_by_rows(Launch l, const StreamAttentionArgs& a) {
+    const bool small_batch = a.batch * a.n_heads < l.n_sms;
+    return attention_kv_groups(a.d_head, small_batch) == 1 && !a.by_channel &&
+           attention_by_rows(a.t, a.d_head, a.layout.cache_rows, a.layout.kv_dtype);
+}
+
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
                       const float* v, void* out, int act_dtype) {
     if (a.batch <= 0 || a.t <= 0) return;
@@ -673,8 +685,7 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
         stream_attention_shared_bytes(a.t, a.d_head, a.layout.cache_rows, small_batch, a.layout.kv_dtype);
     // Wide blocks (few items) may take a whole SM's registers; narrow ones (many items) are held to 64 registers so
     // that 8 blocks fit an SM (H100 bf16, 1024 streams: 33.9 -> 31.6 ms per step).
-    const bool by_rows =
-        kv_groups == 1 && !a.by_channel && attention_by_rows(a.t, a.d_head, a.layout.cache_rows, a.layout.kv_dtype);
+    const bool by_rows = stream_attention_by_rows(l, a);
     auto run = [&](auto kv, auto wide) {
         using KV = decltype(kv);
         constexpr bool kWide = decltype(wide)::value;

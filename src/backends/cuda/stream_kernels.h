@@ -74,7 +74,14 @@ struct StreamAttentionArgs {
     float* const* pages;
     StepItems items;
     int by_channel = 0;  // many items: the per-channel kernel instead of the one by rows (A/B, tests)
+    // Optional, for the kernel by rows: the positional scores computed beforehand, bd[h][b * t + i][r] = q_i · P_r
+    // over head h's columns (r < 2N - 1, N = C + t), and vp[h][r] = pos_bias_v_h · P_r; the score of query i and key j
+    // then reads bd + vp at r = N - 1 - (C + i - j) instead of reading P.
+    const float* bd = nullptr;
+    const float* vp = nullptr;
 };
+// Whether stream_attention runs these arguments' kernel by rows (the one that takes bd/vp).
+bool stream_attention_by_rows(Launch l, const StreamAttentionArgs& a);
 void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, const float* p, const float* u,
                       const float* v, void* out, int act_dtype = 0);
 // Shared memory of one stream_attention block for t queries per item (small_batch: fewer (item, head) blocks than
