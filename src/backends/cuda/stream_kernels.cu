@@ -89,6 +89,69 @@ __global__ void drop_scale_rows_kernel(const float* x, I batch, I t_in, I drop, 
 // its order are those of one query at a time.
 // kAttQueries is a template parameter sized to the chunk (2, 4 or 8): the per-query arrays live in registers, and
 // a group larger than the chunk would cost occupancy for nothing.
+// One query group of an attention block: the allowed key range [lo_q, hi_q) of queries i0 .. i0 + nq (empty past
+// the item's enc_len) and the biased queries qu = q + u, qv = q + v of head h (q_rows: the item's rows of qkv at the
+// head's columns, row stride 3d). The caller synchronises before reading them.
+template <typename I>
+__device__ __forceinline__ void attention_queries(const StreamAttentionArgs& a, int64_t c_rows, int64_t i0, int nq,
+                                                  int64_t enc_len, int64_t key_begin, int64_t key_end,
+                                                  const float* q_rows, int64_t d, int64_t h, int64_t dk,
+                                                  const float* u, const float* v, I* lo_q, I* hi_q, float* qu,
+                                                  float* qv) {
+    if (threadIdx.x < nq) {
+        const int64_t i = i0 + threadIdx.x;
+        int64_t lo = 0, hi = 0;
+        if (i < enc_len)
+            attention_key_range(c_rows + i, key_begin, key_end, a.att_left, a.att_right, a.att_chunk,
+                                a.att_left_chunks, lo, hi);
+        lo_q[threadIdx.x] = static_cast<I>(lo);
+        hi_q[threadIdx.x] = static_cast<I>(max(lo, hi));
+    }
+    for (int64_t e = threadIdx.x; e < nq * dk; e += blockDim.x) {
+        const int64_t qi = e / dk, c = e % dk;
+        const float q = q_rows[(i0 + qi) * 3 * d + c];
+        qu[qi * dk + c] = q + u[h * dk + c];
+        qv[qi * dk + c] = q + v[h * dk + c];
+    }
+}
+
+// In place: row qi of sc (stride n, keys lo_q[qi] .. hi_q[qi]) becomes exp(score - max); inv_q[qi] = 1 / its sum.
+template <typename I>
+__device__ __forceinline__ void softmax_rows(float* sc, int64_t n, int nq, const I* lo_q, const I* hi_q, float* red,
+                                             float* inv_q) {
+    for (int qi = 0; qi < nq; ++qi) {
+        const int64_t m = hi_q[qi] - lo_q[qi];
+        if (m <= 0) continue;
+        float* row = sc + qi * n;
+        float mx = -INFINITY;
+        for (int64_t j = threadIdx.x; j < m; j += blockDim.x) mx = fmaxf(mx, row[j]);
+        mx = block_max(mx, red);
+        float sum = 0.f;
+        for (int64_t j = threadIdx.x; j < m; j += blockDim.x) {
+            const float e = expf(row[j] - mx);
+            row[j] = e;
+            sum += e;
+        }
+        const float total = block_sum(sum, red);  // block_sum's barriers publish row
+        if (threadIdx.x == 0) inv_q[qi] = 1.f / total;
+    }
+}
+
+// An attention block's cache append for its (item, head): the item's first enc_len - cache_drop new rows (at most
+// the last C of them) into the ring after `head`, keys and values from qkv (q_rows: the item's rows at the head's
+// columns).
+template <typename KV>
+__device__ __forceinline__ void append_kv(const StreamAttentionArgs& a, const float* q_rows, int64_t enc_len,
+                                          int64_t head, int64_t c_rows, int64_t d, int64_t dk, KV* keys, KV* values) {
+    const int64_t keep = enc_len - a.cache_drop, r0 = keep > c_rows ? keep - c_rows : 0;
+    for (int64_t e = threadIdx.x; e < (keep - r0) * dk; e += blockDim.x) {
+        const int64_t r = r0 + e / dk, c = e % dk, phys = (head + r) % c_rows;
+        const float* src = q_rows + r * 3 * d + c;
+        keys[phys * d + c] = from_float<KV>(src[d]);
+        values[phys * d + c] = from_float<KV>(src[2 * d]);
+    }
+}
+
 template <int kAttQueries, typename KV, bool kWide>
 __global__ void __launch_bounds__(kWide ? 512 : 128, kWide ? 1 : 8)
     stream_attention_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u, const float* vbias,
@@ -117,21 +180,8 @@ __global__ void __launch_bounds__(kWide ? 512 : 128, kWide ? 1 : 8)
     for (int64_t i0 = 0; i0 < t; i0 += kAttQueries) {
         const int nq = static_cast<int>(min(int64_t{kAttQueries}, t - i0));
         __syncthreads();  // the previous group's shared arrays may still be read
-        if (threadIdx.x < nq) {
-            const int64_t i = i0 + threadIdx.x;
-            int64_t lo = 0, hi = 0;
-            if (i < enc_len)
-                attention_key_range(c_rows + i, key_begin, key_end, a.att_left, a.att_right, a.att_chunk,
-                                    a.att_left_chunks, lo, hi);
-            lo_q[threadIdx.x] = lo;
-            hi_q[threadIdx.x] = max(lo, hi);
-        }
-        for (int64_t e = threadIdx.x; e < nq * dk; e += blockDim.x) {
-            const int64_t qi = e / dk, c = e % dk;
-            const float q = qkv[(b * t + i0 + qi) * 3 * d + h * dk + c];
-            qu[qi * dk + c] = q + u[h * dk + c];
-            qv[qi * dk + c] = q + vbias[h * dk + c];
-        }
+        attention_queries(a, c_rows, i0, nq, enc_len, key_begin, key_end, qkv + b * t * 3 * d + h * dk, d, h, dk, u,
+                          vbias, lo_q, hi_q, qu, qv);
         __syncthreads();
         int64_t lo_all = n, hi_all = 0;
         for (int qi = 0; qi < nq; ++qi) {
@@ -161,22 +211,7 @@ __global__ void __launch_bounds__(kWide ? 512 : 128, kWide ? 1 : 8)
             }
         }
         __syncthreads();
-        for (int qi = 0; qi < nq; ++qi) {
-            const int64_t m = hi_q[qi] - lo_q[qi];
-            if (m <= 0) continue;
-            float* row = sc + qi * n;
-            float mx = -INFINITY;
-            for (int64_t j = threadIdx.x; j < m; j += blockDim.x) mx = fmaxf(mx, row[j]);
-            mx = block_max(mx, red);
-            float sum = 0.f;
-            for (int64_t j = threadIdx.x; j < m; j += blockDim.x) {
-                const float e = expf(row[j] - mx);
-                row[j] = e;
-                sum += e;
-            }
-            const float total = block_sum(sum, red);  // block_sum's barriers publish row
-            if (threadIdx.x == 0) inv_q[qi] = 1.f / total;
-        }
+        softmax_rows(sc, n, nq, lo_q, hi_q, red, inv_q);
         __syncthreads();
         // Ranges in registers (empty past nq) and every loop over the queries unrolled, so acc stays in registers.
         int lo_r[kAttQueries], hi_r[kAttQueries];  // key indices < C + T fit an int
@@ -229,13 +264,7 @@ __global__ void __launch_bounds__(kWide ? 512 : 128, kWide ? 1 : 8)
     }
     // The cache append of this item's head: after every read of the cached rows (the oldest rows are overwritten).
     __syncthreads();
-    const int64_t keep = enc_len - a.cache_drop, r0 = keep > c_rows ? keep - c_rows : 0;
-    for (int64_t e = threadIdx.x; e < (keep - r0) * dk; e += blockDim.x) {
-        const int64_t r = r0 + e / dk, c = e % dk, phys = (head + r) % c_rows;
-        const float* src = qkv + (b * t + r) * 3 * d + h * dk + c;
-        keys[phys * d + c] = from_float<KV>(src[d]);
-        values[phys * d + c] = from_float<KV>(src[2 * d]);
-    }
+    append_kv(a, qkv + b * t * 3 * d + h * dk, enc_len, head, c_rows, d, dk, keys, values);
 }
 
 // E consecutive elements of a key or value row as floats: a 16-byte load of the cache's KV elements, or the
@@ -306,21 +335,8 @@ __global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value s
     for (int i0 = 0; i0 < t; i0 += kAttQueries) {
         const int nq = min(kAttQueries, static_cast<int>(t) - i0);
         __syncthreads();  // the previous group's shared arrays may still be read
-        if (threadIdx.x < nq) {
-            const int i = i0 + threadIdx.x;
-            int64_t lo = 0, hi = 0;
-            if (i < enc_len)
-                attention_key_range(c_rows + i, key_begin, key_end, a.att_left, a.att_right, a.att_chunk,
-                                    a.att_left_chunks, lo, hi);
-            lo_q[threadIdx.x] = static_cast<int>(lo);
-            hi_q[threadIdx.x] = static_cast<int>(max(lo, hi));
-        }
-        for (int e = threadIdx.x; e < nq * dk; e += blockDim.x) {
-            const int qi = e / dk, c = e % dk;
-            const float q = q_rows[int64_t{i0 + qi} * 3 * d + c];
-            qu[qi * dk + c] = q + u[h * dk + c];
-            qv[qi * dk + c] = q + vbias[h * dk + c];
-        }
+        attention_queries(a, c_rows, i0, nq, enc_len, key_begin, key_end, q_rows, d, h, dk, u, vbias, lo_q, hi_q, qu,
+                          qv);
         __syncthreads();
         int lo_r[kAttQueries], hi_r[kAttQueries];  // empty past nq
         int lo_all = n, hi_all = 0;
@@ -368,22 +384,7 @@ __global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value s
             }
         }
         __syncthreads();
-        for (int qi = 0; qi < nq; ++qi) {
-            const int m = hi_r[qi] - lo_r[qi];
-            if (m <= 0) continue;
-            float* row = sc + qi * n;
-            float mx = -INFINITY;
-            for (int j = threadIdx.x; j < m; j += blockDim.x) mx = fmaxf(mx, row[j]);
-            mx = block_max(mx, red);
-            float sum = 0.f;
-            for (int j = threadIdx.x; j < m; j += blockDim.x) {
-                const float e = expf(row[j] - mx);
-                row[j] = e;
-                sum += e;
-            }
-            const float total = block_sum(sum, red);  // block_sum's barriers publish row
-            if (threadIdx.x == 0) inv_q[qi] = 1.f / total;
-        }
+        softmax_rows(sc, n, nq, lo_q, hi_q, red, inv_q);
         __syncthreads();
         // Values: lane (group, c0) sums E channels of every query over the rows group, group + groups, ...
         float acc[kAttQueries][E];
@@ -420,13 +421,7 @@ __global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value s
     }
     // The cache append of this item's head: after every read of the cached rows (the oldest rows are overwritten).
     __syncthreads();
-    const int64_t keep = enc_len - a.cache_drop, r0 = keep > c_rows ? keep - c_rows : 0;
-    for (int64_t e = threadIdx.x; e < (keep - r0) * dk; e += blockDim.x) {
-        const int64_t r = r0 + e / dk, c = e % dk, phys = (head + r) % c_rows;
-        const float* src = qkv + (b * t + r) * 3 * d + h * dk + c;
-        keys[phys * d + c] = from_float<KV>(src[d]);
-        values[phys * d + c] = from_float<KV>(src[2 * d]);
-    }
+    append_kv(a, qkv + b * t * 3 * d + h * dk, enc_len, head, c_rows, d, dk, keys, values);
 }
 
 // NeMo's cache_last_channel_len update, per item: len = min(len + keep_b, C) (negative keep_b, a stream's last
@@ -659,10 +654,12 @@ bool attention_by_rows(int64_t t, int64_t d_head, int64_t cache_rows, int kv_dty
 
 size_t stream_attention_shared_bytes(int64_t t, int64_t d_head, int64_t cache_rows, bool small_batch, int kv_dtype) {
     const int64_t group = attention_group(t), kv_groups = attention_kv_groups(d_head, small_batch);
-    // (The per-channel kernel's shared memory is the smaller: this bounds both where rows apply.)
+    const int64_t channel = (group * (2 * d_head + cache_rows + t) + (kv_groups - 1) * group * d_head) *
+                            static_cast<int64_t>(sizeof(float));
+    // Where the kernel by rows applies, the larger of the two (the per-channel one may be chosen instead).
     if (kv_groups == 1 && attention_by_rows(t, d_head, cache_rows, kv_dtype))
-        return static_cast<size_t>(attention_rows_bytes(group, t, d_head, cache_rows, kv_dtype));
-    return static_cast<size_t>(group * (2 * d_head + cache_rows + t) + (kv_groups - 1) * group * d_head) * sizeof(float);
+        return static_cast<size_t>(std::max(channel, attention_rows_bytes(group, t, d_head, cache_rows, kv_dtype)));
+    return static_cast<size_t>(channel);
 }
 
 bool stream_attention_by_rows(Launch l, const StreamAttentionArgs& a) {
