@@ -107,11 +107,12 @@ __device__ __forceinline__ void attention_queries(const StreamAttentionArgs& a, 
         lo_q[threadIdx.x] = static_cast<I>(lo);
         hi_q[threadIdx.x] = static_cast<I>(max(lo, hi));
     }
-    for (int64_t e = threadIdx.x; e < nq * dk; e += blockDim.x) {
-        const int64_t qi = e / dk, c = e % dk;
+    const int dk32 = static_cast<int>(dk);  // 32-bit index math: 64-bit divisions are emulated
+    for (int e = threadIdx.x; e < nq * dk32; e += blockDim.x) {
+        const int qi = e / dk32, c = e % dk32;
         const float q = q_rows[(i0 + qi) * 3 * d + c];
-        qu[qi * dk + c] = q + u[h * dk + c];
-        qv[qi * dk + c] = q + v[h * dk + c];
+        qu[qi * dk32 + c] = q + u[h * dk + c];
+        qv[qi * dk32 + c] = q + v[h * dk + c];
     }
 }
 
@@ -143,10 +144,13 @@ __device__ __forceinline__ void softmax_rows(float* sc, int64_t n, int nq, const
 template <typename KV>
 __device__ __forceinline__ void append_kv(const StreamAttentionArgs& a, const float* q_rows, int64_t enc_len,
                                           int64_t head, int64_t c_rows, int64_t d, int64_t dk, KV* keys, KV* values) {
-    const int64_t keep = enc_len - a.cache_drop, r0 = keep > c_rows ? keep - c_rows : 0;
-    for (int64_t e = threadIdx.x; e < (keep - r0) * dk; e += blockDim.x) {
-        const int64_t r = r0 + e / dk, c = e % dk, phys = (head + r) % c_rows;
-        const float* src = q_rows + r * 3 * d + c;
+    const int keep = static_cast<int>(enc_len - a.cache_drop), c32 = static_cast<int>(c_rows);
+    const int r0 = keep > c32 ? keep - c32 : 0, dk32 = static_cast<int>(dk);
+    for (int e = threadIdx.x; e < (keep - r0) * dk32; e += blockDim.x) {
+        const int r = r0 + e / dk32, c = e % dk32;
+        int phys = static_cast<int>(head) + r;  // head < C and r < C: one wrap at most
+        if (phys >= c32) phys -= c32;
+        const float* src = q_rows + int64_t{r} * 3 * d + c;
         keys[phys * d + c] = from_float<KV>(src[d]);
         values[phys * d + c] = from_float<KV>(src[2 * d]);
     }
@@ -329,7 +333,8 @@ __global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value s
     float* part = sc + kAttQueries * n;    // [groups][kAttQueries][dk]: partial value sums
     const float* q_rows = qkv + b * t * 3 * d + h * dk;
     auto key_row = [&](int j, const KV*& cached, const float*& fresh) {
-        cached = j < c_rows ? keys + int64_t{(head + j) % c_rows} * d + c0 : nullptr;
+        const int phys = head + j >= c_rows ? head + j - c_rows : head + j;  // the ring (head < C, j < C when cached)
+        cached = j < c_rows ? keys + int64_t{phys} * d + c0 : nullptr;
         fresh = j < c_rows ? nullptr : q_rows + int64_t{j - c_rows} * 3 * d + d + c0;
     };
     for (int i0 = 0; i0 < t; i0 += kAttQueries) {
@@ -349,6 +354,16 @@ __global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value s
                 hi_all = max(hi_all, hi_r[qi]);
             }
         }
+        // Each query's positional row: r = base_q + j.
+        const float* bd_q[kAttQueries];
+        int base_q[kAttQueries];
+        const int n_pos = 2 * n - 1;
+#pragma unroll
+        for (int qi = 0; qi < kAttQueries; ++qi) {
+            base_q[qi] = n - 1 - (c_rows + i0 + qi);
+            bd_q[qi] = a.bd ? a.bd + (h * a.batch * t + b * t + i0 + qi) * n_pos : nullptr;
+        }
+        const float* vp_h = a.vp ? a.vp + h * n_pos : nullptr;
         // Scores: the rows of one pass are [jb, jb + groups); every lane runs the same passes (the shuffles).
         for (int jb = lo_all; jb < hi_all; jb += groups) {
             const int j = jb + group;
@@ -366,17 +381,16 @@ __global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value s
                 const bool ok = row_ok && j >= lo_r[qi] && j < hi_r[qi];
                 float sum = 0.f;
                 if (ok) {
-                    const int qpos = c_rows + i0 + qi, r = n - 1 - (qpos - j);  // relative shift by index
-                    if (a.bd) {
+                    const int r = base_q[qi] + j;  // relative shift by index
 #pragma unroll
-                        for (int e = 0; e < E; ++e) sum += qu[qi * dk + c0 + e] * kv[e];
-                        if (c0 == 0)  // the row's positional score, once (its lanes are summed next)
-                            sum += a.bd[(h * a.batch * t + b * t + i0 + qi) * (2 * n - 1) + r] + a.vp[h * (2 * n - 1) + r];
+                    for (int e = 0; e < E; ++e) sum += qu[qi * dk + c0 + e] * kv[e];
+                    if (bd_q[qi]) {
+                        if (c0 == 0) sum += bd_q[qi][r] + vp_h[r];  // the row's positional score, once
                     } else {
                         float pr[E];
                         load_row<float, E>(nullptr, p + int64_t{r} * d + h * dk + c0, pr);
 #pragma unroll
-                        for (int e = 0; e < E; ++e) sum += qu[qi * dk + c0 + e] * kv[e] + qv[qi * dk + c0 + e] * pr[e];
+                        for (int e = 0; e < E; ++e) sum += qv[qi * dk + c0 + e] * pr[e];
                     }
                 }
                 for (int o = L / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
