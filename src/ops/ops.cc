@@ -94,12 +94,8 @@ void linear3(const ExecContext& ctx, const Tensor& x, const Tensor* const (&w)[3
              dtype_name(x.dtype()), ctx.device.str());
     PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "linear3", {&x, &y});
                const Tensor wd = cuda::device_weight_rows(*ctx.cuda, {w[0], w[1], w[2]}, ctx.precision);
-               Tensor x16;  // float32 input, 16-bit weights: one conversion for the three GEMMs
-               if (x.dtype() != wd.dtype()) {
-                   x16 = Tensor::empty(x.shape(), wd.dtype(), ctx.device);
-                   cuda::convert_f32(*ctx.cuda, x.data<float>(), x16.raw(), wd.dtype(), m * k);
-               }
-               const Tensor& xa = x16.defined() ? x16 : x;
+               // A float32 input meets 16-bit weights converted once for the three GEMMs.
+               const Tensor xa = x.dtype() == DType::kF32 ? to_gemm_input(ctx, x) : x;
                const cuda::GemmOperand a{xa.raw(), xa.dtype(), k, 0};
                // Batch i: x (stride 0) · w_iᵀ (stride n·k) into y[i] (stride m·n).
                cuda::gemm(*ctx.cuda, ctx.precision, false, true, m, n, k, 1.f, a,

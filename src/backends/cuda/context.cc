@@ -133,7 +133,6 @@ CudaContext::~CudaContext() {
     if (cublas_workspace) (void)cudaFree(cublas_workspace);
     if (staging) (void)cudaFreeHost(staging);
     if (device_staging) (void)cudaFree(device_staging);
-    if (staging_event) (void)cudaEventDestroy(staging_event);
     if (stream) (void)cudaStreamDestroy(stream);
 }
 
@@ -210,7 +209,6 @@ std::shared_ptr<CudaContext> create_context(const ContextOptions& options) {
     ctx->staging_bytes = kStagingBytes;
     PK_CUDA_CHECK(cudaMallocHost(&ctx->staging, ctx->staging_bytes));
     PK_CUDA_CHECK(cudaMalloc(&ctx->device_staging, ctx->staging_bytes));
-    PK_CUDA_CHECK(cudaEventCreateWithFlags(&ctx->staging_event, cudaEventDisableTiming));
     if (options.share_weights_with) {
         PK_CHECK(options.share_weights_with->device == ctx->device, kInvalidArgument,
                  "weights can only be shared between contexts of one device");

@@ -49,7 +49,6 @@ struct CudaContext {
     void* device_staging = nullptr;
     size_t staging_bytes = 0;
     size_t staging_offset = 0;
-    cudaEvent_t staging_event = nullptr;  // recorded after each wrap-around use
 
     std::shared_ptr<WeightCache> weights;
 

@@ -33,7 +33,7 @@ template <int kTileT>
 __global__ void glu_depthwise_conv1d_silu_kernel(const float* x, const int* lengths, const float* w,
                                                  const float* bias, int64_t t, int64_t c, int64_t k,
                                                  int64_t pad_left, void* y, int y_dtype) {
-    extern __shared__ float g[];  // [kConvTileT + k - 1][kConvTileC]
+    extern __shared__ float g[];  // [kTileT + k - 1][kConvTileC]
     const int64_t b = blockIdx.z, t0 = int64_t{blockIdx.y} * kTileT, ch = int64_t{blockIdx.x} * kConvTileC + threadIdx.x;
     const int64_t valid = lengths ? lengths[b] : t;
     const int64_t rows = kTileT + k - 1;

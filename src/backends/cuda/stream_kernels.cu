@@ -694,20 +694,20 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
     const int threads = kv_groups > 1 ? 512 : 128;
     const size_t shared =
         stream_attention_shared_bytes(a.t, a.d_head, a.layout.cache_rows, small_batch, a.layout.kv_dtype);
-    // Wide blocks (few items) may take a whole SM's registers; narrow ones (many items) are held to 64 registers so
-    // that 8 blocks fit an SM (H100 bf16, 1024 streams: 33.9 -> 31.6 ms per step).
+    // Many items run by rows (128 threads); otherwise the per-channel kernel: wide blocks (few items) may take a whole
+    // SM's registers, narrow ones are held to 64 registers so that 8 blocks fit an SM.
     const bool by_rows = stream_attention_by_rows(l, a);
+    auto run_rows = [&](auto kv) {
+        using KV = decltype(kv);
+        auto kernel = group == 2   ? stream_attention_rows_kernel<2, KV>
+                      : group == 4 ? stream_attention_rows_kernel<4, KV>
+                                   : stream_attention_rows_kernel<8, KV>;
+        launch_after_previous(l, kernel, static_cast<unsigned int>(blocks), 128, shared, a, qkv, p, u, v, out,
+                              act_dtype);
+    };
     auto run = [&](auto kv, auto wide) {
         using KV = decltype(kv);
         constexpr bool kWide = decltype(wide)::value;
-        if (by_rows) {
-            auto kernel = group == 2   ? stream_attention_rows_kernel<2, KV>
-                          : group == 4 ? stream_attention_rows_kernel<4, KV>
-                                       : stream_attention_rows_kernel<8, KV>;
-            launch_after_previous(l, kernel, static_cast<unsigned int>(blocks), 128, shared, a, qkv, p, u, v, out,
-                                  act_dtype);
-            return;
-        }
         auto kernel = group == 2   ? stream_attention_kernel<2, KV, kWide>
                       : group == 4 ? stream_attention_kernel<4, KV, kWide>
                                    : stream_attention_kernel<8, KV, kWide>;
@@ -715,7 +715,9 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
                               act_dtype, kv_groups);
     };
     auto by_width = [&](auto kv) {
-        if (kv_groups > 1) {
+        if (by_rows) {
+            run_rows(kv);
+        } else if (kv_groups > 1) {
             run(kv, std::true_type{});
         } else {
             run(kv, std::false_type{});
