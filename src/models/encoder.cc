@@ -46,6 +46,12 @@ FastConformerEncoder::FastConformerEncoder(const EncoderConfig& c, const WeightS
     }
     out_w_ = ws.get("encoder.pre_encode.out.weight", {d, ch * freq});
     out_b_ = ws.get("encoder.pre_encode.out.bias", {d});
+    // The batched subsampling flattens [F', C] per frame (channels last): the same weight with its columns reordered.
+    out_w_cl_ = Tensor::empty({d, ch * freq});
+    for (int64_t o = 0; o < d; ++o)
+        for (int64_t cc = 0; cc < ch; ++cc)
+            for (int64_t f = 0; f < freq; ++f)
+                out_w_cl_.data<float>()[o * ch * freq + f * ch + cc] = out_w_.data<float>()[o * ch * freq + cc * freq + f];
     const bool b = c.use_bias;
     for (int l = 0; l < c.n_layers; ++l) {
         const std::string p = fmt::format("encoder.layers.{}.", l);
@@ -472,23 +478,86 @@ StreamStepOutput FastConformerEncoder::stream_step(const ExecContext& ctx, const
     return out;
 }
 
+void FastConformerEncoder::subsample_batch(const ExecContext& ctx, const std::vector<Tensor>& features,
+                                           Tensor& x) const {
+    const int64_t batch = x.dim(0), t_out = x.dim(1), d = config_.d_model, ch = config_.subsampling_conv_channels;
+    const Device dev = ctx.device;
+    const int pad_lo = config_.causal_downsampling ? 2 : 1;
+    int64_t t_max = 0;
+    for (const Tensor& f : features) t_max = std::max(t_max, f.dim(0));
+    // Rows and bins after each stage, for the padded batch and per item.
+    std::vector<int64_t> rows{t_max}, bins{config_.feat_in};
+    for (int s = 0; s < n_stages_; ++s) {
+        rows.push_back(stage_size(rows.back()));
+        bins.push_back(stage_size(bins.back()));
+    }
+    PK_CHECK(n_stages_ >= 2 && rows.back() == t_out, kInternal, "subsample_batch: {} stages, {} rows for x {}",
+             n_stages_, rows.back(), shape_str(x.shape()));
+    const DType act = ops::gemm_input_dtype(ctx);
+    // Items in groups whose padded features stay near 64 x 10 s, so the stage buffers stay bounded.
+    const int64_t group = std::max<int64_t>(1, 65536 / std::max<int64_t>(t_max, 1));
+    std::vector<std::vector<int>> len(n_stages_ + 1);
+    for (int64_t b0 = 0; b0 < batch; b0 += group) {
+        const int64_t g = std::min(group, batch - b0);
+        for (auto& l : len) l.assign(g, 0);
+        Tensor in = Tensor::empty({g, t_max, config_.feat_in}, DType::kF32, dev);
+        for (int64_t i = 0; i < g; ++i) {
+            const Tensor& f = features[b0 + i];
+            len[0][i] = static_cast<int>(f.dim(0));
+            for (int s = 0; s < n_stages_; ++s) len[s + 1][i] = static_cast<int>(stage_size(len[s][i]));
+            if (f.dim(0) == 0) continue;
+            Tensor dst = in.slice0(i, i + 1).reshape({t_max, config_.feat_in}).slice0(0, f.dim(0));
+            ops::copy_(ctx, dst, f.to(dev));
+        }
+        Tensor y = Tensor::empty({g, rows[2], bins[2], ch}, act, dev);
+        ops::subsample_front(ctx, in, len[0].data(), conv0_w_, conv0_b_, dw_w_[0], dw_b_[0], pad_lo, y);
+        Tensor z = Tensor::empty({g, rows[2], bins[2], ch}, DType::kF32, dev);
+        ops::linear(ctx, y, pw_w_[0], &pw_b_[0], z);
+        for (int s = 2; s < n_stages_; ++s) {
+            y = Tensor::empty({g, rows[s + 1], bins[s + 1], ch}, act, dev);
+            ops::relu_depthwise_conv2d_s2(ctx, z, len[s].data(), dw_w_[s - 1], dw_b_[s - 1], pad_lo, y);
+            z = Tensor::empty({g, rows[s + 1], bins[s + 1], ch}, DType::kF32, dev);
+            ops::linear(ctx, y, pw_w_[s - 1], &pw_b_[s - 1], z);
+        }
+        Tensor flat = Tensor::empty({g * t_out, bins[n_stages_] * ch}, act, dev);
+        ops::relu_to(ctx, z, flat);
+        Tensor out = x.slice0(b0, b0 + g).reshape({g * t_out, d});
+        ops::linear(ctx, flat, out_w_cl_, &out_b_, out);
+        Tensor out3 = out.reshape({g, t_out, d});
+        ops::zero_after_lengths_(ctx, out3, len[n_stages_].data());
+    }
+    if (config_.xscaling) ops::scale_(ctx, x, static_cast<float>(std::sqrt(static_cast<double>(d))));
+}
+
 Tensor FastConformerEncoder::forward(const ExecContext& ctx, const std::vector<Tensor>& features,
                                      std::vector<int>& lengths, const AttentionContext& att,
                                      const TensorSink& sink) const {
     const int64_t batch = static_cast<int64_t>(features.size()), d = config_.d_model;
-    std::vector<Tensor> sub(batch);
     lengths.assign(batch, 0);
     int64_t t_max = 0;
     for (int64_t b = 0; b < batch; ++b) {
-        sub[b] = subsample(ctx, features[b]);
-        lengths[b] = static_cast<int>(sub[b].dim(0));
+        lengths[b] = encoded_length(static_cast<int>(features[b].dim(0)));
         t_max = std::max<int64_t>(t_max, lengths[b]);
     }
-    Tensor x = Tensor::zeros({batch, t_max, d}, DType::kF32, ctx.device);
-    for (int64_t b = 0; b < batch; ++b) {
-        if (!lengths[b]) continue;
-        Tensor dst = x.slice0(b, b + 1).reshape({t_max, d}).slice0(0, lengths[b]);
-        ops::copy_(ctx, dst, sub[b]);
+    // On CUDA the whole batch goes through the subsampling at once (PARAKEET_PER_ITEM_SUBSAMPLING=1: item by item, as
+    // the CPU does, for A/B measurements).
+    static const bool per_item = [] {
+        const char* env = std::getenv("PARAKEET_PER_ITEM_SUBSAMPLING");
+        return env && *env == '1';
+    }();
+    Tensor x;
+    if (ctx.device.type == DeviceType::kCUDA && n_stages_ >= 2 && !per_item && t_max > 0) {
+        x = Tensor::empty({batch, t_max, d}, DType::kF32, ctx.device);
+        subsample_batch(ctx, features, x);
+    } else {
+        x = Tensor::zeros({batch, t_max, d}, DType::kF32, ctx.device);
+        for (int64_t b = 0; b < batch; ++b) {
+            if (!lengths[b]) continue;
+            Tensor sub = subsample(ctx, features[b]);
+            PK_CHECK(sub.dim(0) == lengths[b], kInternal, "subsample: {} rows, expected {}", sub.dim(0), lengths[b]);
+            Tensor dst = x.slice0(b, b + 1).reshape({t_max, d}).slice0(0, lengths[b]);
+            ops::copy_(ctx, dst, sub);
+        }
     }
     if (t_max == 0) return x;
     if (sink) sink("pre_encode_out", x.to(Device{}));

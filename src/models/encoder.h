@@ -68,6 +68,7 @@ struct SubsamplingWeights {
     Tensor conv0_w, conv0_b;                     // [C, 1, 3, 3], [C]
     std::vector<Tensor> dw_w, dw_b, pw_w, pw_b;  // later stages: depthwise [C, 1, 3, 3], pointwise [C, C]
     Tensor out_w, out_b;                         // [D, C·F'], [D]
+    Tensor out_w_cl;                             // out_w for channels-last input (column f·C + c)
 };
 
 class FastConformerEncoder {
@@ -93,6 +94,10 @@ public:
 
     // Subsampling of one item: [F, n_mels] -> [ceil(F / factor), d_model] (with xscaling applied).
     Tensor subsample(const ExecContext& ctx, const Tensor& features) const;
+    // Subsampling of a batch into x[B, T, d_model] (T = the longest item's length; rows past an item's length zero),
+    // channels last with the stages fused (ops::subsample_front): what `subsample` gives each item, in a fixed
+    // number of launches per group of items. Needs two or more stages (subsampling factor 4 or more).
+    void subsample_batch(const ExecContext& ctx, const std::vector<Tensor>& features, Tensor& x) const;
 
     // The model's trained attention context number `context` (att_context_size[context] and its style).
     AttentionContext attention_context(int context) const;
@@ -105,7 +110,7 @@ public:
     // Weights for code that runs the layers its own way (src/runtime/stream_batch.cc); BatchNorm is folded
     // into dw_w/dw_b.
     SubsamplingWeights subsampling_weights() const {
-        return {conv0_w_, conv0_b_, dw_w_, dw_b_, pw_w_, pw_b_, out_w_, out_b_};
+        return {conv0_w_, conv0_b_, dw_w_, dw_b_, pw_w_, pw_b_, out_w_, out_b_, out_w_cl_};
     }
     const std::vector<ConformerLayerWeights>& layer_weights() const { return layers_; }
 
@@ -136,6 +141,7 @@ private:
     Tensor conv0_w_, conv0_b_;
     std::vector<Tensor> dw_w_, dw_b_, pw_w_, pw_b_;  // per later stage; pw as [C, C]
     Tensor out_w_, out_b_;
+    Tensor out_w_cl_;  // out_w_ with its inputs in channels-last order (f·C + c) for subsample_batch
     std::vector<ConformerLayerWeights> layers_;
 };
 

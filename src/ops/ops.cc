@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -278,7 +279,8 @@ void rel_pos_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k,
         PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "rel_pos_attention", {&q, &k, &v, &p, &out});
                    cuda::AttentionArgs ca{a.batch,     a.n_query,   a.n_key,           a.n_heads,   a.d_head,
                                           a.n_cache,   a.att_left,  a.att_right,       a.att_chunk, a.att_left_chunks,
-                                          a.pos_first, a.key_begin, a.key_end,         a.q_valid};
+                                          a.pos_first, a.key_begin, a.key_end,         a.q_valid,
+                                          p.dim(0)};
                    cuda::rel_pos_attention(*ctx.cuda, ctx.precision, ca, q.data<float>(), k.data<float>(),
                                            v.data<float>(), p.data<float>(), cuda::weight_f32(*ctx.cuda, pos_bias_u),
                                            cuda::weight_f32(*ctx.cuda, pos_bias_v), out.data<float>()));
@@ -327,6 +329,78 @@ void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, con
                                        y.data<float>()));
     });
 }
+
+namespace {
+int64_t stage_out(int64_t n, int pad_lo) { return (n + pad_lo + 1 - 3) / 2 + 1; }
+void check_act_out(const ExecContext& ctx, const Tensor& y, const char* op) {
+    PK_CHECK(y.dtype() == DType::kF32 || y.dtype() == gemm_input_dtype(ctx), kInternal, "{}: {} output on {}", op,
+             dtype_name(y.dtype()), ctx.device.str());
+}
+}  // namespace
+
+void subsample_front(const ExecContext& ctx, const Tensor& x, const int* lengths, const Tensor& w0, const Tensor& b0,
+                     const Tensor& w1, const Tensor& b1, int pad_lo, Tensor& y) {
+    const int64_t c = w0.dim(0);
+    PK_CHECK(x.rank() == 3 && w0.rank() == 4 && w0.dim(1) == 1 && w0.dim(2) == 3 && w0.dim(3) == 3 &&
+                 w1.shape() == w0.shape() && b0.numel() == c && b1.numel() == c && (pad_lo == 1 || pad_lo == 2),
+             kInternal, "subsample_front: x {} w0 {} w1 {}", shape_str(x.shape()), shape_str(w0.shape()),
+             shape_str(w1.shape()));
+    const int64_t batch = x.dim(0), t = x.dim(1), f = x.dim(2), f1 = stage_out(f, pad_lo), f2 = stage_out(f1, pad_lo);
+    const int64_t t2 = stage_out(stage_out(t, pad_lo), pad_lo);
+    PK_CHECK(x.dtype() == DType::kF32 && y.shape() == (Shape{batch, t2, f2, c}), kInternal, "subsample_front: y {}",
+             shape_str(y.shape()));
+    check_act_out(ctx, y, "subsample_front");
+    for (int64_t b = 0; b < batch; ++b)
+        PK_CHECK(lengths[b] >= 0 && lengths[b] <= t, kInternal, "subsample_front: length {}", lengths[b]);
+    dispatch(ctx, "subsample_front", [&] {
+        cpu::subsample_front(x.data<float>(), lengths, batch, t, f, w0.data<float>(), b0.data<float>(),
+                             w1.data<float>(), b1.data<float>(), c, pad_lo, t2, f1, f2, y.data<float>());
+    }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "subsample_front", {&x, &y});
+                   cuda::subsample_front(*ctx.cuda, x.data<float>(), lengths, batch, t, f,
+                                         cuda::weight_f32(*ctx.cuda, w0), cuda::weight_f32(*ctx.cuda, b0),
+                                         cuda::weight_f32(*ctx.cuda, w1), cuda::weight_f32(*ctx.cuda, b1), c, pad_lo,
+                                         t2, f1, f2, y.raw(), y.dtype()));
+    });
+}
+
+void relu_depthwise_conv2d_s2(const ExecContext& ctx, const Tensor& x, const int* lengths, const Tensor& w,
+                              const Tensor& bias, int pad_lo, Tensor& y) {
+    PK_CHECK(x.rank() == 4 && x.dtype() == DType::kF32 && w.rank() == 4 && w.dim(0) == x.dim(3) && w.dim(1) == 1 &&
+                 w.dim(2) == 3 && w.dim(3) == 3 && bias.numel() == x.dim(3) && (pad_lo == 1 || pad_lo == 2),
+             kInternal, "relu_depthwise_conv2d_s2: x {} w {}", shape_str(x.shape()), shape_str(w.shape()));
+    const int64_t batch = x.dim(0), t = x.dim(1), f = x.dim(2), c = x.dim(3);
+    const int64_t t_out = stage_out(t, pad_lo), f_out = stage_out(f, pad_lo);
+    PK_CHECK(y.shape() == (Shape{batch, t_out, f_out, c}), kInternal, "relu_depthwise_conv2d_s2: y {}",
+             shape_str(y.shape()));
+    check_act_out(ctx, y, "relu_depthwise_conv2d_s2");
+    for (int64_t b = 0; b < batch; ++b)
+        PK_CHECK(lengths[b] >= 0 && lengths[b] <= t, kInternal, "relu_depthwise_conv2d_s2: length {}", lengths[b]);
+    dispatch(ctx, "relu_depthwise_conv2d_s2", [&] {
+        cpu::relu_depthwise_conv2d_s2(x.data<float>(), lengths, batch, t, f, c, w.data<float>(), bias.data<float>(),
+                                      pad_lo, t_out, f_out, y.data<float>());
+    }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "relu_depthwise_conv2d_s2", {&x, &y});
+                   cuda::relu_depthwise_conv2d_s2(*ctx.cuda, x.data<float>(), lengths, batch, t, f, c,
+                                                  cuda::weight_f32(*ctx.cuda, w), cuda::weight_f32(*ctx.cuda, bias),
+                                                  pad_lo, t_out, f_out, y.raw(), y.dtype()));
+    });
+}
+
+void relu_to(const ExecContext& ctx, const Tensor& x, Tensor& y) {
+    PK_CHECK(x.dtype() == DType::kF32 && x.numel() == y.numel(), kInternal, "relu_to: {} -> {}",
+             shape_str(x.shape()), shape_str(y.shape()));
+    check_act_out(ctx, y, "relu_to");
+    dispatch(ctx, "relu_to", [&] {
+        const float* xs = x.data<float>();
+        float* ys = y.data<float>();
+        for (int64_t i = 0; i < x.numel(); ++i) ys[i] = std::max(xs[i], 0.f);
+    }, [&] {
+        PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "relu_to", {&x, &y});
+                   cuda::relu_to(*ctx.cuda, x.data<float>(), x.numel(), y.raw(), y.dtype()));
+    });
+}
+
 }  // namespace parakeet::ops
 
 namespace parakeet::ops {

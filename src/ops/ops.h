@@ -89,6 +89,20 @@ namespace parakeet::ops {
 // Dense from one input channel (C_in = 1) or depthwise (C_in = C_out). w[C_out, 1, 3, 3], bias[C_out].
 void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor& bias, bool depthwise,
                    int pad_lo, Tensor& y);
+
+// The dw_striding subsampling of a batch, channels last (FastConformerEncoder::subsample_batch); each item gets what
+// the per-item conv2d_3x3_s2 path gives it alone: every stage reads zeros outside the item's own rows.
+// subsample_front: stage 0 (3x3/2 conv of the one input channel, + b0, ReLU) fused with stage 1's depthwise 3x3/2
+// conv (+ b1): x[B, T, F] float32 (item b has lengths[b] rows) -> y[B, T2, F2, C], float32 or gemm_input_dtype(ctx);
+// rows past an item's own T2 are zero. w0/w1 [C, 1, 3, 3].
+void subsample_front(const ExecContext& ctx, const Tensor& x, const int* lengths, const Tensor& w0, const Tensor& b0,
+                     const Tensor& w1, const Tensor& b1, int pad_lo, Tensor& y);
+// y[B, T', F', C] = depthwise 3x3/2 conv (+ bias) of ReLU(x[B, T, F, C]) (float32; item b has lengths[b] rows);
+// y float32 or gemm_input_dtype(ctx), rows past an item's own T' zero.
+void relu_depthwise_conv2d_s2(const ExecContext& ctx, const Tensor& x, const int* lengths, const Tensor& w,
+                              const Tensor& bias, int pad_lo, Tensor& y);
+// y = max(x, 0): x float32, y float32 or gemm_input_dtype(ctx) (same element count).
+void relu_to(const ExecContext& ctx, const Tensor& x, Tensor& y);
 }  // namespace parakeet::ops
 
 namespace parakeet::ops {

@@ -118,6 +118,16 @@ DType activation_dtype(Precision p) {
 }
 int kernel_dtype_code(DType t) { return t == DType::kF16 ? 1 : t == DType::kBF16 ? 2 : 0; }
 
+// PARAKEET_CHANNEL_FIRST_SUBSAMPLING=1: the channel-first subsampling kernels this engine used before the
+// channels-last ones (A/B measurements).
+bool channel_first_subsampling() {
+    static const bool on = [] {
+        const char* env = std::getenv("PARAKEET_CHANNEL_FIRST_SUBSAMPLING");
+        return env && *env == '1';
+    }();
+    return on;
+}
+
 struct StreamBatchEngine::Impl {
     std::shared_ptr<const Model> model;
     StreamingConfig sc;
@@ -133,9 +143,10 @@ struct StreamBatchEngine::Impl {
     Tensor qkv_host_w, qkv_host_b;  // kept alive: the weight cache is keyed by their host pointers
     std::vector<Tensor> qkv_w_host, qkv_b_host;
     std::vector<LayerDev> layers;
-    Tensor sub_out_w;
+    Tensor sub_out_w, sub_out_w_cl;
     const float *conv0_w, *conv0_b, *sub_out_b, *enc_b;
     std::vector<const float*> dw_w, dw_b, pw_w, pw_b;
+    std::vector<Tensor> pw_w_dev;  // pointwise weights in the GEMMs' dtype (channels-last subsampling)
     Tensor enc_w;
     std::vector<std::unique_ptr<Io>> ios[2];  // per shape, indexed by log2(bucket)
     bool decode_in_graph = true;
@@ -272,27 +283,65 @@ struct StreamBatchEngine::Impl {
         const int64_t pad_lo = c.causal_downsampling ? 2 : 1;
         auto alloc = [&](int64_t n) { return Tensor::empty({n}, DType::kF32, dev); };
 
-        // Subsampling, batched.
-        Tensor y = alloc(B * ch * sh.rows[1] * sh.bins[1]);
-        cuda::kernels::sub_conv_first(l, feats, B, sh.rows[0], sh.bins[0], conv0_w, conv0_b, ch, pad_lo, stage_len, ns,
-                                      y.data<float>());
-        for (int s = 1; s < ns; ++s) {
-            const int64_t t2 = sh.rows[s + 1], f2 = sh.bins[s + 1];
-            Tensor z = alloc(B * ch * t2 * f2), zp = alloc(B * ch * t2 * f2);
-            cuda::kernels::sub_conv_depthwise(l, y.data<float>(), B, ch, sh.rows[s], sh.bins[s], dw_w[s - 1],
-                                              dw_b[s - 1], pad_lo, z.data<float>());
-            cuda::gemm(*cu, precision, false, false, ch, t2 * f2, ch, 1.f, cuda::GemmOperand{pw_w[s - 1], DType::kF32, ch, 0},
-                       cuda::GemmOperand{z.data<float>(), DType::kF32, t2 * f2, ch * t2 * f2}, 0.f, zp.data<float>(),
-                       t2 * f2, ch * t2 * f2, B);
-            cuda::kernels::bias_relu_rows(l, zp.data<float>(), B, ch, t2, f2, pw_b[s - 1], stage_len + s, ns);
-            y = zp;
+        const int64_t t_in = sh.rows[ns];
+        Tensor sub;
+        if (ns >= 2 && !channel_first_subsampling()) {
+            // Subsampling, batched and channels last (the kernels of FastConformerEncoder::subsample_batch): stage 0
+            // fused with stage 1's depthwise conv, the pointwise convs as GEMMs on 16-bit inputs (fp16/bf16), the
+            // flatten folded into the output weight. The features are zero past each item's rows.
+            const DType adt = activation_dtype(precision);
+            const int code = kernel_dtype_code(adt);
+            auto gemm_bias = [&](const Tensor& a, const Tensor& w, const float* bias, Tensor& out, int64_t m, int64_t n,
+                                 int64_t k) {
+                cuda::gemm(*cu, precision, false, true, m, n, k, 1.f, cuda::GemmOperand{a.raw(), adt, k},
+                           cuda::GemmOperand{w.raw(), w.dtype(), k}, 0.f, out.data<float>(), n);
+                cuda::add_bias_rows(*cu, out.data<float>(), bias, m, n);
+            };
+            int64_t n_pos = B * sh.rows[2] * sh.bins[2];
+            Tensor y = Tensor::empty({n_pos * ch}, adt, dev);
+            cuda::kernels::subsample_front(l, feats, cuda::kernels::SubsampleLengths{nullptr, stage_len, ns}, B,
+                                           sh.rows[0], sh.bins[0], conv0_w, conv0_b, dw_w[0], dw_b[0], ch, pad_lo,
+                                           sh.rows[2], sh.bins[1], sh.bins[2], y.raw(), code);
+            Tensor z = alloc(n_pos * ch);
+            gemm_bias(y, pw_w_dev[0], pw_b[0], z, n_pos, ch, ch);
+            for (int s = 2; s < ns; ++s) {
+                n_pos = B * sh.rows[s + 1] * sh.bins[s + 1];
+                y = Tensor::empty({n_pos * ch}, adt, dev);
+                cuda::kernels::relu_depthwise_conv2d_s2(
+                    l, z.data<float>(), cuda::kernels::SubsampleLengths{stage_len + s - 1, stage_len + s, ns}, B,
+                    sh.rows[s], sh.bins[s], ch, dw_w[s - 1], dw_b[s - 1], pad_lo, sh.rows[s + 1], sh.bins[s + 1],
+                    y.raw(), code);
+                z = alloc(n_pos * ch);
+                gemm_bias(y, pw_w_dev[s - 1], pw_b[s - 1], z, n_pos, ch, ch);
+            }
+            const int64_t f_last = sh.bins[ns];
+            Tensor flat = Tensor::empty({n_pos * ch}, adt, dev);
+            cuda::kernels::relu_to(l, z.data<float>(), n_pos * ch, flat.raw(), code);
+            sub = alloc(B * t_in * D);
+            gemm_bias(flat, sub_out_w_cl, sub_out_b, sub, B * t_in, D, ch * f_last);
+        } else {
+            // Subsampling, batched.
+            Tensor y = alloc(B * ch * sh.rows[1] * sh.bins[1]);
+            cuda::kernels::sub_conv_first(l, feats, B, sh.rows[0], sh.bins[0], conv0_w, conv0_b, ch, pad_lo, stage_len, ns,
+                                          y.data<float>());
+            for (int s = 1; s < ns; ++s) {
+                const int64_t t2 = sh.rows[s + 1], f2 = sh.bins[s + 1];
+                Tensor z = alloc(B * ch * t2 * f2), zp = alloc(B * ch * t2 * f2);
+                cuda::kernels::sub_conv_depthwise(l, y.data<float>(), B, ch, sh.rows[s], sh.bins[s], dw_w[s - 1],
+                                                  dw_b[s - 1], pad_lo, z.data<float>());
+                cuda::gemm(*cu, precision, false, false, ch, t2 * f2, ch, 1.f, cuda::GemmOperand{pw_w[s - 1], DType::kF32, ch, 0},
+                           cuda::GemmOperand{z.data<float>(), DType::kF32, t2 * f2, ch * t2 * f2}, 0.f, zp.data<float>(),
+                           t2 * f2, ch * t2 * f2, B);
+                cuda::kernels::bias_relu_rows(l, zp.data<float>(), B, ch, t2, f2, pw_b[s - 1], stage_len + s, ns);
+                y = zp;
+            }
+            const int64_t f_last = sh.bins[ns];
+            Tensor flat = alloc(B * t_in * ch * f_last);
+            cuda::kernels::flatten_channels_batched(l, y.data<float>(), B, ch, t_in, f_last, flat.data<float>());
+            sub = alloc(B * t_in * D);
+            cuda::linear(*cu, precision, flat.data<float>(), sub_out_w, sub_out_b, sub.data<float>(), B * t_in, D,
+                         ch * f_last, 0.f);
         }
-        const int64_t t_in = sh.rows[ns], f_last = sh.bins[ns];
-        Tensor flat = alloc(B * t_in * ch * f_last);
-        cuda::kernels::flatten_channels_batched(l, y.data<float>(), B, ch, t_in, f_last, flat.data<float>());
-        Tensor sub = alloc(B * t_in * D);
-        cuda::linear(*cu, precision, flat.data<float>(), sub_out_w, sub_out_b, sub.data<float>(), B * t_in, D,
-                     ch * f_last, 0.f);
         Tensor x = alloc(rows * D), norm = alloc(rows * D), tmp = alloc(rows * D), att_out = alloc(rows * D);
         Tensor hidden = alloc(rows * ff), qkv = alloc(rows * 3 * D), pw1 = alloc(rows * 2 * D), dw = alloc(rows * D);
         const float xscale = c.xscaling ? static_cast<float>(std::sqrt(static_cast<double>(D))) : 1.f;
@@ -381,13 +430,28 @@ struct StreamBatchEngine::Impl {
                            cuda::GemmOperand{w.raw(), w.dtype(), k}, 0.f, out, n);
                 if (bias) cuda::add_bias_rows(*cu, out, bias, rows, n);
             };
+            // hidden16 = SiLU(norm16 · w1ᵀ + b1): with 16-bit activations the GEMM writes hidden16 and bias + SiLU run
+            // in place on it (PARAKEET_F32_FF_PRODUCT=1: a float32 product and a converting pass, as before).
+            static const bool f32_product = [] {
+                const char* env = std::getenv("PARAKEET_F32_FF_PRODUCT");
+                return env && *env == '1';
+            }();
+            auto ff_hidden = [&](const Tensor& w1, const float* b1) {
+                if (code != 0 && !f32_product && ff % 2 == 0) {
+                    cuda::gemm_to(*cu, precision, false, true, rows, ff, D, 1.f, cuda::GemmOperand{norm16.raw(), adt, D},
+                                  cuda::GemmOperand{w1.raw(), w1.dtype(), D}, 0.f, hidden16.raw(), adt, ff);
+                    cuda::kernels::bias_silu_16(l, hidden16.raw(), b1, rows, ff, code);
+                } else {
+                    gemm(norm16, w1, nullptr, ffout.data<float>(), ff, D);
+                    cuda::kernels::bias_silu_act(l, ffout.data<float>(), b1, rows, ff, hidden16.raw(), code);
+                }
+            };
             for (size_t li = 0; li < n_layers; ++li) {
                 const LayerDev& w = layers[li];
                 aa.layer = static_cast<int64_t>(li);
                 cuda::kernels::layer_norm_act(l, xp, nullptr, 0.f, w.ff1_norm_w, w.ff1_norm_b, 1e-5f, rows, D,
                                               norm16.raw(), code);
-                gemm(norm16, w.ff1_w1, nullptr, ffout.data<float>(), ff, D);
-                cuda::kernels::bias_silu_act(l, ffout.data<float>(), w.ff1_b1, rows, ff, hidden16.raw(), code);
+                ff_hidden(w.ff1_w1, w.ff1_b1);
                 gemm(hidden16, w.ff1_w2, w.ff1_b2, tp, D, ff);
                 cuda::kernels::layer_norm_act(l, xp, tp, 0.5f, w.att_norm_w, w.att_norm_b, 1e-5f, rows, D, norm16.raw(),
                                               code);
@@ -404,8 +468,7 @@ struct StreamBatchEngine::Impl {
                 gemm(dw16, w.pw2_w, w.pw2_b, tp, D, D);
                 cuda::kernels::layer_norm_act(l, xp, tp, 1.f, w.ff2_norm_w, w.ff2_norm_b, 1e-5f, rows, D, norm16.raw(),
                                               code);
-                gemm(norm16, w.ff2_w1, nullptr, ffout.data<float>(), ff, D);
-                cuda::kernels::bias_silu_act(l, ffout.data<float>(), w.ff2_b1, rows, ff, hidden16.raw(), code);
+                ff_hidden(w.ff2_w1, w.ff2_b1);
                 gemm(hidden16, w.ff2_w2, w.ff2_b2, tp, D, ff);
                 cuda::add_layer_norm(*cu, xp, tp, 0.5f, w.out_norm_w, w.out_norm_b, 1e-5f, rows, D, np);
                 std::swap(xp, np);
@@ -560,8 +623,10 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
         m.dw_b.push_back(f32(sw.dw_b[s]));
         m.pw_w.push_back(f32(sw.pw_w[s]));
         m.pw_b.push_back(f32(sw.pw_b[s]));
+        m.pw_w_dev.push_back(wt(sw.pw_w[s]));
     }
     m.sub_out_w = wt(sw.out_w);
+    m.sub_out_w_cl = wt(sw.out_w_cl);
     m.sub_out_b = f32(sw.out_b);
     m.enc_w = wt(m.model->joint().encoder_weight());
     m.enc_b = f32(m.model->joint().encoder_bias());

@@ -159,6 +159,12 @@ TEST_P(CudaPrecisionTest, RelPosAttention) {
         {2, 300, 0, 8, 16, -1, -1, true, false},  // several query blocks on the CPU side
         {2, 37, 0, 2, 16, -1, -1, true, false, 4, 2},  // chunked_limited [8, 3] offline
         {1, 6, 16, 2, 16, -1, -1, true, false, 2, 8},  // chunked_limited with a cache
+        // d_head 64/128 at fp16/bf16 run the fused kernel: several query blocks and key chunks, cached keys with a
+        // left limit, chunked_limited, a window-sized table.
+        {2, 150, 0, 2, 128, -1, -1, true, false},
+        {2, 70, 12, 2, 64, 20, 0, true, false},
+        {2, 97, 0, 2, 128, -1, -1, true, false, 8, 2},
+        {1, 130, 0, 2, 128, 30, 10, true, true},
     };
     for (const AttentionCase& c : cases) {
         const int64_t d = c.n_heads * c.d_head, n_key = c.n_cache + c.n_query;
@@ -213,6 +219,8 @@ TEST_P(CudaPrecisionTest, RelPosAttentionBatchedMatchesItems) {
         {4, 21, 0, 2, 8, -1, -1, 4, 1, true},    // chunked_limited
         {3, 12, 6, 2, 16, 8, 0, 0, 0, false},    // cached keys, a different first valid key per item
         {5, 1200, 0, 4, 16, -1, -1, 0, 0, false},  // 5 items' scores exceed the budget: groups of 3 and 2
+        {5, 150, 0, 2, 128, -1, -1, 0, 0, true},    // fused kernel at fp16/bf16
+        {4, 70, 0, 2, 64, 4, 2, 0, 0, false},
     };
     for (const Case& c : cases) {
         const int64_t d = c.n_heads * c.d_head, n_key = c.n_cache + c.n_query;
@@ -433,6 +441,34 @@ TEST_F(CudaTest, Conv2d3x3s2) {
             ops::conv2d_3x3_s2(cpu(), x, w, b, true, pad_lo, y_cpu);
             ops::conv2d_3x3_s2(gpu(), x.to(kGpu), w, b, true, pad_lo, y_gpu);
             expect_close(y_cpu, y_gpu, 1e-5, fmt::format("conv2d depthwise pad {}", pad_lo));
+        }
+    }
+}
+
+// The batched subsampling's ops (channels last) against the CPU backend: uneven lengths (one of a single frame, one
+// empty), channels not a multiple of 32, both paddings.
+TEST_F(CudaTest, BatchedSubsamplingOps) {
+    auto out = [](int64_t n, int pad_lo) { return (n + pad_lo - 2) / 2 + 1; };
+    const int64_t c = 40;
+    for (int pad_lo : {1, 2}) {
+        {
+            const std::vector<int> lengths{37, 1, 0, 20};
+            Tensor x = rand({4, 37, 20}), w0 = rand({c, 1, 3, 3}), b0 = rand({c}), w1 = rand({c, 1, 3, 3}),
+                   b1 = rand({c});
+            const Shape ys{4, out(out(37, pad_lo), pad_lo), out(out(20, pad_lo), pad_lo), c};
+            Tensor y_cpu = Tensor::empty(ys), y_gpu = Tensor::empty(ys, DType::kF32, kGpu);
+            ops::subsample_front(cpu(), x, lengths.data(), w0, b0, w1, b1, pad_lo, y_cpu);
+            ops::subsample_front(gpu(), x.to(kGpu), lengths.data(), w0, b0, w1, b1, pad_lo, y_gpu);
+            expect_close(y_cpu, y_gpu, 1e-5, fmt::format("subsample_front pad {}", pad_lo));
+        }
+        {
+            const std::vector<int> lengths{19, 0, 7};
+            Tensor x = rand({3, 19, 10, c}), w = rand({c, 1, 3, 3}), b = rand({c});
+            const Shape ys{3, out(19, pad_lo), out(10, pad_lo), c};
+            Tensor y_cpu = Tensor::empty(ys), y_gpu = Tensor::empty(ys, DType::kF32, kGpu);
+            ops::relu_depthwise_conv2d_s2(cpu(), x, lengths.data(), w, b, pad_lo, y_cpu);
+            ops::relu_depthwise_conv2d_s2(gpu(), x.to(kGpu), lengths.data(), w, b, pad_lo, y_gpu);
+            expect_close(y_cpu, y_gpu, 1e-5, fmt::format("relu_depthwise_conv2d_s2 pad {}", pad_lo));
         }
     }
 }

@@ -438,8 +438,11 @@ TEST_F(StreamBatch, AttentionByRowsMatchesByChannel) {
                 const Tensor& a = out_r[i].encoded;
                 const Tensor& b = out_c[i].encoded;
                 ASSERT_EQ(a.numel(), b.numel());
-                for (int64_t e = 0; e < a.numel(); ++e)
+                for (int64_t e = 0; e < a.numel(); ++e) {
+                    ASSERT_TRUE(std::isfinite(a.data<float>()[e]) && std::isfinite(b.data<float>()[e]))
+                        << precision_name(prec) << " step " << k << " stream output " << i << " element " << e;
                     worst = std::max(worst, static_cast<double>(std::fabs(a.data<float>()[e] - b.data<float>()[e])));
+                }
             }
             ++steps;
         }
@@ -447,7 +450,9 @@ TEST_F(StreamBatch, AttentionByRowsMatchesByChannel) {
                     precision_name(prec), kStreams, steps, worst);
         EXPECT_GE(steps, 8);
         EXPECT_LT(worst, tol) << precision_name(prec);
-        EXPECT_GT(worst, 0.0) << precision_name(prec) << ": both engines ran the same kernel";
+        // Both kernels write the attention output rounded to 16 bits at bf16, so equal outputs can happen there; at
+        // fp32 a difference shows that the two engines ran different kernels.
+        if (prec == Precision::kF32) EXPECT_GT(worst, 0.0) << "both engines ran the same kernel";
     }
 }
 

@@ -126,6 +126,38 @@ TEST(TinyA, BatchedEncoderMatchesNemoBatch) {
     EXPECT_LT(worst, 1e-4);
 }
 
+// The batched, channels-last subsampling (the CUDA encoder's path) gives every item what the per-item path gives it
+// alone, for lengths around every stage's rounding, a single frame and an empty item, with rows past each item's
+// length zero.
+TEST(TinyA, BatchedSubsamplingMatchesPerItem) {
+    auto model = tiny_a_model();
+    const FastConformerEncoder& enc = model->encoder();
+    auto audio = load_audio(kDir + "/inputs/clip0.wav", 16000);
+    Tensor f = model->frontend().compute(audio.data(), static_cast<int64_t>(audio.size()));
+    std::vector<Tensor> feats;
+    for (int64_t n : {f.dim(0), int64_t{1}, int64_t{0}, int64_t{2}, int64_t{7}, int64_t{8}, int64_t{9}, int64_t{16},
+                      int64_t{17}, int64_t{30}, int64_t{31}, int64_t{33}, f.dim(0) - 5})
+        feats.push_back(f.slice0(f.dim(0) - n, f.dim(0)).clone());
+    int64_t t = 0;
+    for (const Tensor& x : feats) t = std::max<int64_t>(t, enc.encoded_length(static_cast<int>(x.dim(0))));
+    const int64_t d = enc.config().d_model;
+    Tensor x = Tensor::empty({static_cast<int64_t>(feats.size()), t, d});
+    enc.subsample_batch(cpu_ctx(), feats, x);
+    for (size_t b = 0; b < feats.size(); ++b) {
+        const int64_t n = enc.encoded_length(static_cast<int>(feats[b].dim(0)));
+        Tensor ref = enc.subsample(cpu_ctx(), feats[b]);
+        ASSERT_EQ(ref.dim(0), n);
+        double diff = 0, pad = 0;
+        for (int64_t i = 0; i < t * d; ++i) {
+            const float v = x.data<float>()[static_cast<int64_t>(b) * t * d + i];
+            if (i < n * d) diff = std::max(diff, static_cast<double>(std::fabs(v - ref.data<float>()[i])));
+            else pad = std::max(pad, static_cast<double>(std::fabs(v)));
+        }
+        EXPECT_LT(diff, 1e-4) << "item " << b << ": " << feats[b].dim(0) << " frames";
+        EXPECT_EQ(pad, 0.0) << "item " << b;
+    }
+}
+
 TEST(TinyA, LocalAttentionWiderThanInputEqualsFullContext) {
     auto model = tiny_a_model();
     auto audio = load_audio(kDir + "/inputs/clip1.wav", 16000);

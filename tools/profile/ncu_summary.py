@@ -19,7 +19,7 @@ def parse(path):
             continue
         m = re.match(r"\s+gpu__time_duration.sum\s+(\w+)\s+([\d.,]+)\s+([\d.,]+)\s+([\d.,]+)", line)
         if m and cur:
-            scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(m.group(1), 1.0)
+            scale = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}.get(m.group(1), 1.0)
             rows.append((cur[0], cur[1], float(m.group(4).replace(",", "")) * scale))  # the Average column
             cur = None
     return rows

@@ -204,6 +204,83 @@ void conv2d_3x3_s2(const float* x, int64_t c_in, int64_t t, int64_t f, const flo
     (void)c_in;
 }
 
+namespace {
+int64_t stage_rows(int64_t n, int64_t pad_lo) { return n + pad_lo + 1 < 3 ? 0 : (n + pad_lo - 2) / 2 + 1; }
+}  // namespace
+
+void subsample_front(const float* x, const int* lengths, int64_t batch, int64_t t_max, int64_t f, const float* w0,
+                     const float* b0, const float* w1, const float* b1, int64_t c, int64_t pad_lo, int64_t t2_max,
+                     int64_t f1, int64_t f2, float* y) {
+#pragma omp parallel for collapse(2) if (batch * t2_max * f2 * c > 16384)
+    for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t t2 = 0; t2 < t2_max; ++t2) {
+            const int64_t len = lengths[b], len1 = stage_rows(len, pad_lo), len2 = stage_rows(len1, pad_lo);
+            const float* xb = x + b * t_max * f;
+            float* out = y + (b * t2_max + t2) * f2 * c;
+            for (int64_t j = 0; j < f2; ++j) {
+                for (int64_t ch = 0; ch < c; ++ch) {
+                    if (t2 >= len2) {
+                        out[j * c + ch] = 0.f;
+                        continue;
+                    }
+                    float acc1 = b1[ch];
+                    for (int64_t a = 0; a < 3; ++a) {
+                        const int64_t t1 = 2 * t2 + a - pad_lo;
+                        if (t1 < 0 || t1 >= len1) continue;
+                        for (int64_t bb = 0; bb < 3; ++bb) {
+                            const int64_t c1 = 2 * j + bb - pad_lo;
+                            if (c1 < 0 || c1 >= f1) continue;
+                            float acc0 = 0.f;
+                            for (int64_t a0 = 0; a0 < 3; ++a0) {
+                                const int64_t ts = 2 * t1 + a0 - pad_lo;
+                                if (ts < 0 || ts >= len) continue;
+                                for (int64_t b0i = 0; b0i < 3; ++b0i) {
+                                    const int64_t fs = 2 * c1 + b0i - pad_lo;
+                                    if (fs < 0 || fs >= f) continue;
+                                    acc0 += w0[ch * 9 + a0 * 3 + b0i] * xb[ts * f + fs];
+                                }
+                            }
+                            acc1 += w1[ch * 9 + a * 3 + bb] * std::max(acc0 + b0[ch], 0.f);
+                        }
+                    }
+                    out[j * c + ch] = acc1;
+                }
+            }
+        }
+    }
+}
+
+void relu_depthwise_conv2d_s2(const float* x, const int* lengths, int64_t batch, int64_t t_in_max, int64_t f_in,
+                              int64_t c, const float* w, const float* bias, int64_t pad_lo, int64_t t_out_max,
+                              int64_t f_out, float* y) {
+#pragma omp parallel for collapse(2) if (batch * t_out_max * f_out * c > 16384)
+    for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t to = 0; to < t_out_max; ++to) {
+            const int64_t len = lengths[b], len_out = stage_rows(len, pad_lo);
+            const float* xb = x + b * t_in_max * f_in * c;
+            float* out = y + (b * t_out_max + to) * f_out * c;
+            for (int64_t fo = 0; fo < f_out; ++fo) {
+                for (int64_t ch = 0; ch < c; ++ch) {
+                    float acc = 0.f;
+                    if (to < len_out) {
+                        acc = bias[ch];
+                        for (int64_t a = 0; a < 3; ++a) {
+                            const int64_t ts = 2 * to + a - pad_lo;
+                            if (ts < 0 || ts >= len) continue;
+                            for (int64_t bb = 0; bb < 3; ++bb) {
+                                const int64_t fs = 2 * fo + bb - pad_lo;
+                                if (fs < 0 || fs >= f_in) continue;
+                                acc += w[ch * 9 + a * 3 + bb] * std::max(xb[(ts * f_in + fs) * c + ch], 0.f);
+                            }
+                        }
+                    }
+                    out[fo * c + ch] = acc;
+                }
+            }
+        }
+    }
+}
+
 }  // namespace parakeet::cpu
 
 namespace parakeet::cpu {

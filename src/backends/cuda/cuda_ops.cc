@@ -1,5 +1,9 @@
 // Wrappers from the backend API (cuda_ops.h) to the kernel launchers, and the small host-side glue.
 #include "backends/cuda/cuda_ops.h"
+
+#include <cstdlib>
+#include <vector>
+
 #include "backends/cuda/stream_kernels.h"
 
 #include "backends/cuda/context_impl.h"
@@ -88,6 +92,41 @@ void flatten_channels(CudaContext& ctx, const float* x, int64_t c, int64_t t, in
     kernels::flatten_channels(launch(ctx), x, c, t, f, y);
 }
 
+void subsample_front(CudaContext& ctx, const float* x, const int* lengths, int64_t batch, int64_t t_max, int64_t f,
+                     const float* w0, const float* b0, const float* w1, const float* b1, int64_t c, int64_t pad_lo,
+                     int64_t t2_max, int64_t f1, int64_t f2, void* y, DType y_dtype) {
+    if (batch <= 0) return;
+    // [b][3]: input rows, then after each of the two stages.
+    auto stage = [pad_lo](int n) { return n + pad_lo + 1 < 3 ? 0 : static_cast<int>((n + pad_lo - 2) / 2 + 1); };
+    std::vector<int> lens(static_cast<size_t>(3 * batch));
+    for (int64_t b = 0; b < batch; ++b) {
+        lens[3 * b] = lengths[b];
+        lens[3 * b + 1] = stage(lengths[b]);
+        lens[3 * b + 2] = stage(lens[3 * b + 1]);
+    }
+    const int* dev = static_cast<const int*>(ctx.upload(lens.data(), lens.size() * sizeof(int)));
+    kernels::subsample_front(launch(ctx), x, kernels::SubsampleLengths{dev, dev + 1, 3}, batch, t_max, f, w0, b0, w1, b1,
+                             c, pad_lo, t2_max, f1, f2, y, act_code(y_dtype));
+}
+
+void relu_depthwise_conv2d_s2(CudaContext& ctx, const float* x, const int* lengths, int64_t batch, int64_t t_in_max,
+                              int64_t f_in, int64_t c, const float* w, const float* bias, int64_t pad_lo,
+                              int64_t t_out_max, int64_t f_out, void* y, DType y_dtype) {
+    if (batch <= 0) return;
+    std::vector<int> lens(static_cast<size_t>(2 * batch));
+    for (int64_t b = 0; b < batch; ++b) {
+        lens[2 * b] = lengths[b];
+        lens[2 * b + 1] = lengths[b] + pad_lo + 1 < 3 ? 0 : static_cast<int>((lengths[b] + pad_lo - 2) / 2 + 1);
+    }
+    const int* dev = static_cast<const int*>(ctx.upload(lens.data(), lens.size() * sizeof(int)));
+    kernels::relu_depthwise_conv2d_s2(launch(ctx), x, kernels::SubsampleLengths{dev, dev + 1, 2}, batch, t_in_max, f_in,
+                                      c, w, bias, pad_lo, t_out_max, f_out, y, act_code(y_dtype));
+}
+
+void relu_to(CudaContext& ctx, const float* x, int64_t n, void* y, DType y_dtype) {
+    kernels::relu_to(launch(ctx), x, n, y, act_code(y_dtype));
+}
+
 void zero_after_lengths(CudaContext& ctx, float* x, const int* lengths, int64_t batch, int64_t t, int64_t d) {
     if (batch * t * d <= 0) return;
     const int* dev_lengths = static_cast<const int*>(ctx.upload(lengths, static_cast<size_t>(batch) * sizeof(int)));
@@ -107,6 +146,20 @@ void linear_x16(CudaContext& ctx, Precision precision, const void* x16, DType dt
 void linear_x16_bias_silu(CudaContext& ctx, Precision precision, const void* x16, DType dtype, const Tensor& w,
                           const float* bias, void* y16, int64_t m, int64_t n, int64_t k) {
     if (m == 0 || n == 0) return;
+    // The GEMM writes 16 bits and bias + SiLU run in place: half the bytes of a float32 product and a converting
+    // pass (PARAKEET_F32_FF_PRODUCT=1 keeps that path, for A/B measurements).
+    static const bool f32_product = [] {
+        const char* env = std::getenv("PARAKEET_F32_FF_PRODUCT");
+        return env && *env == '1';
+    }();
+    if (!f32_product && n % 2 == 0) {
+        PK_CHECK(w.dtype() == dtype, kInternal, "linear_x16_bias_silu: input {} but weight {}", dtype_name(dtype),
+                 dtype_name(w.dtype()));
+        gemm_to(ctx, precision, false, true, m, n, k, 1.f, GemmOperand{x16, dtype, k},
+                GemmOperand{w.raw(), w.dtype(), k}, 0.f, y16, dtype, n);
+        kernels::bias_silu_16(launch(ctx), y16, bias, m, n, act_code(dtype));
+        return;
+    }
     float* y = static_cast<float*>(ctx.scratch(static_cast<size_t>(m * n) * sizeof(float)));
     linear_x16(ctx, precision, x16, dtype, w, nullptr, y, m, n, k);
     kernels::bias_silu_act(launch(ctx), y, bias, m, n, y16, act_code(dtype));

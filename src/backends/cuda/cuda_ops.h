@@ -23,6 +23,10 @@ struct GemmOperand {
 void gemm(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
           float alpha, const GemmOperand& a, const GemmOperand& b, float beta, float* c, int64_t ldc,
           int64_t stride_c = 0, int64_t batch = 1);
+// gemm with C of c_dtype (float32, or float16/bfloat16 where the result feeds 16-bit work; accumulation in float32).
+void gemm_to(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+             float alpha, const GemmOperand& a, const GemmOperand& b, float beta, void* c, DType c_dtype, int64_t ldc,
+             int64_t stride_c = 0, int64_t batch = 1);
 // The same for float32 matrices that lie no fixed stride apart: a, b and c are device arrays of `batch`
 // pointers (cuBLAS's pointer-array batched GEMM).
 void gemm_batched(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
@@ -74,6 +78,14 @@ void glu_depthwise_conv1d_silu(CudaContext& ctx, const float* x, const int* leng
                                void* y, DType y_dtype);
 void conv2d_3x3_s2(CudaContext& ctx, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w,
                    const float* bias, int64_t c_out, bool depthwise, int64_t pad_lo, float* y);
+// ops::subsample_front / relu_depthwise_conv2d_s2 / relu_to (lengths: host arrays [batch]).
+void subsample_front(CudaContext& ctx, const float* x, const int* lengths, int64_t batch, int64_t t_max, int64_t f,
+                     const float* w0, const float* b0, const float* w1, const float* b1, int64_t c, int64_t pad_lo,
+                     int64_t t2_max, int64_t f1, int64_t f2, void* y, DType y_dtype);
+void relu_depthwise_conv2d_s2(CudaContext& ctx, const float* x, const int* lengths, int64_t batch, int64_t t_in_max,
+                              int64_t f_in, int64_t c, const float* w, const float* bias, int64_t pad_lo,
+                              int64_t t_out_max, int64_t f_out, void* y, DType y_dtype);
+void relu_to(CudaContext& ctx, const float* x, int64_t n, void* y, DType y_dtype);
 void add_row_bias(CudaContext& ctx, float* y, const float* bias, int64_t rows, int64_t cols);
 void flatten_channels(CudaContext& ctx, const float* x, int64_t c, int64_t t, int64_t f, float* y);
 // lengths: host array [batch].
@@ -89,6 +101,7 @@ struct AttentionArgs {
     const int* key_begin;         // host [batch] or null
     const int* key_end;           // host [batch] or null
     const int* q_valid;           // host [batch] or null
+    int64_t n_pos;                // rows of p
 };
 // Same semantics as cpu::rel_pos_attention (NeMo RelPositionMultiHeadAttention): pointers are device float32.
 void rel_pos_attention(CudaContext& ctx, Precision precision, const AttentionArgs& a, const float* q, const float* k,

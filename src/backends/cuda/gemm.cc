@@ -46,6 +46,12 @@ int to_int(int64_t v, const char* what) {
 void gemm(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
           float alpha, const GemmOperand& a, const GemmOperand& b, float beta, float* c, int64_t ldc,
           int64_t stride_c, int64_t batch) {
+    gemm_to(ctx, precision, trans_a, trans_b, m, n, k, alpha, a, b, beta, c, DType::kF32, ldc, stride_c, batch);
+}
+
+void gemm_to(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+             float alpha, const GemmOperand& a, const GemmOperand& b, float beta, void* c, DType c_dtype, int64_t ldc,
+             int64_t stride_c, int64_t batch) {
     if (m == 0 || n == 0 || batch == 0) return;
     PK_CHECK(a.dtype == b.dtype, kInternal, "gemm: A is {} but B is {}", dtype_name(a.dtype), dtype_name(b.dtype));
     // cuBLAS is column-major. A row-major matrix with leading dimension ld is, read column-major, its
@@ -56,7 +62,7 @@ void gemm(CudaContext& ctx, Precision precision, bool trans_a, bool trans_b, int
     PK_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
         ctx.cublas, op_b, op_a, to_int(n, "n"), to_int(m, "m"), to_int(k, "k"), &alpha, b.data, cuda_type(b.dtype),
         to_int(b.ld, "ldb"), b.stride, a.data, cuda_type(a.dtype), to_int(a.ld, "lda"), a.stride, &beta, c,
-        CUDA_R_32F, to_int(ldc, "ldc"), stride_c, to_int(batch, "batch"), compute_type(precision, a.dtype),
+        cuda_type(c_dtype), to_int(ldc, "ldc"), stride_c, to_int(batch, "batch"), compute_type(precision, a.dtype),
         CUBLAS_GEMM_DEFAULT));
 }
 

@@ -46,6 +46,43 @@ void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, con
 // pad_lo zeros before, 1 after on both axes: n' = (n + pad_lo - 2) / 2 + 1.
 void conv2d_3x3_s2(Launch l, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
                    int64_t c_out, bool depthwise, int64_t pad_lo, float* y);
+// The batched subsampling's kernels (channels last; y of y_dtype 0/1/2 = float32/float16/bfloat16): see
+// ops::subsample_front, ops::relu_depthwise_conv2d_s2, ops::relu_to. Per-item row counts, device-readable, item b's
+// at b · stride: `in` the input's rows (subsample_front: null when x is zero past each item's rows), `out` the
+// output's (subsample_front: the first stage's at out[b · stride], the second's at out[b · stride + 1]).
+struct SubsampleLengths {
+    const int* in;
+    const int* out;
+    int stride;
+};
+void subsample_front(Launch l, const float* x, const SubsampleLengths& lengths, int64_t batch, int64_t t_max, int64_t f,
+                     const float* w0, const float* b0, const float* w1, const float* b1, int64_t c, int64_t pad_lo,
+                     int64_t t2_max, int64_t f1, int64_t f2, void* y, int y_dtype);
+void relu_depthwise_conv2d_s2(Launch l, const float* x, const SubsampleLengths& lengths, int64_t batch, int64_t t_in_max,
+                              int64_t f_in, int64_t c, const float* w, const float* bias, int64_t pad_lo,
+                              int64_t t_out_max, int64_t f_out, void* y, int y_dtype);
+void relu_to(Launch l, const float* x, int64_t n, void* y, int y_dtype);
+
+// The whole rel-pos attention in one kernel for 16-bit precisions (attention_fused.cu): q/k/v/p float32 rows of
+// n_heads · d_head, read as fp16 (`half`) or bf16; items: device [batch][3] = key_begin, key_end, valid queries.
+struct FusedAttentionArgs {
+    const float *q, *k, *v, *p, *pos_bias_u, *pos_bias_v;
+    float* out;
+    const int* items;
+    int batch, n_query, n_key, n_heads, d_head, n_cache, n_pos, pos_first;
+    int att_left, att_right, att_chunk, att_left_chunks;
+    float scale;  // 1 / sqrt(d_head)
+    // n_splits > 1: each block takes one of n_splits parts of its rows' keys and writes its unnormalised rows to
+    // part_o [n_splits][batch][n_heads][n_query][d_head] and (running maximum, sum) to part_ml [..][2]; a second
+    // kernel merges the parts into out.
+    int n_splits;
+    float* part_o;
+    float* part_ml;
+};
+bool fused_attention_supported(int64_t d_head);
+// Parts to split each block's keys into (1: no split) so that small batches still fill the GPU.
+int fused_attention_splits(int64_t batch, int64_t n_query, int64_t n_heads, int64_t n_key, int n_sms);
+void fused_attention(Launch l, const FusedAttentionArgs& a, bool half);
 
 // Attention helpers for a query block [i0, i0 + nb) of one batch item, or for blocks of n_items items at once
 // (rows [0, nb) of each; see attention.cc).

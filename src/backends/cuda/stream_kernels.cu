@@ -493,6 +493,22 @@ __global__ void bias_silu_act_kernel(const float* y, const float* bias, int rows
     }
 }
 
+// In place on 16-bit rows, two elements per thread: y = SiLU(y + bias[col]) (cols even).
+template <typename T>
+__global__ void bias_silu_16_kernel(T* y, const float* bias, int rows, int half_cols) {
+    const int n = rows * half_cols;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const int col = 2 * (i % half_cols);
+        float v0 = to_float(y[2 * i]), v1 = to_float(y[2 * i + 1]);
+        if (bias) {
+            v0 += bias[col];
+            v1 += bias[col + 1];
+        }
+        y[2 * i] = from_float<T>(v0 / (1.f + expf(-v0)));
+        y[2 * i + 1] = from_float<T>(v1 / (1.f + expf(-v1)));
+    }
+}
+
 __global__ void decoder_gather_kernel(SlotLayout s, float* const* pages, const int* slot, int64_t batch, float* h,
                                       float* c, float* p, int* t, int* started) {
     const int64_t hd = s.dec_hidden, j = s.joint_hidden, per = 2 * hd + j;
@@ -762,6 +778,21 @@ void bias_silu_act(Launch l, const float* y, const float* bias, int64_t rows, in
     if (n >= (int64_t{1} << 30)) throw_cuda_error(cudaErrorInvalidValue, "bias_silu_act size", __FILE__, __LINE__);
     bias_silu_act_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(y, bias, static_cast<int>(rows),
                                                                    static_cast<int>(cols), out, act_dtype);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void bias_silu_16(Launch l, void* y, const float* bias, int64_t rows, int64_t cols, int act_dtype) {
+    const int64_t n = rows * cols / 2;
+    if (n <= 0) return;
+    if (cols % 2 != 0 || n >= (int64_t{1} << 30) || (act_dtype != 1 && act_dtype != 2))
+        throw_cuda_error(cudaErrorInvalidValue, "bias_silu_16 shape", __FILE__, __LINE__);
+    if (act_dtype == 2) {
+        bias_silu_16_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(
+            static_cast<__nv_bfloat16*>(y), bias, static_cast<int>(rows), static_cast<int>(cols / 2));
+    } else {
+        bias_silu_16_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(static_cast<__half*>(y), bias,
+                                                                      static_cast<int>(rows), static_cast<int>(cols / 2));
+    }
     PK_CUDA_CHECK_LAUNCH();
 }
 

@@ -107,6 +107,8 @@ void layer_norm_act(Launch l, float* x, const float* r, float alpha, const float
                     int64_t rows, int64_t cols, void* y, int act_dtype);
 // y16 = SiLU(y + bias[col]) written as act_dtype (bias may be null).
 void bias_silu_act(Launch l, const float* y, const float* bias, int64_t rows, int64_t cols, void* out, int act_dtype);
+// In place on 16-bit y (act_dtype 1 or 2, cols even): y = SiLU(y + bias[col]) (bias may be null).
+void bias_silu_16(Launch l, void* y, const float* bias, int64_t rows, int64_t cols, int act_dtype);
 
 // y[m] = act(x[m] · wᵀ + bias) for a few rows (see skinny.cu). w [n, k] row-major: float32 (w_dtype 0), float16
 // (1) or bfloat16 (2); x [rows, k] of the weight's type (float32 for float32 weights); y [rows, ldy] of y_dtype.
