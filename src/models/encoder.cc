@@ -511,16 +511,17 @@ void FastConformerEncoder::subsample_batch(const ExecContext& ctx, const std::ve
         }
         Tensor y = Tensor::empty({g, rows[2], bins[2], ch}, act, dev);
         ops::subsample_front(ctx, in, len[0].data(), conv0_w_, conv0_b_, dw_w_[0], dw_b_[0], pad_lo, y);
+        // The pointwise convs' biases are added by the op that reads their output, before its ReLU.
         Tensor z = Tensor::empty({g, rows[2], bins[2], ch}, DType::kF32, dev);
-        ops::linear(ctx, y, pw_w_[0], &pw_b_[0], z);
+        ops::linear(ctx, y, pw_w_[0], nullptr, z);
         for (int s = 2; s < n_stages_; ++s) {
             y = Tensor::empty({g, rows[s + 1], bins[s + 1], ch}, act, dev);
-            ops::relu_depthwise_conv2d_s2(ctx, z, len[s].data(), dw_w_[s - 1], dw_b_[s - 1], pad_lo, y);
+            ops::relu_depthwise_conv2d_s2(ctx, z, &pw_b_[s - 2], len[s].data(), dw_w_[s - 1], dw_b_[s - 1], pad_lo, y);
             z = Tensor::empty({g, rows[s + 1], bins[s + 1], ch}, DType::kF32, dev);
-            ops::linear(ctx, y, pw_w_[s - 1], &pw_b_[s - 1], z);
+            ops::linear(ctx, y, pw_w_[s - 1], nullptr, z);
         }
         Tensor flat = Tensor::empty({g * t_out, bins[n_stages_] * ch}, act, dev);
-        ops::relu_to(ctx, z, flat);
+        ops::relu_to(ctx, z, &pw_b_[n_stages_ - 2], flat);
         Tensor out = x.slice0(b0, b0 + g).reshape({g * t_out, d});
         ops::linear(ctx, flat, out_w_cl_, &out_b_, out);
         Tensor out3 = out.reshape({g, t_out, d});

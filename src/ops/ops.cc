@@ -364,40 +364,48 @@ void subsample_front(const ExecContext& ctx, const Tensor& x, const int* lengths
     });
 }
 
-void relu_depthwise_conv2d_s2(const ExecContext& ctx, const Tensor& x, const int* lengths, const Tensor& w,
-                              const Tensor& bias, int pad_lo, Tensor& y) {
+void relu_depthwise_conv2d_s2(const ExecContext& ctx, const Tensor& x, const Tensor* in_bias, const int* lengths,
+                              const Tensor& w, const Tensor& bias, int pad_lo, Tensor& y) {
     PK_CHECK(x.rank() == 4 && x.dtype() == DType::kF32 && w.rank() == 4 && w.dim(0) == x.dim(3) && w.dim(1) == 1 &&
                  w.dim(2) == 3 && w.dim(3) == 3 && bias.numel() == x.dim(3) && (pad_lo == 1 || pad_lo == 2),
              kInternal, "relu_depthwise_conv2d_s2: x {} w {}", shape_str(x.shape()), shape_str(w.shape()));
     const int64_t batch = x.dim(0), t = x.dim(1), f = x.dim(2), c = x.dim(3);
     const int64_t t_out = stage_out(t, pad_lo), f_out = stage_out(f, pad_lo);
+    PK_CHECK(!in_bias || in_bias->numel() == c, kInternal, "relu_depthwise_conv2d_s2: input bias of {}",
+             in_bias->numel());
     PK_CHECK(y.shape() == (Shape{batch, t_out, f_out, c}), kInternal, "relu_depthwise_conv2d_s2: y {}",
              shape_str(y.shape()));
     check_act_out(ctx, y, "relu_depthwise_conv2d_s2");
     for (int64_t b = 0; b < batch; ++b)
         PK_CHECK(lengths[b] >= 0 && lengths[b] <= t, kInternal, "relu_depthwise_conv2d_s2: length {}", lengths[b]);
     dispatch(ctx, "relu_depthwise_conv2d_s2", [&] {
-        cpu::relu_depthwise_conv2d_s2(x.data<float>(), lengths, batch, t, f, c, w.data<float>(), bias.data<float>(),
-                                      pad_lo, t_out, f_out, y.data<float>());
+        cpu::relu_depthwise_conv2d_s2(x.data<float>(), in_bias ? in_bias->data<float>() : nullptr, lengths, batch, t,
+                                      f, c, w.data<float>(), bias.data<float>(), pad_lo, t_out, f_out,
+                                      y.data<float>());
     }, [&] {
         PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "relu_depthwise_conv2d_s2", {&x, &y});
-                   cuda::relu_depthwise_conv2d_s2(*ctx.cuda, x.data<float>(), lengths, batch, t, f, c,
+                   cuda::relu_depthwise_conv2d_s2(*ctx.cuda, x.data<float>(),
+                                                  in_bias ? cuda::weight_f32(*ctx.cuda, *in_bias) : nullptr, lengths,
+                                                  batch, t, f, c,
                                                   cuda::weight_f32(*ctx.cuda, w), cuda::weight_f32(*ctx.cuda, bias),
                                                   pad_lo, t_out, f_out, y.raw(), y.dtype()));
     });
 }
 
-void relu_to(const ExecContext& ctx, const Tensor& x, Tensor& y) {
-    PK_CHECK(x.dtype() == DType::kF32 && x.numel() == y.numel(), kInternal, "relu_to: {} -> {}",
-             shape_str(x.shape()), shape_str(y.shape()));
+void relu_to(const ExecContext& ctx, const Tensor& x, const Tensor* bias, Tensor& y) {
+    const int64_t c = bias ? bias->numel() : 1;
+    PK_CHECK(x.dtype() == DType::kF32 && x.numel() == y.numel() && c > 0 && x.numel() % c == 0, kInternal,
+             "relu_to: {} -> {} (bias of {})", shape_str(x.shape()), shape_str(y.shape()), c);
     check_act_out(ctx, y, "relu_to");
     dispatch(ctx, "relu_to", [&] {
         const float* xs = x.data<float>();
+        const float* bs = bias ? bias->data<float>() : nullptr;
         float* ys = y.data<float>();
-        for (int64_t i = 0; i < x.numel(); ++i) ys[i] = std::max(xs[i], 0.f);
+        for (int64_t i = 0; i < x.numel(); ++i) ys[i] = std::max(xs[i] + (bs ? bs[i % c] : 0.f), 0.f);
     }, [&] {
         PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "relu_to", {&x, &y});
-                   cuda::relu_to(*ctx.cuda, x.data<float>(), x.numel(), y.raw(), y.dtype()));
+                   cuda::relu_to(*ctx.cuda, x.data<float>(), bias ? cuda::weight_f32(*ctx.cuda, *bias) : nullptr, c,
+                                 x.numel(), y.raw(), y.dtype()));
     });
 }
 

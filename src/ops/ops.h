@@ -97,12 +97,14 @@ void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, con
 // rows past an item's own T2 are zero. w0/w1 [C, 1, 3, 3].
 void subsample_front(const ExecContext& ctx, const Tensor& x, const int* lengths, const Tensor& w0, const Tensor& b0,
                      const Tensor& w1, const Tensor& b1, int pad_lo, Tensor& y);
-// y[B, T', F', C] = depthwise 3x3/2 conv (+ bias) of ReLU(x[B, T, F, C]) (float32; item b has lengths[b] rows);
-// y float32 or gemm_input_dtype(ctx), rows past an item's own T' zero.
-void relu_depthwise_conv2d_s2(const ExecContext& ctx, const Tensor& x, const int* lengths, const Tensor& w,
-                              const Tensor& bias, int pad_lo, Tensor& y);
-// y = max(x, 0): x float32, y float32 or gemm_input_dtype(ctx) (same element count).
-void relu_to(const ExecContext& ctx, const Tensor& x, Tensor& y);
+// y[B, T', F', C] = depthwise 3x3/2 conv (+ bias) of ReLU(x[B, T, F, C] + in_bias[C]) (x float32, item b has
+// lengths[b] rows; in_bias may be null: the bias of the GEMM that made x); y float32 or gemm_input_dtype(ctx), rows
+// past an item's own T' zero.
+void relu_depthwise_conv2d_s2(const ExecContext& ctx, const Tensor& x, const Tensor* in_bias, const int* lengths,
+                              const Tensor& w, const Tensor& bias, int pad_lo, Tensor& y);
+// y = max(x + bias[c], 0) over rows of C = bias size (bias may be null): x float32, y float32 or
+// gemm_input_dtype(ctx) (same element count).
+void relu_to(const ExecContext& ctx, const Tensor& x, const Tensor* bias, Tensor& y);
 }  // namespace parakeet::ops
 
 namespace parakeet::ops {

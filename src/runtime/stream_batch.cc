@@ -291,11 +291,12 @@ struct StreamBatchEngine::Impl {
             // flatten folded into the output weight. The features are zero past each item's rows.
             const DType adt = activation_dtype(precision);
             const int code = kernel_dtype_code(adt);
+            // The pointwise convs' biases are added by the kernel that reads their output, before its ReLU.
             auto gemm_bias = [&](const Tensor& a, const Tensor& w, const float* bias, Tensor& out, int64_t m, int64_t n,
                                  int64_t k) {
                 cuda::gemm(*cu, precision, false, true, m, n, k, 1.f, cuda::GemmOperand{a.raw(), adt, k},
                            cuda::GemmOperand{w.raw(), w.dtype(), k}, 0.f, out.data<float>(), n);
-                cuda::add_bias_rows(*cu, out.data<float>(), bias, m, n);
+                if (bias) cuda::add_bias_rows(*cu, out.data<float>(), bias, m, n);
             };
             int64_t n_pos = B * sh.rows[2] * sh.bins[2];
             Tensor y = Tensor::empty({n_pos * ch}, adt, dev);
@@ -303,20 +304,20 @@ struct StreamBatchEngine::Impl {
                                            sh.rows[0], sh.bins[0], conv0_w, conv0_b, dw_w[0], dw_b[0], ch, pad_lo,
                                            sh.rows[2], sh.bins[1], sh.bins[2], y.raw(), code);
             Tensor z = alloc(n_pos * ch);
-            gemm_bias(y, pw_w_dev[0], pw_b[0], z, n_pos, ch, ch);
+            gemm_bias(y, pw_w_dev[0], nullptr, z, n_pos, ch, ch);
             for (int s = 2; s < ns; ++s) {
                 n_pos = B * sh.rows[s + 1] * sh.bins[s + 1];
                 y = Tensor::empty({n_pos * ch}, adt, dev);
                 cuda::kernels::relu_depthwise_conv2d_s2(
-                    l, z.data<float>(), cuda::kernels::SubsampleLengths{stage_len + s - 1, stage_len + s, ns}, B,
+                    l, z.data<float>(), pw_b[s - 2], cuda::kernels::SubsampleLengths{stage_len + s - 1, stage_len + s, ns}, B,
                     sh.rows[s], sh.bins[s], ch, dw_w[s - 1], dw_b[s - 1], pad_lo, sh.rows[s + 1], sh.bins[s + 1],
                     y.raw(), code);
                 z = alloc(n_pos * ch);
-                gemm_bias(y, pw_w_dev[s - 1], pw_b[s - 1], z, n_pos, ch, ch);
+                gemm_bias(y, pw_w_dev[s - 1], nullptr, z, n_pos, ch, ch);
             }
             const int64_t f_last = sh.bins[ns];
             Tensor flat = Tensor::empty({n_pos * ch}, adt, dev);
-            cuda::kernels::relu_to(l, z.data<float>(), n_pos * ch, flat.raw(), code);
+            cuda::kernels::relu_to(l, z.data<float>(), pw_b[ns - 2], ch, n_pos * ch, flat.raw(), code);
             sub = alloc(B * t_in * D);
             gemm_bias(flat, sub_out_w_cl, sub_out_b, sub, B * t_in, D, ch * f_last);
         } else {

@@ -343,11 +343,23 @@ INSTANTIATE_TEST_SUITE_P(Precisions, CudaPrecisionTest,
                          [](const auto& param_info) { return std::string(precision_name(param_info.param)); });
 
 TEST_F(CudaTest, LayerNorm) {
-    Tensor x = rand({3, 11, 200}, -3.f, 5.f), g = rand({200}), b = rand({200});
-    Tensor y_cpu = Tensor::empty(x.shape()), y_gpu = Tensor::empty(x.shape(), DType::kF32, kGpu);
-    ops::layer_norm(cpu(), x, g, b, 1e-5f, y_cpu);
-    ops::layer_norm(gpu(), x.to(kGpu), g, b, 1e-5f, y_gpu);
-    expect_close(y_cpu, y_gpu, 1e-5, "layer_norm");
+    // 200 columns: one block per row; 128 and 1024: one warp per row (row counts not a multiple of 8 rows per block).
+    for (int64_t cols : {200, 128, 1024}) {
+        Tensor x = rand({3, 11, cols}, -3.f, 5.f), g = rand({cols}), b = rand({cols});
+        Tensor y_cpu = Tensor::empty(x.shape()), y_gpu = Tensor::empty(x.shape(), DType::kF32, kGpu);
+        ops::layer_norm(cpu(), x, g, b, 1e-5f, y_cpu);
+        ops::layer_norm(gpu(), x.to(kGpu), g, b, 1e-5f, y_gpu);
+        expect_close(y_cpu, y_gpu, 1e-5, fmt::format("layer_norm {} columns", cols));
+        // With the residual update.
+        Tensor r = rand(x.shape()), x_cpu = x.clone(), x_gpu = x.to(kGpu), r_gpu = r.to(kGpu);
+        ops::add_scaled_(cpu(), x_cpu, r, 0.5f);
+        ops::layer_norm(cpu(), x_cpu, g, b, 1e-5f, y_cpu);
+        cuda::CudaContext& c = context();
+        cuda::add_layer_norm(c, x_gpu.data<float>(), r_gpu.data<float>(), 0.5f, cuda::weight_f32(c, g),
+                             cuda::weight_f32(c, b), 1e-5f, 33, cols, y_gpu.data<float>());
+        expect_close(x_cpu, x_gpu, 1e-6, fmt::format("add_layer_norm residual {} columns", cols));
+        expect_close(y_cpu, y_gpu, 1e-5, fmt::format("add_layer_norm {} columns", cols));
+    }
 }
 
 TEST_F(CudaTest, ElementWise) {
@@ -463,12 +475,19 @@ TEST_F(CudaTest, BatchedSubsamplingOps) {
         }
         {
             const std::vector<int> lengths{19, 0, 7};
-            Tensor x = rand({3, 19, 10, c}), w = rand({c, 1, 3, 3}), b = rand({c});
+            Tensor x = rand({3, 19, 10, c}), w = rand({c, 1, 3, 3}), b = rand({c}), in_b = rand({c});
             const Shape ys{3, out(19, pad_lo), out(10, pad_lo), c};
             Tensor y_cpu = Tensor::empty(ys), y_gpu = Tensor::empty(ys, DType::kF32, kGpu);
-            ops::relu_depthwise_conv2d_s2(cpu(), x, lengths.data(), w, b, pad_lo, y_cpu);
-            ops::relu_depthwise_conv2d_s2(gpu(), x.to(kGpu), lengths.data(), w, b, pad_lo, y_gpu);
-            expect_close(y_cpu, y_gpu, 1e-5, fmt::format("relu_depthwise_conv2d_s2 pad {}", pad_lo));
+            for (const Tensor* ib : {static_cast<const Tensor*>(nullptr), static_cast<const Tensor*>(&in_b)}) {
+                ops::relu_depthwise_conv2d_s2(cpu(), x, ib, lengths.data(), w, b, pad_lo, y_cpu);
+                ops::relu_depthwise_conv2d_s2(gpu(), x.to(kGpu), ib, lengths.data(), w, b, pad_lo, y_gpu);
+                expect_close(y_cpu, y_gpu, 1e-5,
+                             fmt::format("relu_depthwise_conv2d_s2 pad {}{}", pad_lo, ib ? " input bias" : ""));
+            }
+            Tensor r_cpu = Tensor::empty(x.shape()), r_gpu = Tensor::empty(x.shape(), DType::kF32, kGpu);
+            ops::relu_to(cpu(), x, &in_b, r_cpu);
+            ops::relu_to(gpu(), x.to(kGpu), &in_b, r_gpu);
+            expect_close(r_cpu, r_gpu, 1e-6, "relu_to with bias");
         }
     }
 }

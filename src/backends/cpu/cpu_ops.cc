@@ -250,9 +250,9 @@ void subsample_front(const float* x, const int* lengths, int64_t batch, int64_t 
     }
 }
 
-void relu_depthwise_conv2d_s2(const float* x, const int* lengths, int64_t batch, int64_t t_in_max, int64_t f_in,
-                              int64_t c, const float* w, const float* bias, int64_t pad_lo, int64_t t_out_max,
-                              int64_t f_out, float* y) {
+void relu_depthwise_conv2d_s2(const float* x, const float* in_bias, const int* lengths, int64_t batch,
+                              int64_t t_in_max, int64_t f_in, int64_t c, const float* w, const float* bias,
+                              int64_t pad_lo, int64_t t_out_max, int64_t f_out, float* y) {
 #pragma omp parallel for collapse(2) if (batch * t_out_max * f_out * c > 16384)
     for (int64_t b = 0; b < batch; ++b) {
         for (int64_t to = 0; to < t_out_max; ++to) {
@@ -270,7 +270,8 @@ void relu_depthwise_conv2d_s2(const float* x, const int* lengths, int64_t batch,
                             for (int64_t bb = 0; bb < 3; ++bb) {
                                 const int64_t fs = 2 * fo + bb - pad_lo;
                                 if (fs < 0 || fs >= f_in) continue;
-                                acc += w[ch * 9 + a * 3 + bb] * std::max(xb[(ts * f_in + fs) * c + ch], 0.f);
+                                acc += w[ch * 9 + a * 3 + bb] *
+                                       std::max(xb[(ts * f_in + fs) * c + ch] + (in_bias ? in_bias[ch] : 0.f), 0.f);
                             }
                         }
                     }

@@ -45,9 +45,9 @@ void conv2d_3x3_s2(const float* x, int64_t c_in, int64_t t, int64_t f, const flo
 void subsample_front(const float* x, const int* lengths, int64_t batch, int64_t t_max, int64_t f, const float* w0,
                      const float* b0, const float* w1, const float* b1, int64_t c, int64_t pad_lo, int64_t t2_max,
                      int64_t f1, int64_t f2, float* y);
-void relu_depthwise_conv2d_s2(const float* x, const int* lengths, int64_t batch, int64_t t_in_max, int64_t f_in,
-                              int64_t c, const float* w, const float* bias, int64_t pad_lo, int64_t t_out_max,
-                              int64_t f_out, float* y);
+void relu_depthwise_conv2d_s2(const float* x, const float* in_bias, const int* lengths, int64_t batch,
+                              int64_t t_in_max, int64_t f_in, int64_t c, const float* w, const float* bias,
+                              int64_t pad_lo, int64_t t_out_max, int64_t f_out, float* y);
 }  // namespace parakeet::cpu
 
 namespace parakeet::cpu {

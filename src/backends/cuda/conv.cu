@@ -185,9 +185,9 @@ __global__ void subsample_front_kernel(const float* x, SubsampleLengths lens, in
 // 2fo + bb - pad_lo, ch], 0) over the taps inside the item's rows and the columns; rows past the item's output
 // length are zero.
 template <typename Y>
-__global__ void relu_depthwise_conv2d_s2_kernel(const float* x, SubsampleLengths lens, int t_in_max, int f_in, int c,
-                                                const float* w, const float* bias, int pad_lo, int t_out_max, int f_out,
-                                                Y* y) {
+__global__ void relu_depthwise_conv2d_s2_kernel(const float* x, const float* in_bias, SubsampleLengths lens,
+                                                int t_in_max, int f_in, int c, const float* w, const float* bias,
+                                                int pad_lo, int t_out_max, int f_out, Y* y) {
     const int to = blockIdx.x, b = blockIdx.y;
     const int len = lens.in[b * lens.stride], len_out = lens.out[b * lens.stride];
     Y* out = y + (int64_t{b} * t_out_max + to) * f_out * c;
@@ -197,6 +197,7 @@ __global__ void relu_depthwise_conv2d_s2_kernel(const float* x, SubsampleLengths
         float acc = 0.f;
         if (to < len_out) {
             acc = bias[ch];
+            const float xb_ch = in_bias ? in_bias[ch] : 0.f;
 #pragma unroll
             for (int a = 0; a < 3; ++a) {
                 const int ts = 2 * to + a - pad_lo;
@@ -205,7 +206,7 @@ __global__ void relu_depthwise_conv2d_s2_kernel(const float* x, SubsampleLengths
                 for (int bb = 0; bb < 3; ++bb) {
                     const int fs = 2 * fo + bb - pad_lo;
                     if (fs < 0 || fs >= f_in) continue;
-                    acc += w[ch * 9 + a * 3 + bb] * fmaxf(xb[(int64_t{ts} * f_in + fs) * c + ch], 0.f);
+                    acc += w[ch * 9 + a * 3 + bb] * fmaxf(xb[(int64_t{ts} * f_in + fs) * c + ch] + xb_ch, 0.f);
                 }
             }
         }
@@ -214,9 +215,9 @@ __global__ void relu_depthwise_conv2d_s2_kernel(const float* x, SubsampleLengths
 }
 
 template <typename Y>
-__global__ void relu_to_kernel(const float* x, int64_t n, Y* y) {
+__global__ void relu_to_kernel(const float* x, const float* bias, int64_t c, int64_t n, Y* y) {
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
-        y[i] = from_float<Y>(fmaxf(x[i], 0.f));
+        y[i] = from_float<Y>(fmaxf(x[i] + (bias ? bias[i % c] : 0.f), 0.f));
 }
 
 template <typename F>
@@ -248,7 +249,8 @@ void subsample_front(Launch l, const float* x, const SubsampleLengths& lengths, 
     PK_CUDA_CHECK_LAUNCH();
 }
 
-void relu_depthwise_conv2d_s2(Launch l, const float* x, const SubsampleLengths& lengths, int64_t batch, int64_t t_in_max,
+void relu_depthwise_conv2d_s2(Launch l, const float* x, const float* in_bias, const SubsampleLengths& lengths,
+                              int64_t batch, int64_t t_in_max,
                               int64_t f_in, int64_t c, const float* w, const float* bias, int64_t pad_lo,
                               int64_t t_out_max, int64_t f_out, void* y, int y_dtype) {
     if (batch <= 0 || t_out_max <= 0) return;
@@ -258,17 +260,17 @@ void relu_depthwise_conv2d_s2(Launch l, const float* x, const SubsampleLengths& 
     by_act_dtype(y_dtype, [&](auto tag) {
         using Y = decltype(tag);
         relu_depthwise_conv2d_s2_kernel<Y><<<grid, kThreads, 0, l.stream>>>(
-            x, lengths, static_cast<int>(t_in_max), static_cast<int>(f_in), static_cast<int>(c), w, bias,
+            x, in_bias, lengths, static_cast<int>(t_in_max), static_cast<int>(f_in), static_cast<int>(c), w, bias,
             static_cast<int>(pad_lo), static_cast<int>(t_out_max), static_cast<int>(f_out), static_cast<Y*>(y));
     });
     PK_CUDA_CHECK_LAUNCH();
 }
 
-void relu_to(Launch l, const float* x, int64_t n, void* y, int y_dtype) {
+void relu_to(Launch l, const float* x, const float* bias, int64_t c, int64_t n, void* y, int y_dtype) {
     if (n <= 0) return;
     by_act_dtype(y_dtype, [&](auto tag) {
         using Y = decltype(tag);
-        relu_to_kernel<Y><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, n, static_cast<Y*>(y));
+        relu_to_kernel<Y><<<grid_for(l, n), kThreads, 0, l.stream>>>(x, bias, c, n, static_cast<Y*>(y));
     });
     PK_CUDA_CHECK_LAUNCH();
 }

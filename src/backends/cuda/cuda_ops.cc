@@ -109,7 +109,8 @@ void subsample_front(CudaContext& ctx, const float* x, const int* lengths, int64
                              c, pad_lo, t2_max, f1, f2, y, act_code(y_dtype));
 }
 
-void relu_depthwise_conv2d_s2(CudaContext& ctx, const float* x, const int* lengths, int64_t batch, int64_t t_in_max,
+void relu_depthwise_conv2d_s2(CudaContext& ctx, const float* x, const float* in_bias, const int* lengths,
+                              int64_t batch, int64_t t_in_max,
                               int64_t f_in, int64_t c, const float* w, const float* bias, int64_t pad_lo,
                               int64_t t_out_max, int64_t f_out, void* y, DType y_dtype) {
     if (batch <= 0) return;
@@ -119,12 +120,13 @@ void relu_depthwise_conv2d_s2(CudaContext& ctx, const float* x, const int* lengt
         lens[2 * b + 1] = lengths[b] + pad_lo + 1 < 3 ? 0 : static_cast<int>((lengths[b] + pad_lo - 2) / 2 + 1);
     }
     const int* dev = static_cast<const int*>(ctx.upload(lens.data(), lens.size() * sizeof(int)));
-    kernels::relu_depthwise_conv2d_s2(launch(ctx), x, kernels::SubsampleLengths{dev, dev + 1, 2}, batch, t_in_max, f_in,
+    kernels::relu_depthwise_conv2d_s2(launch(ctx), x, in_bias, kernels::SubsampleLengths{dev, dev + 1, 2}, batch,
+                                      t_in_max, f_in,
                                       c, w, bias, pad_lo, t_out_max, f_out, y, act_code(y_dtype));
 }
 
-void relu_to(CudaContext& ctx, const float* x, int64_t n, void* y, DType y_dtype) {
-    kernels::relu_to(launch(ctx), x, n, y, act_code(y_dtype));
+void relu_to(CudaContext& ctx, const float* x, const float* bias, int64_t c, int64_t n, void* y, DType y_dtype) {
+    kernels::relu_to(launch(ctx), x, bias, c, n, y, act_code(y_dtype));
 }
 
 void zero_after_lengths(CudaContext& ctx, float* x, const int* lengths, int64_t batch, int64_t t, int64_t d) {

@@ -82,10 +82,11 @@ void conv2d_3x3_s2(CudaContext& ctx, const float* x, int64_t c_in, int64_t t, in
 void subsample_front(CudaContext& ctx, const float* x, const int* lengths, int64_t batch, int64_t t_max, int64_t f,
                      const float* w0, const float* b0, const float* w1, const float* b1, int64_t c, int64_t pad_lo,
                      int64_t t2_max, int64_t f1, int64_t f2, void* y, DType y_dtype);
-void relu_depthwise_conv2d_s2(CudaContext& ctx, const float* x, const int* lengths, int64_t batch, int64_t t_in_max,
+void relu_depthwise_conv2d_s2(CudaContext& ctx, const float* x, const float* in_bias, const int* lengths,
+                              int64_t batch, int64_t t_in_max,
                               int64_t f_in, int64_t c, const float* w, const float* bias, int64_t pad_lo,
                               int64_t t_out_max, int64_t f_out, void* y, DType y_dtype);
-void relu_to(CudaContext& ctx, const float* x, int64_t n, void* y, DType y_dtype);
+void relu_to(CudaContext& ctx, const float* x, const float* bias, int64_t c, int64_t n, void* y, DType y_dtype);
 void add_row_bias(CudaContext& ctx, float* y, const float* bias, int64_t rows, int64_t cols);
 void flatten_channels(CudaContext& ctx, const float* x, int64_t c, int64_t t, int64_t f, float* y);
 // lengths: host array [batch].

@@ -47,7 +47,8 @@ void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, con
 void conv2d_3x3_s2(Launch l, const float* x, int64_t c_in, int64_t t, int64_t f, const float* w, const float* bias,
                    int64_t c_out, bool depthwise, int64_t pad_lo, float* y);
 // The batched subsampling's kernels (channels last; y of y_dtype 0/1/2 = float32/float16/bfloat16): see
-// ops::subsample_front, ops::relu_depthwise_conv2d_s2, ops::relu_to. Per-item row counts, device-readable, item b's
+// ops::subsample_front, ops::relu_depthwise_conv2d_s2, ops::relu_to (in_bias / bias: per channel, added to x
+// before the ReLU, may be null; c: channels of relu_to's rows). Per-item row counts, device-readable, item b's
 // at b · stride: `in` the input's rows (subsample_front: null when x is zero past each item's rows), `out` the
 // output's (subsample_front: the first stage's at out[b · stride], the second's at out[b · stride + 1]).
 struct SubsampleLengths {
@@ -58,10 +59,11 @@ struct SubsampleLengths {
 void subsample_front(Launch l, const float* x, const SubsampleLengths& lengths, int64_t batch, int64_t t_max, int64_t f,
                      const float* w0, const float* b0, const float* w1, const float* b1, int64_t c, int64_t pad_lo,
                      int64_t t2_max, int64_t f1, int64_t f2, void* y, int y_dtype);
-void relu_depthwise_conv2d_s2(Launch l, const float* x, const SubsampleLengths& lengths, int64_t batch, int64_t t_in_max,
+void relu_depthwise_conv2d_s2(Launch l, const float* x, const float* in_bias, const SubsampleLengths& lengths,
+                              int64_t batch, int64_t t_in_max,
                               int64_t f_in, int64_t c, const float* w, const float* bias, int64_t pad_lo,
                               int64_t t_out_max, int64_t f_out, void* y, int y_dtype);
-void relu_to(Launch l, const float* x, int64_t n, void* y, int y_dtype);
+void relu_to(Launch l, const float* x, const float* bias, int64_t c, int64_t n, void* y, int y_dtype);
 
 // The whole rel-pos attention in one kernel for 16-bit precisions (attention_fused.cu): q/k/v/p float32 rows of
 // n_heads · d_head, read as fp16 (`half`) or bf16; items: device [batch][3] = key_begin, key_end, valid queries.
