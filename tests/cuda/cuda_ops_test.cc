@@ -343,22 +343,23 @@ INSTANTIATE_TEST_SUITE_P(Precisions, CudaPrecisionTest,
                          [](const auto& param_info) { return std::string(precision_name(param_info.param)); });
 
 TEST_F(CudaTest, LayerNorm) {
-    // 200 columns: one block per row; 128 and 1024: one warp per row (row counts not a multiple of 8 rows per block).
-    for (int64_t cols : {200, 128, 1024}) {
-        Tensor x = rand({3, 11, cols}, -3.f, 5.f), g = rand({cols}), b = rand({cols});
+    // 200 columns, or 33 rows: one block per row; 750 rows of 128 and 1024: one warp per row (750 is not a multiple
+    // of the rows per block).
+    for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{33, 200}, {33, 1024}, {750, 128}, {750, 1024}}) {
+        Tensor x = rand({3, rows / 3, cols}, -3.f, 5.f), g = rand({cols}), b = rand({cols});
         Tensor y_cpu = Tensor::empty(x.shape()), y_gpu = Tensor::empty(x.shape(), DType::kF32, kGpu);
         ops::layer_norm(cpu(), x, g, b, 1e-5f, y_cpu);
         ops::layer_norm(gpu(), x.to(kGpu), g, b, 1e-5f, y_gpu);
-        expect_close(y_cpu, y_gpu, 1e-5, fmt::format("layer_norm {} columns", cols));
+        expect_close(y_cpu, y_gpu, 1e-5, fmt::format("layer_norm {} x {}", rows, cols));
         // With the residual update.
         Tensor r = rand(x.shape()), x_cpu = x.clone(), x_gpu = x.to(kGpu), r_gpu = r.to(kGpu);
         ops::add_scaled_(cpu(), x_cpu, r, 0.5f);
         ops::layer_norm(cpu(), x_cpu, g, b, 1e-5f, y_cpu);
         cuda::CudaContext& c = context();
         cuda::add_layer_norm(c, x_gpu.data<float>(), r_gpu.data<float>(), 0.5f, cuda::weight_f32(c, g),
-                             cuda::weight_f32(c, b), 1e-5f, 33, cols, y_gpu.data<float>());
-        expect_close(x_cpu, x_gpu, 1e-6, fmt::format("add_layer_norm residual {} columns", cols));
-        expect_close(y_cpu, y_gpu, 1e-5, fmt::format("add_layer_norm {} columns", cols));
+                             cuda::weight_f32(c, b), 1e-5f, rows, cols, y_gpu.data<float>());
+        expect_close(x_cpu, x_gpu, 1e-6, fmt::format("add_layer_norm residual {} x {}", rows, cols));
+        expect_close(y_cpu, y_gpu, 1e-5, fmt::format("add_layer_norm {} x {}", rows, cols));
     }
 }
 
