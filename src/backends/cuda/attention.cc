@@ -1,6 +1,8 @@
 // Rel-pos multi-head attention on the GPU (NeMo RelPositionMultiHeadAttention, Transformer-XL scores): cuBLAS
 // computes AC = (q+u)·Kᵀ and BD = (q+v)·Pᵀ for all heads, one kernel applies the relative shift by index, the
-// masks and the softmax, and cuBLAS computes softmax·V straight into the output. Two ways to run it:
+// masks and the softmax, and cuBLAS computes softmax·V straight into the output. At fp16/bf16 with d_head 64 or 128
+// the whole attention is one kernel instead (attention_fused.cu, rel_pos_attention_fused); the GEMM path serves fp32,
+// tf32 and other head sizes, in two ways:
 //
 // - Batched (offline batches of short inputs): when every item's queries fit one block and the scores of several
 //   items fit the budget, a group of items costs six launches whatever its size: the biased queries of all its
@@ -177,56 +179,63 @@ bool rel_pos_attention_batched(CudaContext& ctx, Precision precision, const Atte
     return true;
 }
 
+// fp16/bf16 with d_head 64 or 128: the whole attention in one kernel (attention_fused.cu); returns false, having
+// queued nothing, elsewhere. PARAKEET_UNFUSED_ATTENTION=1 keeps the GEMM path (A/B measurements).
+bool rel_pos_attention_fused(CudaContext& ctx, Precision precision, const AttentionArgs& a, const float* q,
+                             const float* k, const float* v, const float* p, const float* pos_bias_u,
+                             const float* pos_bias_v, float* out) {
+    static const bool unfused = [] {
+        const char* env = std::getenv("PARAKEET_UNFUSED_ATTENTION");
+        return env && *env == '1';
+    }();
+    if ((precision != Precision::kF16 && precision != Precision::kBF16) || unfused ||
+        !kernels::fused_attention_supported(a.d_head) || a.n_key >= INT_MAX / 2 || a.n_query >= INT_MAX / 2 ||
+        a.n_pos >= INT_MAX / 2)
+        return false;
+    std::vector<int> items(static_cast<size_t>(3 * a.batch));
+    for (int64_t b = 0; b < a.batch; ++b) {
+        items[3 * b] = a.key_begin ? a.key_begin[b] : 0;
+        items[3 * b + 1] = a.key_end ? a.key_end[b] : static_cast<int>(a.n_key);
+        items[3 * b + 2] = a.q_valid ? a.q_valid[b] : static_cast<int>(a.n_query);
+    }
+    kernels::FusedAttentionArgs fa{};
+    fa.q = q;
+    fa.k = k;
+    fa.v = v;
+    fa.p = p;
+    fa.pos_bias_u = pos_bias_u;
+    fa.pos_bias_v = pos_bias_v;
+    fa.out = out;
+    fa.items = static_cast<const int*>(ctx.upload(items.data(), items.size() * sizeof(int)));
+    fa.batch = static_cast<int>(a.batch);
+    fa.n_query = static_cast<int>(a.n_query);
+    fa.n_key = static_cast<int>(a.n_key);
+    fa.n_heads = static_cast<int>(a.n_heads);
+    fa.d_head = static_cast<int>(a.d_head);
+    fa.n_cache = static_cast<int>(a.n_cache);
+    fa.n_pos = static_cast<int>(a.n_pos);
+    fa.pos_first = static_cast<int>(a.pos_first);
+    fa.att_left = static_cast<int>(a.att_left);
+    fa.att_right = static_cast<int>(a.att_right);
+    fa.att_chunk = static_cast<int>(a.att_chunk);
+    fa.att_left_chunks = static_cast<int>(std::min<int64_t>(a.att_left_chunks, INT_MAX / 4));
+    fa.scale = 1.f / std::sqrt(static_cast<float>(a.d_head));
+    fa.n_splits = kernels::fused_attention_splits(a.batch, a.n_query, a.n_heads, a.n_key, ctx.n_sms);
+    if (fa.n_splits > 1) {
+        const size_t rows = static_cast<size_t>(fa.n_splits * a.batch * a.n_heads * a.n_query);
+        fa.part_o = static_cast<float*>(ctx.scratch(rows * static_cast<size_t>(a.d_head + 2) * sizeof(float)));
+        fa.part_ml = fa.part_o + rows * static_cast<size_t>(a.d_head);
+    }
+    kernels::fused_attention(Launch{ctx.stream, ctx.n_sms}, fa, precision == Precision::kF16);
+    return true;
+}
+
 }  // namespace
 
 void rel_pos_attention(CudaContext& ctx, Precision precision, const AttentionArgs& a, const float* q, const float* k,
                        const float* v, const float* p, const float* pos_bias_u, const float* pos_bias_v, float* out) {
     const Launch l{ctx.stream, ctx.n_sms};
-    // fp16/bf16: the fused kernel (PARAKEET_UNFUSED_ATTENTION=1 keeps the GEMM path, for A/B measurements).
-    static const bool unfused = [] {
-        const char* env = std::getenv("PARAKEET_UNFUSED_ATTENTION");
-        return env && *env == '1';
-    }();
-    if ((precision == Precision::kF16 || precision == Precision::kBF16) && !unfused &&
-        kernels::fused_attention_supported(a.d_head) && a.n_key < INT_MAX / 2 && a.n_query < INT_MAX / 2 &&
-        a.n_pos < INT_MAX / 2) {
-        std::vector<int> items(static_cast<size_t>(3 * a.batch));
-        for (int64_t b = 0; b < a.batch; ++b) {
-            items[3 * b] = a.key_begin ? a.key_begin[b] : 0;
-            items[3 * b + 1] = a.key_end ? a.key_end[b] : static_cast<int>(a.n_key);
-            items[3 * b + 2] = a.q_valid ? a.q_valid[b] : static_cast<int>(a.n_query);
-        }
-        kernels::FusedAttentionArgs fa{};
-        fa.q = q;
-        fa.k = k;
-        fa.v = v;
-        fa.p = p;
-        fa.pos_bias_u = pos_bias_u;
-        fa.pos_bias_v = pos_bias_v;
-        fa.out = out;
-        fa.items = static_cast<const int*>(ctx.upload(items.data(), items.size() * sizeof(int)));
-        fa.batch = static_cast<int>(a.batch);
-        fa.n_query = static_cast<int>(a.n_query);
-        fa.n_key = static_cast<int>(a.n_key);
-        fa.n_heads = static_cast<int>(a.n_heads);
-        fa.d_head = static_cast<int>(a.d_head);
-        fa.n_cache = static_cast<int>(a.n_cache);
-        fa.n_pos = static_cast<int>(a.n_pos);
-        fa.pos_first = static_cast<int>(a.pos_first);
-        fa.att_left = static_cast<int>(a.att_left);
-        fa.att_right = static_cast<int>(a.att_right);
-        fa.att_chunk = static_cast<int>(a.att_chunk);
-        fa.att_left_chunks = static_cast<int>(std::min<int64_t>(a.att_left_chunks, INT_MAX / 4));
-        fa.scale = 1.f / std::sqrt(static_cast<float>(a.d_head));
-        fa.n_splits = kernels::fused_attention_splits(a.batch, a.n_query, a.n_heads, a.n_key, ctx.n_sms);
-        if (fa.n_splits > 1) {
-            const size_t rows = static_cast<size_t>(fa.n_splits * a.batch * a.n_heads * a.n_query);
-            fa.part_o = static_cast<float*>(ctx.scratch(rows * static_cast<size_t>(a.d_head + 2) * sizeof(float)));
-            fa.part_ml = fa.part_o + rows * static_cast<size_t>(a.d_head);
-        }
-        kernels::fused_attention(l, fa, precision == Precision::kF16);
-        return;
-    }
+    if (rel_pos_attention_fused(ctx, precision, a, q, k, v, p, pos_bias_u, pos_bias_v, out)) return;
     const int64_t d_model = a.n_heads * a.d_head, n_key = a.n_key, dk = a.d_head, nh = a.n_heads;
     // Query block height: the scores of one block (AC and BD, all heads) within the budget.
     const int64_t per_row = 4 * nh * (2 * dk + 3 * n_key + 1);

@@ -14,7 +14,9 @@
 //      and sum per row (online softmax);
 //   3. adds the chunk's probabilities (rounded to 16 bits) times the values to its output rows.
 // Masks are the per-row key ranges of attention_key_range, as in every other path; a row with no allowed key (or
-// past the item's valid queries) is written as zeros.
+// past the item's valid queries) is written as zeros. Where (query blocks x heads x items) would leave SMs idle, each
+// block's keys are split into parts run by separate blocks, and a second kernel merges their unnormalised rows by
+// their maxima and sums (fused_attention_splits).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
