@@ -7,6 +7,8 @@
 #include <optional>
 #include <utility>
 
+#include "core/env.h"
+#include "ops/conv_geometry.h"
 #include "ops/ops.h"
 
 namespace parakeet {
@@ -101,8 +103,7 @@ FastConformerEncoder::FastConformerEncoder(const EncoderConfig& c, const WeightS
 
 int64_t FastConformerEncoder::stage_size(int64_t n) const {
     // Stride-2 3x3 conv: padding 1/1 (symmetric) or 2 before, 1 after (CausalConv2D).
-    const int64_t pads = config_.causal_downsampling ? 3 : 2;
-    return n + pads < 3 ? 0 : (n + pads - 3) / 2 + 1;
+    return conv3x3_s2_size(n, config_.causal_downsampling ? 2 : 1);
 }
 
 int FastConformerEncoder::encoded_length(int n_frames) const {
@@ -222,10 +223,7 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     auto opt = [](const Tensor& b) { return b.defined() ? &b : nullptr; };
     Tensor q, k, v;
     // PARAKEET_SEPARATE_QKV=1: three GEMMs as before the joined one (A/B measurements).
-    static const bool separate_qkv = [] {
-        const char* env = std::getenv("PARAKEET_SEPARATE_QKV");
-        return env && *env == '1';
-    }();
+    static const bool separate_qkv = env_switch("PARAKEET_SEPARATE_QKV");
     if (!cache && !separate_qkv) {
         // Keys and values come from the same rows as the queries: one GEMM for the three (q, k, v one after
         // another in qkv).
@@ -542,10 +540,7 @@ Tensor FastConformerEncoder::forward(const ExecContext& ctx, const std::vector<T
     }
     // On CUDA the whole batch goes through the subsampling at once (PARAKEET_PER_ITEM_SUBSAMPLING=1: item by item, as
     // the CPU does, for A/B measurements).
-    static const bool per_item = [] {
-        const char* env = std::getenv("PARAKEET_PER_ITEM_SUBSAMPLING");
-        return env && *env == '1';
-    }();
+    static const bool per_item = env_switch("PARAKEET_PER_ITEM_SUBSAMPLING");
     Tensor x;
     if (ctx.device.type == DeviceType::kCUDA && n_stages_ >= 2 && !per_item && t_max > 0) {
         x = Tensor::empty({batch, t_max, d}, DType::kF32, ctx.device);

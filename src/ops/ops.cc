@@ -10,6 +10,7 @@
 #include "backends/cpu/cpu_ops.h"
 #include "backends/cuda/context.h"
 #include "backends/cuda/cuda_ops.h"
+#include "ops/conv_geometry.h"
 #include "ops/dispatch.h"
 
 namespace parakeet {
@@ -316,8 +317,8 @@ void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, con
                  bias.numel() == c_out && (depthwise ? c_in == c_out : c_in == 1),
              kInternal, "conv2d_3x3_s2: x {} w {}", shape_str(x.shape()), shape_str(w.shape()));
     PK_CHECK(pad_lo == 1 || pad_lo == 2, kInternal, "conv2d_3x3_s2: pad {}", pad_lo);
-    auto out_size = [pad_lo](int64_t n) { return (n + pad_lo + 1 - 3) / 2 + 1; };
-    PK_CHECK(y.shape() == (Shape{c_out, out_size(t), out_size(f)}), kInternal, "conv2d_3x3_s2: y {}",
+    PK_CHECK(y.shape() == (Shape{c_out, conv3x3_s2_size(t, pad_lo), conv3x3_s2_size(f, pad_lo)}), kInternal,
+             "conv2d_3x3_s2: y {}",
              shape_str(y.shape()));
     dispatch(ctx, "conv2d_3x3_s2", [&] {
         cpu::conv2d_3x3_s2(x.data<float>(), c_in, t, f, w.data<float>(), bias.data<float>(), c_out, depthwise, pad_lo,
@@ -331,7 +332,6 @@ void conv2d_3x3_s2(const ExecContext& ctx, const Tensor& x, const Tensor& w, con
 }
 
 namespace {
-int64_t stage_out(int64_t n, int pad_lo) { return (n + pad_lo + 1 - 3) / 2 + 1; }
 void check_act_out(const ExecContext& ctx, const Tensor& y, const char* op) {
     PK_CHECK(y.dtype() == DType::kF32 || y.dtype() == gemm_input_dtype(ctx), kInternal, "{}: {} output on {}", op,
              dtype_name(y.dtype()), ctx.device.str());
@@ -345,8 +345,8 @@ void subsample_front(const ExecContext& ctx, const Tensor& x, const int* lengths
                  w1.shape() == w0.shape() && b0.numel() == c && b1.numel() == c && (pad_lo == 1 || pad_lo == 2),
              kInternal, "subsample_front: x {} w0 {} w1 {}", shape_str(x.shape()), shape_str(w0.shape()),
              shape_str(w1.shape()));
-    const int64_t batch = x.dim(0), t = x.dim(1), f = x.dim(2), f1 = stage_out(f, pad_lo), f2 = stage_out(f1, pad_lo);
-    const int64_t t2 = stage_out(stage_out(t, pad_lo), pad_lo);
+    const int64_t batch = x.dim(0), t = x.dim(1), f = x.dim(2), f1 = conv3x3_s2_size(f, pad_lo);
+    const int64_t f2 = conv3x3_s2_size(f1, pad_lo), t2 = conv3x3_s2_size(conv3x3_s2_size(t, pad_lo), pad_lo);
     PK_CHECK(x.dtype() == DType::kF32 && y.shape() == (Shape{batch, t2, f2, c}), kInternal, "subsample_front: y {}",
              shape_str(y.shape()));
     check_act_out(ctx, y, "subsample_front");
@@ -370,7 +370,7 @@ void relu_depthwise_conv2d_s2(const ExecContext& ctx, const Tensor& x, const Ten
                  w.dim(2) == 3 && w.dim(3) == 3 && bias.numel() == x.dim(3) && (pad_lo == 1 || pad_lo == 2),
              kInternal, "relu_depthwise_conv2d_s2: x {} w {}", shape_str(x.shape()), shape_str(w.shape()));
     const int64_t batch = x.dim(0), t = x.dim(1), f = x.dim(2), c = x.dim(3);
-    const int64_t t_out = stage_out(t, pad_lo), f_out = stage_out(f, pad_lo);
+    const int64_t t_out = conv3x3_s2_size(t, pad_lo), f_out = conv3x3_s2_size(f, pad_lo);
     PK_CHECK(!in_bias || in_bias->numel() == c, kInternal, "relu_depthwise_conv2d_s2: input bias of {}",
              in_bias->numel());
     PK_CHECK(y.shape() == (Shape{batch, t_out, f_out, c}), kInternal, "relu_depthwise_conv2d_s2: y {}",

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "core/env.h"
 #include "ops/ops.h"
 #include "runtime/model.h"
 
@@ -121,10 +122,7 @@ int kernel_dtype_code(DType t) { return t == DType::kF16 ? 1 : t == DType::kBF16
 // PARAKEET_CHANNEL_FIRST_SUBSAMPLING=1: the channel-first subsampling kernels this engine used before the
 // channels-last ones (A/B measurements).
 bool channel_first_subsampling() {
-    static const bool on = [] {
-        const char* env = std::getenv("PARAKEET_CHANNEL_FIRST_SUBSAMPLING");
-        return env && *env == '1';
-    }();
+    static const bool on = env_switch("PARAKEET_CHANNEL_FIRST_SUBSAMPLING");
     return on;
 }
 
@@ -425,27 +423,14 @@ struct StreamBatchEngine::Impl {
             auto alloc16 = [&](int64_t n) { return Tensor::empty({n}, adt, dev); };
             Tensor norm16 = alloc16(rows * D), hidden16 = alloc16(rows * ff), att16 = alloc16(rows * D),
                    dw16 = alloc16(rows * D);
-            Tensor ffout = alloc(rows * ff);
             auto gemm = [&](const Tensor& a16, const Tensor& w, const float* bias, float* out, int64_t n, int64_t k) {
                 cuda::gemm(*cu, precision, false, true, rows, n, k, 1.f, cuda::GemmOperand{a16.raw(), adt, k},
                            cuda::GemmOperand{w.raw(), w.dtype(), k}, 0.f, out, n);
                 if (bias) cuda::add_bias_rows(*cu, out, bias, rows, n);
             };
-            // hidden16 = SiLU(norm16 · w1ᵀ + b1): with 16-bit activations the GEMM writes hidden16 and bias + SiLU run
-            // in place on it (PARAKEET_F32_FF_PRODUCT=1: a float32 product and a converting pass, as before).
-            static const bool f32_product = [] {
-                const char* env = std::getenv("PARAKEET_F32_FF_PRODUCT");
-                return env && *env == '1';
-            }();
+            // hidden16 = SiLU(norm16 · w1ᵀ + b1), the GEMM writing hidden16 (cuda::linear_x16_bias_silu).
             auto ff_hidden = [&](const Tensor& w1, const float* b1) {
-                if (code != 0 && !f32_product && ff % 2 == 0) {
-                    cuda::gemm_to(*cu, precision, false, true, rows, ff, D, 1.f, cuda::GemmOperand{norm16.raw(), adt, D},
-                                  cuda::GemmOperand{w1.raw(), w1.dtype(), D}, 0.f, hidden16.raw(), adt, ff);
-                    cuda::kernels::bias_silu_16(l, hidden16.raw(), b1, rows, ff, code);
-                } else {
-                    gemm(norm16, w1, nullptr, ffout.data<float>(), ff, D);
-                    cuda::kernels::bias_silu_act(l, ffout.data<float>(), b1, rows, ff, hidden16.raw(), code);
-                }
+                cuda::linear_x16_bias_silu(*cu, precision, norm16.raw(), adt, w1, b1, hidden16.raw(), rows, ff, D);
             };
             for (size_t li = 0; li < n_layers; ++li) {
                 const LayerDev& w = layers[li];
@@ -602,7 +587,7 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
     // fp16/bf16 steps keep the keys/values in 16 bits: half the cache memory per stream and half the attention's
     // largest read at many streams.
     int kv_dtype = kernel_dtype_code(activation_dtype(precision));
-    if (const char* env = std::getenv("PARAKEET_KV_F32"); env && *env == '1') kv_dtype = 0;  // A/B measurements
+    if (env_switch("PARAKEET_KV_F32")) kv_dtype = 0;  // A/B measurements
     m.layout = cuda::kernels::make_slot_layout(c.n_layers, C, D, c.conv_context_size[0],
                                                int64_t{m.decoder->n_layers()} * m.decoder->hidden(),
                                                m.decoder->joint_hidden(), kv_dtype);

@@ -1,6 +1,7 @@
 #include "backends/cpu/cpu_ops.h"
 
 #include "ops/attention_range.h"
+#include "ops/conv_geometry.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -204,17 +205,13 @@ void conv2d_3x3_s2(const float* x, int64_t c_in, int64_t t, int64_t f, const flo
     (void)c_in;
 }
 
-namespace {
-int64_t stage_rows(int64_t n, int64_t pad_lo) { return n + pad_lo + 1 < 3 ? 0 : (n + pad_lo - 2) / 2 + 1; }
-}  // namespace
-
 void subsample_front(const float* x, const int* lengths, int64_t batch, int64_t t_max, int64_t f, const float* w0,
                      const float* b0, const float* w1, const float* b1, int64_t c, int64_t pad_lo, int64_t t2_max,
                      int64_t f1, int64_t f2, float* y) {
 #pragma omp parallel for collapse(2) if (batch * t2_max * f2 * c > 16384)
     for (int64_t b = 0; b < batch; ++b) {
         for (int64_t t2 = 0; t2 < t2_max; ++t2) {
-            const int64_t len = lengths[b], len1 = stage_rows(len, pad_lo), len2 = stage_rows(len1, pad_lo);
+            const int64_t len = lengths[b], len1 = conv3x3_s2_size(len, pad_lo), len2 = conv3x3_s2_size(len1, pad_lo);
             const float* xb = x + b * t_max * f;
             float* out = y + (b * t2_max + t2) * f2 * c;
             for (int64_t j = 0; j < f2; ++j) {
@@ -256,7 +253,7 @@ void relu_depthwise_conv2d_s2(const float* x, const float* in_bias, const int* l
 #pragma omp parallel for collapse(2) if (batch * t_out_max * f_out * c > 16384)
     for (int64_t b = 0; b < batch; ++b) {
         for (int64_t to = 0; to < t_out_max; ++to) {
-            const int64_t len = lengths[b], len_out = stage_rows(len, pad_lo);
+            const int64_t len = lengths[b], len_out = conv3x3_s2_size(len, pad_lo);
             const float* xb = x + b * t_in_max * f_in * c;
             float* out = y + (b * t_out_max + to) * f_out * c;
             for (int64_t fo = 0; fo < f_out; ++fo) {

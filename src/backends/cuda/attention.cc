@@ -18,12 +18,12 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstdlib>
 #include <vector>
 
 #include "backends/cuda/context_impl.h"
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/kernels.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "ops/attention_range.h"
 
@@ -184,10 +184,7 @@ bool rel_pos_attention_batched(CudaContext& ctx, Precision precision, const Atte
 bool rel_pos_attention_fused(CudaContext& ctx, Precision precision, const AttentionArgs& a, const float* q,
                              const float* k, const float* v, const float* p, const float* pos_bias_u,
                              const float* pos_bias_v, float* out) {
-    static const bool unfused = [] {
-        const char* env = std::getenv("PARAKEET_UNFUSED_ATTENTION");
-        return env && *env == '1';
-    }();
+    static const bool unfused = env_switch("PARAKEET_UNFUSED_ATTENTION");
     if ((precision != Precision::kF16 && precision != Precision::kBF16) || unfused ||
         !kernels::fused_attention_supported(a.d_head) || a.n_key >= INT_MAX / 2 || a.n_query >= INT_MAX / 2 ||
         a.n_pos >= INT_MAX / 2)

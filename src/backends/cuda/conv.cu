@@ -220,13 +220,6 @@ __global__ void relu_to_kernel(const float* x, const float* bias, int64_t c, int
         y[i] = from_float<Y>(fmaxf(x[i] + (bias ? bias[i % c] : 0.f), 0.f));
 }
 
-template <typename F>
-void by_act_dtype(int y_dtype, F&& f) {
-    if (y_dtype == 2) f(__nv_bfloat16{});
-    else if (y_dtype == 1) f(__half{});
-    else f(float{});
-}
-
 unsigned int channel_threads(int64_t c) { return static_cast<unsigned int>(std::min<int64_t>(256, (c + 31) / 32 * 32)); }
 
 }  // namespace

@@ -1,14 +1,15 @@
 // Wrappers from the backend API (cuda_ops.h) to the kernel launchers, and the small host-side glue.
 #include "backends/cuda/cuda_ops.h"
 
-#include <cstdlib>
 #include <vector>
 
 #include "backends/cuda/stream_kernels.h"
 
 #include "backends/cuda/context_impl.h"
 #include "backends/cuda/kernels.h"
+#include "core/env.h"
 #include "core/error.h"
+#include "ops/conv_geometry.h"
 
 namespace parakeet::cuda {
 
@@ -97,12 +98,11 @@ void subsample_front(CudaContext& ctx, const float* x, const int* lengths, int64
                      int64_t t2_max, int64_t f1, int64_t f2, void* y, DType y_dtype) {
     if (batch <= 0) return;
     // [b][3]: input rows, then after each of the two stages.
-    auto stage = [pad_lo](int n) { return n + pad_lo + 1 < 3 ? 0 : static_cast<int>((n + pad_lo - 2) / 2 + 1); };
     std::vector<int> lens(static_cast<size_t>(3 * batch));
     for (int64_t b = 0; b < batch; ++b) {
         lens[3 * b] = lengths[b];
-        lens[3 * b + 1] = stage(lengths[b]);
-        lens[3 * b + 2] = stage(lens[3 * b + 1]);
+        lens[3 * b + 1] = static_cast<int>(conv3x3_s2_size(lengths[b], pad_lo));
+        lens[3 * b + 2] = static_cast<int>(conv3x3_s2_size(lens[3 * b + 1], pad_lo));
     }
     const int* dev = static_cast<const int*>(ctx.upload(lens.data(), lens.size() * sizeof(int)));
     kernels::subsample_front(launch(ctx), x, kernels::SubsampleLengths{dev, dev + 1, 3}, batch, t_max, f, w0, b0, w1, b1,
@@ -117,7 +117,7 @@ void relu_depthwise_conv2d_s2(CudaContext& ctx, const float* x, const float* in_
     std::vector<int> lens(static_cast<size_t>(2 * batch));
     for (int64_t b = 0; b < batch; ++b) {
         lens[2 * b] = lengths[b];
-        lens[2 * b + 1] = lengths[b] + pad_lo + 1 < 3 ? 0 : static_cast<int>((lengths[b] + pad_lo - 2) / 2 + 1);
+        lens[2 * b + 1] = static_cast<int>(conv3x3_s2_size(lengths[b], pad_lo));
     }
     const int* dev = static_cast<const int*>(ctx.upload(lens.data(), lens.size() * sizeof(int)));
     kernels::relu_depthwise_conv2d_s2(launch(ctx), x, in_bias, kernels::SubsampleLengths{dev, dev + 1, 2}, batch,
@@ -150,11 +150,8 @@ void linear_x16_bias_silu(CudaContext& ctx, Precision precision, const void* x16
     if (m == 0 || n == 0) return;
     // The GEMM writes 16 bits and bias + SiLU run in place: half the bytes of a float32 product and a converting
     // pass (PARAKEET_F32_FF_PRODUCT=1 keeps that path, for A/B measurements).
-    static const bool f32_product = [] {
-        const char* env = std::getenv("PARAKEET_F32_FF_PRODUCT");
-        return env && *env == '1';
-    }();
-    if (!f32_product && n % 2 == 0) {
+    static const bool f32_product = env_switch("PARAKEET_F32_FF_PRODUCT");
+    if (!f32_product && dtype != DType::kF32 && n % 2 == 0) {
         PK_CHECK(w.dtype() == dtype, kInternal, "linear_x16_bias_silu: input {} but weight {}", dtype_name(dtype),
                  dtype_name(w.dtype()));
         gemm_to(ctx, precision, false, true, m, n, k, 1.f, GemmOperand{x16, dtype, k},

@@ -7,11 +7,11 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 #include <utility>
 
 #include "backends/cuda/kernels.h"
+#include "core/env.h"
 
 namespace parakeet::cuda {
 
@@ -77,7 +77,7 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 // Whether the current device takes programmatic dependent launches (compute capability 9.0 or later).
 inline bool programmatic_launch_supported() {
     static const bool supported = [] {
-        if (const char* env = std::getenv("PARAKEET_NO_PDL"); env && *env == '1') return false;  // A/B measurements
+        if (env_switch("PARAKEET_NO_PDL")) return false;  // A/B measurements
         int dev = 0, major = 0;
         if (cudaGetDevice(&dev) != cudaSuccess) return false;
         if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
@@ -119,6 +119,15 @@ __device__ __forceinline__ T from_float(float v) {
     } else {
         return v;
     }
+}
+
+// Calls f with a value of the element type of act_dtype (0 float32, 1 float16, 2 bfloat16), so that a launcher
+// instantiates its kernel for the buffer's type.
+template <typename F>
+void by_act_dtype(int act_dtype, F&& f) {
+    if (act_dtype == 2) f(__nv_bfloat16{});
+    else if (act_dtype == 1) f(__half{});
+    else f(float{});
 }
 
 // Stores v at element i of an activation buffer of act_dtype (0 float32, 1 float16, 2 bfloat16): kernels that feed

@@ -3,7 +3,6 @@
 // (kF4 = 1, 2, 4, 8: d_model 128 to 1024) take one warp each, read as float4 and reduced with shuffles (no block
 // barrier); otherwise one block per row.
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "backends/cuda/kernel_utils.cuh"
@@ -137,16 +136,11 @@ void launch_warp_rows(Launch l, float* x, const float* r, float alpha, const flo
     while (per_block > 1 && rows < int64_t{2} * l.n_sms * per_block) per_block /= 2;
     const unsigned int grid = static_cast<unsigned int>((rows + per_block - 1) / per_block);
     const unsigned int threads = static_cast<unsigned int>(32 * per_block);
-    if (act_dtype == 2) {
+    by_act_dtype(act_dtype, [&](auto tag) {
+        using Y = decltype(tag);
         layer_norm_warp_kernel<kF4><<<grid, threads, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, rows,
-                                                                   static_cast<__nv_bfloat16*>(y));
-    } else if (act_dtype == 1) {
-        layer_norm_warp_kernel<kF4><<<grid, threads, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, rows,
-                                                                   static_cast<__half*>(y));
-    } else {
-        layer_norm_warp_kernel<kF4><<<grid, threads, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, rows,
-                                                                   static_cast<float*>(y));
-    }
+                                                                   static_cast<Y*>(y));
+    });
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
@@ -155,10 +149,7 @@ void launch_layer_norm(Launch l, float* x, const float* r, float alpha, const fl
                        float eps, int64_t rows, int64_t cols, void* y, int act_dtype) {
     if (rows <= 0 || cols <= 0) return;
     // PARAKEET_BLOCK_LAYER_NORM=1: one block per row at every width (A/B measurements).
-    static const bool block_rows = [] {
-        const char* env = std::getenv("PARAKEET_BLOCK_LAYER_NORM");
-        return env && *env == '1';
-    }();
+    static const bool block_rows = env_switch("PARAKEET_BLOCK_LAYER_NORM");
     // Warps per row pay off with many rows (64 x 10 s: 48 -> 35 us; 1024 streams: 14 -> 12 us); a 175-row window is
     // faster with a block per row (5.2 against 6.2 us).
     if (!block_rows && rows >= int64_t{4} * l.n_sms && aligned16(x) && (!r || aligned16(r)) && aligned16(gamma) &&
