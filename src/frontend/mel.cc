@@ -2,7 +2,9 @@
 
 #include <kissfft/kiss_fftr.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -109,9 +111,34 @@ int64_t MelFrontend::num_frames(int64_t n_samples) const {
     return version_ == FrontendVersion::kNemo25 ? f : f + 1;
 }
 
+namespace {
+
+// The index of the first NaN/Inf sample, or -1; when `copy` is given the samples are copied there in the same pass.
+// Branch-free over blocks (an all-ones exponent marks NaN and Inf), so the compiler vectorises it: the per-sample
+// check with its error branch took ~0.1 ms per 10 s of audio.
+int64_t first_non_finite(const float* x, int64_t n, float* copy = nullptr) {
+    constexpr int64_t kBlock = 4096;
+    for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
+        const int64_t len = std::min(kBlock, n - b0);
+        uint32_t bad = 0;
+        for (int64_t i = 0; i < len; ++i) {
+            uint32_t bits;
+            std::memcpy(&bits, x + b0 + i, sizeof(bits));
+            bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+        }
+        if (copy) std::memcpy(copy + b0, x + b0, static_cast<size_t>(len) * sizeof(float));
+        if (bad)
+            for (int64_t i = b0; i < b0 + len; ++i)
+                if (!std::isfinite(x[i])) return i;
+    }
+    return -1;
+}
+
+}  // namespace
+
 void MelFrontend::check_input(const float* samples, int64_t n) const {
-    for (int64_t i = 0; i < n; ++i)
-        PK_CHECK(std::isfinite(samples[i]), kInvalidArgument, "audio contains NaN or Inf samples (at sample {})", i);
+    const int64_t bad = first_non_finite(samples, n);
+    PK_CHECK(bad < 0, kInvalidArgument, "audio contains NaN or Inf samples (at sample {})", bad);
     if (version_ == FrontendVersion::kNemo24)
         PK_CHECK(n > n_fft_ / 2, kInvalidArgument,
                  "audio too short ({} samples) for the NeMo 2.4 frontend's reflect padding", n);
@@ -248,18 +275,48 @@ Tensor MelFrontend::compute(const float* samples, int64_t n) const {
 }
 
 Tensor MelFrontend::compute(const ExecContext& ctx, const float* samples, int64_t n) const {
-    Tensor feats;
+    return compute_batch(ctx, {samples}, {n})[0];
+}
+
+std::vector<Tensor> MelFrontend::compute_batch(const ExecContext& ctx, const std::vector<const float*>& samples,
+                                               const std::vector<int64_t>& n) const {
+    PK_CHECK(samples.size() == n.size(), kInternal, "compute_batch: {} inputs, {} lengths", samples.size(), n.size());
+    std::vector<Tensor> feats;
     ops::dispatch(
-        ctx, "mel_frontend", [&] { feats = compute(samples, n); },
+        ctx, "mel_frontend",
+        [&] {
+            for (size_t b = 0; b < samples.size(); ++b) feats.push_back(compute(samples[b], n[b]));
+        },
         [&] { PK_CUDA_OP(feats = compute_cuda(ctx, samples, n)); });
     return feats;
 }
 
-Tensor MelFrontend::compute_cuda(const ExecContext& ctx, const float* samples, int64_t n) const {
-    const int64_t n_frames = num_frames(n);
-    Tensor out = Tensor::empty({n_frames, n_mels_}, DType::kF32, ctx.device);
-    if (n_frames == 0) return out;
-    check_input(samples, n);
+#if PARAKEET_WITH_CUDA
+std::vector<Tensor> MelFrontend::compute_cuda(const ExecContext& ctx, const std::vector<const float*>& samples,
+                                              const std::vector<int64_t>& n) const {
+    const int batch = static_cast<int>(samples.size());
+    PK_CHECK(batch <= 65535, kInvalidArgument, "too many inputs in one batch ({})", batch);
+    std::vector<cuda::MelItem> items(batch);
+    int64_t total_samples = 0, total_frames = 0;
+    for (int b = 0; b < batch; ++b) {
+        PK_CHECK(n[b] >= 0, kInvalidArgument, "negative sample count {}", n[b]);
+        items[b].n_frames = num_frames(n[b]);
+        // Inputs without frames add nothing (their samples are never read).
+        items[b].n = items[b].n_frames > 0 ? n[b] : 0;
+        items[b].sample_offset = total_samples;
+        items[b].frame_offset = total_frames;
+        if (version_ == FrontendVersion::kNemo24 && items[b].n > 0)
+            PK_CHECK(n[b] > n_fft_ / 2, kInvalidArgument,
+                     "audio too short ({} samples) for the NeMo 2.4 frontend's reflect padding", n[b]);
+        total_samples += items[b].n;
+        total_frames += items[b].n_frames;
+    }
+    Tensor all = Tensor::empty({total_frames, n_mels_}, DType::kF32, ctx.device);
+    std::vector<Tensor> out(batch);
+    for (int b = 0; b < batch; ++b)
+        out[b] = all.slice0(items[b].frame_offset, items[b].frame_offset + items[b].n_frames);
+    if (total_frames == 0) return out;
+
     const DeviceConstants::Entry* dc = nullptr;
     {
         std::lock_guard<std::mutex> lock(device_->mutex);
@@ -276,6 +333,15 @@ Tensor MelFrontend::compute_cuda(const ExecContext& ctx, const float* samples, i
         }
         dc = &it->second;  // entries are never erased: the pointer stays valid without the lock
     }
+    // The batch's audio into the pinned staging buffer, checked for NaN/Inf in the same pass, items in parallel.
+    float* staged = cuda::mel_staging(*ctx.cuda, total_samples);
+    std::vector<int64_t> bad(batch, -1);
+#pragma omp parallel for schedule(dynamic) if (batch > 1 && total_samples > (1 << 18))
+    for (int b = 0; b < batch; ++b)
+        bad[b] = first_non_finite(samples[b], items[b].n, staged + items[b].sample_offset);
+    for (int b = 0; b < batch; ++b)
+        PK_CHECK(bad[b] < 0, kInvalidArgument, "audio contains NaN or Inf samples (at sample {}{})", bad[b],
+                 batch > 1 ? fmt::format(" of input {}", b) : std::string());
     cuda::MelArgs args;
     args.n_fft = n_fft_;
     args.hop = hop_;
@@ -287,8 +353,9 @@ Tensor MelFrontend::compute_cuda(const ExecContext& ctx, const float* samples, i
     args.window = dc->window.data<float>();
     args.fb = dc->fb.data<float>();
     args.fb_span = dc->fb_span.data<int>();
-    PK_CUDA_OP(cuda::mel_features(*ctx.cuda, args, samples, n, n_frames, out.data<float>()));
+    cuda::mel_features_batch(*ctx.cuda, args, items.data(), batch, total_samples, all.data<float>());
     return out;
 }
+#endif
 
 }  // namespace parakeet

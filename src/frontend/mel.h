@@ -34,6 +34,11 @@ public:
     // host memory, read before the call returns. Thread-safe (the device copies of the window and filterbank
     // are made once per device). Throws kUnsupported for CUDA in a build without it.
     Tensor compute(const ExecContext& ctx, const float* samples, int64_t n_samples) const;
+    // compute(ctx, ...) of several inputs. On CUDA the batch's audio goes up in one copy from a pinned buffer and
+    // one set of kernels computes every item's features; the tensors are views of one device buffer. Throws
+    // kInvalidArgument for NaN/Inf samples (naming the input).
+    std::vector<Tensor> compute_batch(const ExecContext& ctx, const std::vector<const float*>& samples,
+                                      const std::vector<int64_t>& n_samples) const;
     // Raw log-mels before normalisation, [F, n_mels].
     Tensor log_mel(const float* samples, int64_t n_samples) const;
 
@@ -50,7 +55,8 @@ private:
     struct DeviceConstants;  // window, filterbank and spans on each CUDA device that computed features
     // Throws kInvalidArgument for NaN/Inf samples or (NeMo 2.4) input too short for the reflect padding.
     void check_input(const float* samples, int64_t n_samples) const;
-    Tensor compute_cuda(const ExecContext& ctx, const float* samples, int64_t n_samples) const;
+    std::vector<Tensor> compute_cuda(const ExecContext& ctx, const std::vector<const float*>& samples,
+                                     const std::vector<int64_t>& n_samples) const;
 
     PreprocessorConfig config_;
     FrontendVersion version_;

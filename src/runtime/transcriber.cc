@@ -47,8 +47,15 @@ std::vector<Transcript> transcribe(const Model& model, const DeviceRunner& runne
     // On ctx.device (cuFFT on CUDA); queued work is waited for once, after the whole batch, so the time is the
     // frontend's, not the encoder's (each item is given an equal share).
     const auto t_front = std::chrono::steady_clock::now();
-    for (int64_t b = 0; b < batch; ++b)
-        feats[b] = model.frontend().compute(ctx, audio[b].data(), static_cast<int64_t>(audio[b].size()));
+    {
+        std::vector<const float*> samples(batch);
+        std::vector<int64_t> n(batch);
+        for (int64_t b = 0; b < batch; ++b) {
+            samples[b] = audio[b].data();
+            n[b] = static_cast<int64_t>(audio[b].size());
+        }
+        feats = model.frontend().compute_batch(ctx, samples, n);
+    }
     runner.synchronize();
     const double front_seconds = seconds_since(t_front) / std::max<int64_t>(batch, 1);
     for (int64_t b = 0; b < batch; ++b) {

@@ -179,6 +179,72 @@ TEST_F(MelGpuTest, LongInputMatchesCpu) {
               << " ms (upload included)\n";
 }
 
+// A batch (the offline path's one upload and one set of kernels for every file): each item's features as the
+// item alone gives them and within kTolVsCpu of the CPU's, across items of different lengths, items without frames
+// and more frames than one cuFFT pass; a NaN in one input names that input.
+TEST_F(MelGpuTest, BatchMatchesPerItem) {
+    auto audio = clips();
+    const auto jfk = load_audio(data_dir() + "/clips/jfk.wav", 16000);
+    audio.emplace_back("empty", std::vector<float>());
+    audio.emplace_back("159 samples", std::vector<float>(jfk.begin() + 16000, jfk.begin() + 16159));
+    audio.emplace_back("1000 samples", std::vector<float>(jfk.begin() + 16000, jfk.begin() + 17000));
+    std::rotate(audio.begin(), audio.end() - 2, audio.end());  // the short items first, the empty one last
+    std::vector<float> long_audio;  // 70 s: more frames than one pass on its own
+    while (long_audio.size() < 70u * 16000) long_audio.insert(long_audio.end(), jfk.begin(), jfk.end());
+    long_audio.resize(70u * 16000 + 33);
+    audio.insert(audio.begin() + 3, {"70 s", long_audio});
+    for (FrontendVersion v : {FrontendVersion::kNemo25, FrontendVersion::kNemo24}) {
+        const MelFrontend& fe = tiny_a(v)->frontend();
+        std::vector<const float*> ptrs;
+        std::vector<int64_t> lens;
+        int64_t total_frames = 0;
+        for (const auto& [name, x] : audio) {
+            // NeMo 2.4's reflect padding rejects inputs of n_fft / 2 samples or fewer that have frames.
+            if (v == FrontendVersion::kNemo24 && !x.empty() && x.size() <= 256) continue;
+            ptrs.push_back(x.data());
+            lens.push_back(static_cast<int64_t>(x.size()));
+            total_frames += fe.num_frames(lens.back());
+        }
+        ASSERT_GT(total_frames, 8192) << "the batch must span several cuFFT passes";
+        const std::vector<Tensor> batch = fe.compute_batch(gpu(), ptrs, lens);
+        ASSERT_EQ(batch.size(), ptrs.size());
+        cuda::synchronize(context());
+        double vs_single = 0, vs_cpu = 0;
+        for (size_t b = 0; b < ptrs.size(); ++b) {
+            const std::string what = fmt::format("{} item {} ({} samples)", version_name(v), b, lens[b]);
+            EXPECT_EQ(batch[b].device(), (Device{DeviceType::kCUDA, 0})) << what;
+            const Tensor got = batch[b].to(Device{});
+            ASSERT_EQ(got.dim(0), fe.num_frames(lens[b])) << what;
+            const Tensor single = fe.compute(gpu(), ptrs[b], lens[b]);
+            cuda::synchronize(context());
+            vs_single = std::max(vs_single, max_abs_diff(got, single.to(Device{})));
+            const Tensor ref = fe.compute(ptrs[b], lens[b]);
+            const double d = max_abs_diff(got, ref);
+            EXPECT_LE(d, kTolVsCpu) << what;
+            EXPECT_LE(fraction_beyond(ref, got, kTolGolden), kMaxFractionBeyondGolden) << what;
+            if (got.dim(0) > 50) {
+                EXPECT_GT(max_abs(got), 0.5) << what;
+            }
+            vs_cpu = std::max(vs_cpu, d);
+        }
+        EXPECT_LE(vs_single, 1e-5);
+        std::cout << "[ measured ] " << version_name(v) << " batch of " << ptrs.size() << " (" << total_frames
+                  << " frames): max |diff| vs each item alone " << vs_single << ", vs CPU " << vs_cpu << "\n";
+    }
+    // A NaN in input 2 of 3: rejected before anything is queued, the message names the input.
+    const MelFrontend& fe = tiny_a(FrontendVersion::kNemo25)->frontend();
+    std::vector<float> bad(jfk.begin(), jfk.begin() + 32000);
+    bad[12345] = std::numeric_limits<float>::quiet_NaN();
+    try {
+        fe.compute_batch(gpu(), {jfk.data(), jfk.data(), bad.data()},
+                         {static_cast<int64_t>(jfk.size()), 16000, static_cast<int64_t>(bad.size())});
+        ADD_FAILURE() << "a NaN sample was accepted";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("at sample 12345 of input 2"), std::string::npos) << e.what();
+    }
+}
+
 // Edge lengths around one hop (160) and one n_fft (512): frame counts, errors and values as on the CPU.
 TEST_F(MelGpuTest, ShortInputsMatchCpu) {
     const auto jfk = load_audio(data_dir() + "/clips/jfk.wav", 16000);

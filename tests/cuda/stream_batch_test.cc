@@ -452,7 +452,9 @@ TEST_F(StreamBatch, AttentionByRowsMatchesByChannel) {
         EXPECT_LT(worst, tol) << precision_name(prec);
         // Both kernels write the attention output rounded to 16 bits at bf16, so equal outputs can happen there; at
         // fp32 a difference shows that the two engines ran different kernels.
-        if (prec == Precision::kF32) EXPECT_GT(worst, 0.0) << "both engines ran the same kernel";
+        if (prec == Precision::kF32) {
+            EXPECT_GT(worst, 0.0) << "both engines ran the same kernel";
+        }
     }
 }
 

@@ -132,6 +132,8 @@ CudaContext::~CudaContext() {
     if (workspace) (void)cudaFree(workspace);
     if (cublas_workspace) (void)cudaFree(cublas_workspace);
     if (staging) (void)cudaFreeHost(staging);
+    if (audio_staging) (void)cudaFreeHost(audio_staging);
+    if (audio_uploaded) (void)cudaEventDestroy(audio_uploaded);
     if (device_staging) (void)cudaFree(device_staging);
     if (stream) (void)cudaStreamDestroy(stream);
 }

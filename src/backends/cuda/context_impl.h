@@ -50,6 +50,12 @@ struct CudaContext {
     size_t staging_bytes = 0;
     size_t staging_offset = 0;
 
+    // Pinned host buffer for a batch's audio (src/backends/cuda/mel_gpu.cc), grown on demand; audio_uploaded is
+    // recorded after its upload is queued, so the buffer is rewritten only once the copy has read it.
+    float* audio_staging = nullptr;
+    int64_t audio_staging_floats = 0;
+    cudaEvent_t audio_uploaded = nullptr;
+
     std::shared_ptr<WeightCache> weights;
 
     std::map<uint64_t, GraphEntry> graphs;

@@ -503,6 +503,12 @@ constexpr int kTcItems = 64;
 constexpr int kTcTileRows = 16;
 constexpr int kTcMinItems = 32;
 constexpr int kTcPad = 8;
+// The split-k phases' per-warp sums: eight warps times four 16 x 16 float tiles, after the staged rows.
+constexpr int kTcReduceFloats = 8 * 4 * 256;
+
+__host__ __device__ inline size_t tc_rows_bytes(int hidden) {
+    return (static_cast<size_t>(kTcItems) * (hidden + kTcPad) * 2 + 127) / 128 * 128;
+}
 // The LSTM's units: three item tiles keep its 4 x 3 accumulators in registers (1024 items x 640 units then
 // make 110 units for 132 SMs).
 constexpr int kTcLstmItems = 48;
@@ -516,26 +522,47 @@ __device__ __forceinline__ W to_weight_type(float v) {
     else return __float2bfloat16_rn(v);
 }
 
-// acc[it] = A_it · B for the n_tiles 16-item tiles A_it of `as` (16-bit rows, leading dimension lda) and the weight
-// tile B[k, n] = w[n, k] (16 rows of w, leading dimension k, read once straight from L2): the tile product of the
-// joint and the projection.
-template <typename W>
-__device__ __forceinline__ void multiply_item_tiles(const W* w, const W* as, int lda, int k, int n_tiles,
-                                                    AccFragment* acc) {
+// Weight fragments a warp keeps in flight ahead of its products: the weight tiles come from L2 and a warp has
+// few other loads to overlap, so one fragment in flight left the decode waiting on L2 latency at every step.
+constexpr int kTcPrefetch = 4;
+
+// acc[it] (+)= A_it · B over k in [k_begin, k_end) (multiples of 16) for the n_tiles 16-item tiles A_it of `as`
+// (16-bit rows, leading dimension lda, columns counted from k_begin: as points at column k_begin) and the weight
+// tile B[k, n] = w[n, k] (w: the tile's first row, column 0; leading dimension ldw; read straight from L2 with
+// kTcPrefetch fragments in flight). Not zeroed here.
+template <int kTiles, typename W>
+__device__ __forceinline__ void multiply_item_tiles(const W* w, int ldw, const W* as, int lda, int k_begin, int k_end,
+                                                    int n_tiles, AccFragment* acc) {
+    using BFragment = wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major>;
+    BFragment bf[kTcPrefetch];
 #pragma unroll
-    for (int it = 0; it < kTcItems / 16; ++it) wmma::fill_fragment(acc[it], 0.f);
-    for (int k0 = 0; k0 < k; k0 += 16) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major> bf;
-        wmma::load_matrix_sync(bf, w + k0, k);
+    for (int d = 0; d < kTcPrefetch; ++d)
+        if (k_begin + d * 16 < k_end) wmma::load_matrix_sync(bf[d], w + k_begin + d * 16, ldw);
+    for (int k0 = k_begin; k0 < k_end; k0 += kTcPrefetch * 16) {
 #pragma unroll
-        for (int it = 0; it < kTcItems / 16; ++it) {
-            if (it < n_tiles) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> af;
-                wmma::load_matrix_sync(af, as + it * 16 * lda + k0, lda);
-                wmma::mma_sync(acc[it], af, bf, acc[it]);
+        for (int d = 0; d < kTcPrefetch; ++d) {
+            const int k = k0 + d * 16;
+            if (k < k_end) {
+#pragma unroll
+                for (int it = 0; it < kTiles; ++it) {
+                    if (it < n_tiles) {
+                        wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> af;
+                        wmma::load_matrix_sync(af, as + it * 16 * lda + (k - k_begin), lda);
+                        wmma::mma_sync(acc[it], af, bf[d], acc[it]);
+                    }
+                }
+                // Refill this slot with the fragment kTcPrefetch steps ahead.
+                const int next = k + kTcPrefetch * 16;
+                if (next < k_end) wmma::load_matrix_sync(bf[d], w + next, ldw);
             }
         }
     }
+}
+
+template <int kTiles>
+__device__ __forceinline__ void zero_tiles(AccFragment* acc) {
+#pragma unroll
+    for (int it = 0; it < kTiles; ++it) wmma::fill_fragment(acc[it], 0.f);
 }
 
 // idx.x[e] = row · 16 + column of the tile element that element e of every accumulator fragment holds. All
@@ -640,36 +667,97 @@ __device__ void lstm_tensor_phase(const GreedyParams& P, int l, const int* items
     }
 }
 
-// p[b] = pred_w · g[b] + pred_b on tensor cores (g the last layer's new h), one 16-row tile of pred_w per warp.
+// p[b] = pred_w · g[b] + pred_b on tensor cores (g the last layer's new h). A unit is one 16-row tile of pred_w
+// for a group of kTcItems items; the block's warps split the k steps and their sums meet in `red` (kTcReduceFloats),
+// so a few dozen items still spread over J / 16 blocks instead of J / 128.
 template <typename W>
-__device__ void projection_tensor_phase(const GreedyParams& P, const int* items, int n_items, W* as) {
+__device__ void projection_tensor_phase(const GreedyParams& P, const int* items, int n_items, W* as, float* red) {
+    constexpr int kTiles = kTcItems / 16;
     const int H = P.hidden, J = P.joint_hidden, L = P.n_layers, ld = H + kTcPad;
     const int warp = threadIdx.x >> 5, wpb = blockDim.x >> 5;
-    const int n_row_tiles = J / kTcTileRows, n_chunks = (n_row_tiles + wpb - 1) / wpb;
-    const int n_groups = (n_items + kTcItems - 1) / kTcItems;
+    const int n_row_tiles = J / kTcTileRows, n_groups = (n_items + kTcItems - 1) / kTcItems;
+    const int steps = (H / 16 + wpb - 1) / wpb, kb = min(H, warp * steps * 16), ke = min(H, kb + steps * 16);
     const W* pred_w = static_cast<const W*>(P.pred_w);
-    AccFragment idx;
-    index_fragment(idx);
-    for (int unit = blockIdx.x; unit < n_groups * n_chunks; unit += gridDim.x) {
-        const int a0 = (unit / n_chunks) * kTcItems, chunk = unit % n_chunks;
-        const int ng = min(kTcItems, n_items - a0), n_tiles = (ng + 15) / 16;
-        __syncthreads();
-        stage_rows(as, ld, H, ng, n_tiles,
-                   [&](int r) -> const float* { return P.hn + (int64_t{items[a0 + r]} * L + L - 1) * H; });
-        __syncthreads();
-        const int rt = chunk * wpb + warp;
-        if (rt >= n_row_tiles) continue;
-        AccFragment acc[kTcItems / 16];
-        multiply_item_tiles(pred_w + int64_t{rt} * kTcTileRows * H, as, ld, H, n_tiles, acc);
+    int staged = -1;
+    for (int unit = blockIdx.x; unit < n_groups * n_row_tiles; unit += gridDim.x) {
+        const int g = unit / n_row_tiles, rt = unit % n_row_tiles;
+        const int a0 = g * kTcItems, ng = min(kTcItems, n_items - a0), n_tiles = (ng + 15) / 16;
+        __syncthreads();  // the previous unit's rows and sums are read
+        if (g != staged) {
+            stage_rows(as, ld, H, ng, n_tiles,
+                       [&](int r) -> const float* { return P.hn + (int64_t{items[a0 + r]} * L + L - 1) * H; });
+            staged = g;
+            __syncthreads();
+        }
+        AccFragment acc[kTiles];
+        zero_tiles<kTiles>(acc);
+        if (kb < ke) multiply_item_tiles<kTiles>(pred_w + int64_t{rt} * kTcTileRows * H, H, as + kb, ld, kb, ke, n_tiles,
+                                                 acc);
 #pragma unroll
-        for (int it = 0; it < kTcItems / 16; ++it) {
-            if (it >= n_tiles) break;
+        for (int it = 0; it < kTiles; ++it)
+            wmma::store_matrix_sync(red + (warp * kTiles + it) * 256, acc[it], 16, wmma::mem_row_major);
+        __syncthreads();
+        // Tile element pos: item pos / 16 of the tile, row pos % 16 of the row tile.
+        for (int e = threadIdx.x; e < n_tiles * 256; e += blockDim.x) {
+            const int it = e >> 8, pos = e & 255, a = a0 + it * 16 + (pos >> 4), row = rt * kTcTileRows + (pos & 15);
+            if (a >= n_items) continue;
+            float sum = 0.f;
+            for (int w = 0; w < wpb; ++w) sum += red[(w * kTiles + it) * 256 + pos];
+            P.p[int64_t{items[a]} * J + row] = sum + __ldg(P.pred_b + row);
+        }
+    }
+}
+
+// LSTM layer `l` on tensor cores for up to a few hundred items: a unit is one tile of 16 hidden units for a group of
+// kTcSplitItems items, and its eight warps take one gate each of x · W_ih (warps 0-3) or h_old · W_hh (warps 4-7),
+// so 64 items keep 80 blocks busy (lstm_tensor_phase: 10). The sums meet in `red`, then the cell update.
+constexpr int kTcSplitItems = 32;
+
+template <typename W, typename LabelOf>
+__device__ void lstm_split_phase(const GreedyParams& P, int l, const int* items, int n_items, W* as, float* red,
+                                 LabelOf label_of) {
+    constexpr int kTiles = kTcSplitItems / 16;
+    static_assert(kDecodeThreads == 256, "eight warps: four gates times two inputs");
+    const int H = P.hidden, L = P.n_layers, ld = H + kTcPad, warp = threadIdx.x >> 5;
+    const int q = warp & 3, half = warp >> 2;
+    const int n_unit_tiles = H / 16, n_groups = (n_items + kTcSplitItems - 1) / kTcSplitItems;
+    W* ax = as;
+    W* ah = as + kTcSplitItems * ld;
+    const W* w = static_cast<const W*>(half == 0 ? P.w_ih[l] : P.w_hh[l]);
+    const float* bias = P.bias[l];
+    int staged = -1;
+    for (int unit = blockIdx.x; unit < n_groups * n_unit_tiles; unit += gridDim.x) {
+        const int g = unit / n_unit_tiles, u0 = (unit % n_unit_tiles) * 16;
+        const int a0 = g * kTcSplitItems, ng = min(kTcSplitItems, n_items - a0), n_tiles = (ng + 15) / 16;
+        __syncthreads();  // the previous unit's rows and sums are read
+        if (g != staged) {
+            // x: the label's embedding, or layer l-1's new h; and the old h.
+            stage_rows(ax, ld, H, ng, n_tiles, [&](int r) -> const float* {
+                const int b = items[a0 + r];
+                if (l > 0) return P.hn + (int64_t{b} * L + l - 1) * H;
+                return P.embed + int64_t{label_of(b)} * H;
+            });
+            stage_rows(ah, ld, H, ng, n_tiles,
+                       [&](int r) -> const float* { return P.h + (int64_t{items[a0 + r]} * L + l) * H; });
+            staged = g;
+            __syncthreads();
+        }
+        AccFragment acc[kTiles];
+        zero_tiles<kTiles>(acc);
+        multiply_item_tiles<kTiles>(w + int64_t{q * H + u0} * H, H, half == 0 ? ax : ah, ld, 0, H, n_tiles, acc);
 #pragma unroll
-            for (int e = 0; e < idx.num_elements; ++e) {
-                const int pos = static_cast<int>(idx.x[e]), a = a0 + it * 16 + (pos >> 4);
-                const int row = rt * kTcTileRows + (pos & 15);
-                if (a < n_items) P.p[int64_t{items[a]} * J + row] = acc[it].x[e] + __ldg(P.pred_b + row);
-            }
+        for (int it = 0; it < kTiles; ++it)
+            wmma::store_matrix_sync(red + (warp * kTiles + it) * 256, acc[it], 16, wmma::mem_row_major);
+        __syncthreads();
+        for (int e = threadIdx.x; e < n_tiles * 256; e += blockDim.x) {
+            const int it = e >> 8, pos = e & 255, a = a0 + it * 16 + (pos >> 4), u = u0 + (pos & 15);
+            if (a >= n_items) continue;
+            float gate[4];
+#pragma unroll
+            for (int gq = 0; gq < 4; ++gq)
+                gate[gq] = red[(gq * kTiles + it) * 256 + pos] + red[((4 + gq) * kTiles + it) * 256 + pos] +
+                           __ldg(bias + gq * H + u);
+            lstm_cell(P, (int64_t{items[a]} * L + l) * H + u, gate[0], gate[1], gate[2], gate[3]);
         }
     }
 }
@@ -686,15 +774,23 @@ __device__ void commit_hidden(const GreedyParams& P, const int* items, int n_ite
 // The LSTM layers and the projection for the items in `items`, each behind a grid barrier. kMayUseTensorCores:
 // 16-bit weights and batches that can reach kTcMinItems emitters (the small-batch kernel cannot).
 template <typename W, bool kMayUseTensorCores, typename LabelOf>
-__device__ void predictor_update(const GreedyParams& P, cg::grid_group& grid, const int* items, int n_items,
+__device__ __forceinline__ void predictor_update(const GreedyParams& P, cg::grid_group& grid, const int* items, int n_items,
                                  float* smem, LabelOf label_of) {
     constexpr bool kTensor = kMayUseTensorCores && !std::is_same_v<W, float>;
-    bool tensor = false;
-    if constexpr (kTensor) tensor = n_items >= kTcMinItems && P.hidden % 16 == 0 && P.joint_hidden % 16 == 0;
+    bool tensor = false, split = false;
+    if constexpr (kTensor) {
+        tensor = n_items >= kTcMinItems && P.hidden % 16 == 0 && P.joint_hidden % 16 == 0;
+        // Split units while they fill at most two rounds of the grid; beyond that the wide units read each weight
+        // tile once for more items.
+        split = P.split_lstm && (n_items + kTcSplitItems - 1) / kTcSplitItems * (P.hidden / 16) <= 2 * static_cast<int>(gridDim.x);
+    }
+    float* red = reinterpret_cast<float*>(reinterpret_cast<char*>(smem) + tc_rows_bytes(P.hidden));
     for (int l = 0; l < P.n_layers; ++l) {
         if (tensor) {
-            if constexpr (kTensor)
-                lstm_tensor_phase<W>(P, l, items, n_items, reinterpret_cast<W*>(smem), label_of);
+            if constexpr (kTensor) {
+                if (split) lstm_split_phase<W>(P, l, items, n_items, reinterpret_cast<W*>(smem), red, label_of);
+                else lstm_tensor_phase<W>(P, l, items, n_items, reinterpret_cast<W*>(smem), label_of);
+            }
         } else if (n_items == 1) {
             lstm_phase_g<1, W>(P, l, items, n_items, smem, label_of);
         } else if (n_items <= 8) {
@@ -705,7 +801,7 @@ __device__ void predictor_update(const GreedyParams& P, cg::grid_group& grid, co
         grid.sync();
     }
     if (tensor) {
-        if constexpr (kTensor) projection_tensor_phase<W>(P, items, n_items, reinterpret_cast<W*>(smem));
+        if constexpr (kTensor) projection_tensor_phase<W>(P, items, n_items, reinterpret_cast<W*>(smem), red);
     } else if (n_items == 1) {
         projection_phase_g<1, W>(P, items, n_items, smem);
     } else if (n_items <= 8) {
@@ -854,7 +950,8 @@ __device__ int joint_tensor_phase(const GreedyParams& P, const int* active, int 
         if (rt < n_row_tiles) {
             // out_w rows are B's columns: B[k, n] = out_w[rt·16 + n, k] (column-major, ld J).
             AccFragment acc[kTcItems / 16];
-            multiply_item_tiles(out_w + int64_t{rt} * kTcTileRows * J, zs, J, J, n_tiles, acc);
+            zero_tiles<kTcItems / 16>(acc);
+            multiply_item_tiles<kTcItems / 16>(out_w + int64_t{rt} * kTcTileRows * J, J, zs, J, 0, J, n_tiles, acc);
             // Tile it: [16 items][16 rows]; lane = item (lane & 15) x half of the rows (lane >> 4).
             const int m = lane & 15, half = lane >> 4;
 #pragma unroll
@@ -972,11 +1069,12 @@ __global__ void __launch_bounds__(kDecodeThreads) greedy_decode_kernel(GreedyPar
 }
 
 template <typename W>
-void launch(Launch l, const GreedyParams& p, size_t shared) {
+void launch(Launch l, const GreedyParams& p) {
+    const size_t shared = greedy_shared_bytes(p);
     void* kernel = p.batch <= kSmall ? reinterpret_cast<void*>(greedy_small_kernel<W>)
                                      : reinterpret_cast<void*>(greedy_decode_kernel<W>);
-    if (shared > 48 * 1024)
-        PK_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+    // Static shared memory counts against the 48 KB a block gets without opting in, so the limit is always set.
+    PK_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
     int per_sm = 0;
     PK_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kDecodeThreads, shared));
     if (per_sm < 1) throw_cuda_error(cudaErrorInvalidConfiguration, "greedy decode kernel occupancy", __FILE__, __LINE__);
@@ -992,17 +1090,17 @@ void launch(Launch l, const GreedyParams& p, size_t shared) {
 size_t greedy_shared_bytes(const GreedyParams& p) {
     const size_t floats = std::max(static_cast<size_t>(kMaxGroup) * std::max(p.joint_hidden, p.hidden),
                                    static_cast<size_t>(kMaxLstmGroup) * 2 * p.hidden);
-    // The tensor-core predictor's rows: kTcItems x (hidden + kTcPad) 16-bit values.
-    const size_t tensor_rows = static_cast<size_t>(kTcItems) * (p.hidden + kTcPad) * 2;
-    return std::max(floats * sizeof(float), tensor_rows);
+    if (p.batch <= kSmall) return floats * sizeof(float);  // the small-batch kernel never uses tensor cores
+    // The tensor-core phases' rows (kTcItems x (hidden + kTcPad) 16-bit values), then the split-k sums.
+    const size_t tensor = tc_rows_bytes(p.hidden) + kTcReduceFloats * sizeof(float);
+    return std::max(floats * sizeof(float), tensor);
 }
 
 void greedy_decode(Launch l, const GreedyParams& p) {
-    const size_t shared = greedy_shared_bytes(p);
     switch (p.weight_type) {
-        case kGreedyF32: launch<float>(l, p, shared); return;
-        case kGreedyF16: launch<__half>(l, p, shared); return;
-        case kGreedyBF16: launch<__nv_bfloat16>(l, p, shared); return;
+        case kGreedyF32: launch<float>(l, p); return;
+        case kGreedyF16: launch<__half>(l, p); return;
+        case kGreedyBF16: launch<__nv_bfloat16>(l, p); return;
     }
     throw_cuda_error(cudaErrorInvalidValue, "greedy decode weight type", __FILE__, __LINE__);
 }

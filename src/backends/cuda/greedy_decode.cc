@@ -5,6 +5,7 @@
 
 #include "backends/cuda/context_impl.h"
 #include "backends/cuda/kernels.h"
+#include "core/env.h"
 #include "core/error.h"
 
 namespace parakeet::cuda {
@@ -248,6 +249,8 @@ void GreedyDecoder::decode_device(CudaContext& ctx, const DeviceBatch& d) const 
         p.tok_conf = reinterpret_cast<float*>(d.tokens + 3 * B * M + b0 * M);
         p.max_tokens = static_cast<int>(M);
         p.n_tokens = d.n_tokens + b0;
+        static const bool wide_lstm = env_switch("PARAKEET_WIDE_LSTM_UNITS");
+        p.split_lstm = wide_lstm ? 0 : 1;
         kernels::greedy_decode(Launch{ctx.stream, ctx.n_sms}, p);
     }
 }

@@ -193,6 +193,9 @@ struct GreedyParams {
     int max_tokens;
     int* n_tokens;  // [B]
     int* error;     // set non-zero on token overflow or runaway loop
+    // 1: the LSTM of up to a few hundred emitting items in split units (a gate and an input per warp); 0: wide units
+    // only (PARAKEET_WIDE_LSTM_UNITS=1, the A/B switch).
+    int split_lstm;
 };
 
 // Dynamic shared memory the decode kernel needs.

@@ -16,19 +16,35 @@ __device__ __forceinline__ float preemphasised(const float* x, int64_t j, float 
     return j == 0 ? x[0] : __fsub_rn(x[j], __fmul_rn(preemph, x[j - 1]));
 }
 
-__global__ void mel_frames_kernel(const float* x, int64_t n, int64_t t0, int64_t count, int64_t batch, int n_fft,
+// The item whose frames include global frame g: the last b with frame_offset[b] <= g (items without frames
+// share an offset with the next one; the search lands past them).
+__device__ __forceinline__ int item_of_frame(const MelBatch& m, int64_t g) {
+    int lo = 0, hi = m.batch - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (m.frame_offset[mid] <= g) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+__global__ void mel_frames_kernel(const float* x, MelBatch m, int64_t g0, int64_t count, int64_t pass, int n_fft,
                                   int hop, float preemph, bool reflect, const float* window, float* frames) {
-    const int64_t total = batch * n_fft, pad = n_fft / 2;
+    const int64_t total = pass * n_fft, pad = n_fft / 2;
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
          i += int64_t{gridDim.x} * blockDim.x) {
         const int64_t r = i / n_fft;
         const int k = static_cast<int>(i - r * n_fft);
         float v = 0.f;
         if (r < count) {
-            // Index into the unpadded signal; reflect padding mirrors around samples 0 and n-1 (n > pad).
-            int64_t j = (t0 + r) * hop + k - pad;
+            const int64_t g = g0 + r;
+            const int b = item_of_frame(m, g);
+            const float* xb = x + m.sample_offset[b];
+            const int64_t n = m.n[b];
+            // Index into the item's unpadded signal; reflect padding mirrors around samples 0 and n-1 (n > pad).
+            int64_t j = (g - m.frame_offset[b]) * hop + k - pad;
             if (reflect) j = j < 0 ? -j : (j >= n ? 2 * (n - 1) - j : j);
-            if (j >= 0 && j < n) v = __fmul_rn(preemphasised(x, j, preemph), window[k]);
+            if (j >= 0 && j < n) v = __fmul_rn(preemphasised(xb, j, preemph), window[k]);
         }
         frames[i] = v;
     }
@@ -56,10 +72,13 @@ __global__ void mel_power_log_kernel(const float2* spec, int64_t count, int n_bi
     }
 }
 
-// One block per mel column.
-__global__ void mel_normalize_kernel(float* x, int64_t n_frames, int n_mels) {
+// One block per (mel column, item).
+__global__ void mel_normalize_kernel(float* x, MelBatch m, int n_mels) {
     __shared__ double shared[32];
-    float* col = x + blockIdx.x;
+    const int b = blockIdx.y;
+    const int64_t first = m.frame_offset[b], n_frames = m.frame_offset[b + 1] - first;
+    if (n_frames <= 0) return;
+    float* col = x + first * n_mels + blockIdx.x;
     double sum = 0.0;
     for (int64_t t = threadIdx.x; t < n_frames; t += blockDim.x) sum += col[t * n_mels];
     sum = block_sum(sum, shared);
@@ -79,11 +98,11 @@ __global__ void mel_normalize_kernel(float* x, int64_t n_frames, int n_mels) {
 
 }  // namespace
 
-void mel_frames(Launch l, const float* x, int64_t n, int64_t t0, int64_t count, int64_t batch, int n_fft, int hop,
-                float preemph, bool reflect, const float* window, float* frames) {
-    if (batch <= 0) return;
-    mel_frames_kernel<<<grid_for(l, batch * n_fft), kThreads, 0, l.stream>>>(x, n, t0, count, batch, n_fft, hop,
-                                                                            preemph, reflect, window, frames);
+void mel_frames(Launch l, const float* x, const MelBatch& items, int64_t g0, int64_t count, int64_t pass, int n_fft,
+                int hop, float preemph, bool reflect, const float* window, float* frames) {
+    if (pass <= 0) return;
+    mel_frames_kernel<<<grid_for(l, pass * n_fft), kThreads, 0, l.stream>>>(x, items, g0, count, pass, n_fft, hop,
+                                                                           preemph, reflect, window, frames);
     PK_CUDA_CHECK_LAUNCH();
 }
 
@@ -96,9 +115,10 @@ void mel_power_log(Launch l, const void* spec, int64_t count, int n_bins, int n_
     PK_CUDA_CHECK_LAUNCH();
 }
 
-void mel_normalize(Launch l, float* x, int64_t n_frames, int n_mels) {
-    if (n_frames <= 0 || n_mels <= 0) return;
-    mel_normalize_kernel<<<static_cast<unsigned int>(n_mels), kNormThreads, 0, l.stream>>>(x, n_frames, n_mels);
+void mel_normalize(Launch l, float* x, const MelBatch& items, int n_mels) {
+    if (items.batch <= 0 || n_mels <= 0) return;
+    const dim3 grid(static_cast<unsigned int>(n_mels), static_cast<unsigned int>(items.batch));
+    mel_normalize_kernel<<<grid, kNormThreads, 0, l.stream>>>(x, items, n_mels);
     PK_CUDA_CHECK_LAUNCH();
 }
 
