@@ -583,8 +583,23 @@ TEST_F(CudaTest, GraphReplayMatchesDirect) {
     cuda::run_graph(c, 42, step);  // capture + launch
     expect_close(direct, out, 1e-6, "graph first launch");
     ops::copy_(g, out, zero);
-    cuda::run_graph(c, 42, step);  // replay
+    int calls = 0;
+    cuda::run_graph(c, 42, [&] { ++calls; });  // replay: fn is not called
     expect_close(direct, out, 1e-6, "graph replay");
+    EXPECT_EQ(calls, 0);
+    cuda::clear_graphs(c);
+    // A GEMM shape met first in a capture: the graph's output is right at once, and it is right again when the
+    // graph is recorded with the tuned algorithm (the call after the capture: fn runs again, or the graph replays
+    // when the tuned choice was cuBLAS's own).
+    Tensor x2h = rand({3, 7, 64}), ref2 = Tensor::empty({3, 7, 64});
+    ops::linear(ExecContext{}, x2h, w, nullptr, ref2);  // the CPU's result: the GPU must not run this shape eagerly
+    Tensor x2 = x2h.to(kGpu), h2 = Tensor::empty({3, 7, 64}, DType::kF32, kGpu);
+    auto step2 = [&] { ops::linear(g, x2, w, nullptr, h2); };
+    for (int call = 0; call < 3; ++call) {
+        ops::copy_(g, h2, Tensor::zeros(h2.shape(), DType::kF32, kGpu));
+        cuda::run_graph(c, 43, step2);
+        expect_close(ref2, h2, 1e-4, "graph with a GEMM shape first met in the capture");
+    }
     cuda::clear_graphs(c);
 }
 

@@ -126,6 +126,42 @@ TEST(TinyA, BatchedEncoderMatchesNemoBatch) {
     EXPECT_LT(worst, 1e-4);
 }
 
+// compute_batch on the CPU: each item exactly what compute() gives it; a NaN or Inf anywhere (in the last block of
+// the vectorised check too) is reported at its index, naming the input.
+TEST(TinyA, FrontendBatchOnCpu) {
+    auto model = tiny_a_model();
+    const MelFrontend& fe = model->frontend();
+    std::vector<std::vector<float>> audio;
+    for (int c = 0; c < 3; ++c) audio.push_back(load_audio(kDir + "/inputs/clip" + std::to_string(c) + ".wav", 16000));
+    audio.emplace_back();  // no frames
+    std::vector<const float*> ptrs;
+    std::vector<int64_t> lens;
+    for (const auto& a : audio) {
+        ptrs.push_back(a.data());
+        lens.push_back(static_cast<int64_t>(a.size()));
+    }
+    const std::vector<Tensor> batch = fe.compute_batch(cpu_ctx(), ptrs, lens);
+    ASSERT_EQ(batch.size(), audio.size());
+    for (size_t b = 0; b < audio.size(); ++b) {
+        const Tensor one = fe.compute(ptrs[b], lens[b]);
+        ASSERT_EQ(batch[b].shape(), one.shape());
+        EXPECT_EQ(batch[b].dim(0), fe.num_frames(lens[b]));
+        for (int64_t i = 0; i < one.numel(); ++i) ASSERT_EQ(batch[b].data<float>()[i], one.data<float>()[i]);
+    }
+    EXPECT_GT(batch[0].dim(0), 0);
+    for (const int64_t at : {int64_t{0}, int64_t{4095}, int64_t{4096}, lens[1] - 1}) {
+        std::vector<float> bad = audio[1];
+        bad[static_cast<size_t>(at)] = at % 2 ? INFINITY : NAN;
+        try {
+            fe.compute(bad.data(), static_cast<int64_t>(bad.size()));
+            ADD_FAILURE() << "a non-finite sample at " << at << " was accepted";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+            EXPECT_NE(std::string(e.what()).find(fmt::format("at sample {})", at)), std::string::npos) << e.what();
+        }
+    }
+}
+
 // The batched, channels-last subsampling (the CUDA encoder's path) gives every item what the per-item path gives it
 // alone, for lengths around every stage's rounding, a single frame and an empty item, with rows past each item's
 // length zero.

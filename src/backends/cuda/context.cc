@@ -337,7 +337,9 @@ void end_capture_state() {
 void run_graph(CudaContext& ctx, uint64_t key, const std::function<void()>& fn) {
     PK_CUDA_CHECK(cudaSetDevice(ctx.device));
     auto it = ctx.graphs.find(key);
+    bool fresh = false;
     if (it == ctx.graphs.end()) {
+        fresh = true;
         GraphEntry entry;
         {
             std::lock_guard<std::mutex> lock(g_capture.mutex);
@@ -374,6 +376,14 @@ void run_graph(CudaContext& ctx, uint64_t key, const std::function<void()>& fn) 
         it = ctx.graphs.emplace(key, std::move(entry)).first;
     }
     PK_CUDA_CHECK(cudaGraphLaunch(it->second.exec, ctx.stream));
+    // GEMM shapes met for the first time in this capture ran cuBLAS's default choice; once tuned, the next call
+    // records the graph again if a tuned choice differs.
+    if (fresh && tune_pending_gemms(ctx)) {
+        PK_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+        PK_CUDA_CHECK(cudaGraphExecDestroy(it->second.exec));
+        PK_CUDA_CHECK(cudaGraphDestroy(it->second.graph));
+        ctx.graphs.erase(it);
+    }
 }
 
 void clear_graphs(CudaContext& ctx) {

@@ -51,7 +51,8 @@ size_t weight_cache_bytes(const CudaContext& ctx);
 
 // CUDA graphs for fixed-shape work (a streaming encoder chunk): `capture` records everything `fn` queues on
 // the context's stream into a graph stored under `key`, then launches it; later calls with the same key
-// replay the graph without calling `fn`. `fn` must allocate no device memory that outlives it and must not
+// replay the graph without calling `fn`. (If the capture met GEMM shapes not tuned yet, they are tuned after
+// the launch and the graph is dropped, so the next call records it again with the tuned algorithms; gemm.cc.) `fn` must allocate no device memory that outlives it and must not
 // synchronise (no device->host copies); its input and output tensors must live at fixed addresses (allocate
 // them once per key and copy new data into them before each replay).
 void run_graph(CudaContext& ctx, uint64_t key, const std::function<void()>& fn);

@@ -21,6 +21,12 @@ struct WeightCache {
     size_t bytes = 0;
 };
 
+struct GemmPlans;  // tuned cuBLASLt GEMM plans by shape (gemm.cc)
+struct CudaContext;
+// Tunes the GEMM shapes first met during a graph capture (gemm.cc); true when one of them now runs an algorithm
+// other than the one the capture recorded (the graph should be recorded again).
+bool tune_pending_gemms(CudaContext& ctx);
+
 struct GraphEntry {
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
@@ -57,6 +63,8 @@ struct CudaContext {
     cudaEvent_t audio_uploaded = nullptr;
 
     std::shared_ptr<WeightCache> weights;
+
+    std::shared_ptr<GemmPlans> gemm_plans;  // created on first use
 
     std::map<uint64_t, GraphEntry> graphs;
     GraphEntry* capturing = nullptr;  // set while run_graph records

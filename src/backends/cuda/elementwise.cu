@@ -10,6 +10,14 @@ namespace parakeet::cuda::kernels {
 
 namespace {
 
+__global__ void spin_kernel(int64_t ns) {
+    uint64_t start, now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    } while (now - start < static_cast<uint64_t>(ns));
+}
+
 __global__ void silu_kernel(float* x, int64_t n) {
     for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
         x[i] = x[i] / (1.f + expf(-x[i]));
@@ -102,6 +110,11 @@ __global__ void convert_vec4_kernel(const float4* src, Out* dst, int n4, Convert
 }
 
 }  // namespace
+
+void spin(Launch l, int64_t ns) {
+    spin_kernel<<<1, 1, 0, l.stream>>>(ns);
+    PK_CUDA_CHECK_LAUNCH();
+}
 
 void silu(Launch l, float* x, int64_t n) {
     if (n <= 0) return;

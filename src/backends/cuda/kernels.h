@@ -18,6 +18,9 @@ struct Launch {
 namespace kernels {
 
 void silu(Launch l, float* x, int64_t n);
+// Holds the stream for `ns` nanoseconds (one thread): work queued behind it then starts back to back, so events
+// around it time the GPU rather than the host's launches (the GEMM tuning of gemm.cc).
+void spin(Launch l, int64_t ns);
 void relu(Launch l, float* x, int64_t n);
 void add_scaled(Launch l, float* y, const float* x, float alpha, int64_t n);
 void scale(Launch l, float* x, float alpha, int64_t n);
