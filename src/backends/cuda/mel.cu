@@ -9,7 +9,6 @@ namespace parakeet::cuda::kernels {
 namespace {
 
 constexpr int kMelThreads = 128;
-constexpr int kNormThreads = 256;
 
 // Pre-emphasised sample j of x (0 <= j < n).
 __device__ __forceinline__ float preemphasised(const float* x, int64_t j, float preemph) {
@@ -72,28 +71,53 @@ __global__ void mel_power_log_kernel(const float2* spec, int64_t count, int n_bi
     }
 }
 
-// One block per (mel column, item).
-__global__ void mel_normalize_kernel(float* x, MelBatch m, int n_mels) {
-    __shared__ double shared[32];
-    const int b = blockIdx.y;
+// A block per (item, 32 mel columns): lane = column, so every warp reads 128 contiguous bytes of a frame; the 16 warps
+// take every 16th frame and their double sums meet in shared memory. (A block per column read one float per
+// 512-byte frame: 406 us for a batch of 64 x 10 s.)
+constexpr int kNormCols = 32;
+constexpr int kNormWarps = 16;
+
+__global__ void __launch_bounds__(kNormCols * kNormWarps) mel_normalize_kernel(float* x, MelBatch m, int n_mels) {
+    __shared__ double part[kNormWarps][kNormCols];
+    __shared__ float s_mean[kNormCols], s_std[kNormCols];
+    const int b = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int col = blockIdx.x * kNormCols + lane;
     const int64_t first = m.frame_offset[b], n_frames = m.frame_offset[b + 1] - first;
-    if (n_frames <= 0) return;
-    float* col = x + first * n_mels + blockIdx.x;
+    if (n_frames <= 0) return;  // uniform over the block
+    const bool ok = col < n_mels;
+    float* c = x + first * n_mels + col;
     double sum = 0.0;
-    for (int64_t t = threadIdx.x; t < n_frames; t += blockDim.x) sum += col[t * n_mels];
-    sum = block_sum(sum, shared);
-    const float mean = static_cast<float>(sum / static_cast<double>(n_frames));
-    double sq = 0.0;
-    for (int64_t t = threadIdx.x; t < n_frames; t += blockDim.x) {
-        const double d = __fsub_rn(col[t * n_mels], mean);
-        sq = __dadd_rn(sq, __dmul_rn(d, d));
+    if (ok)
+        for (int64_t t = warp; t < n_frames; t += kNormWarps) sum = __dadd_rn(sum, static_cast<double>(c[t * n_mels]));
+    part[warp][lane] = sum;
+    __syncthreads();
+    if (warp == 0) {
+        double total = 0.0;
+        for (int w = 0; w < kNormWarps; ++w) total = __dadd_rn(total, part[w][lane]);
+        s_mean[lane] = static_cast<float>(total / static_cast<double>(n_frames));
     }
-    sq = block_sum(sq, shared);
-    // Unbiased std; 0 for a single frame (NeMo >= 2.5); epsilon added to the std.
-    float std_dev = n_frames > 1 ? static_cast<float>(sqrt(sq / static_cast<double>(n_frames - 1))) : 0.f;
-    std_dev = __fadd_rn(std_dev, 1e-5f);
-    for (int64_t t = threadIdx.x; t < n_frames; t += blockDim.x)
-        col[t * n_mels] = __fdiv_rn(__fsub_rn(col[t * n_mels], mean), std_dev);
+    __syncthreads();
+    const float mean = s_mean[lane];
+    double sq = 0.0;
+    if (ok) {
+        for (int64_t t = warp; t < n_frames; t += kNormWarps) {
+            const double d = __fsub_rn(c[t * n_mels], mean);
+            sq = __dadd_rn(sq, __dmul_rn(d, d));
+        }
+    }
+    part[warp][lane] = sq;
+    __syncthreads();
+    if (warp == 0) {
+        double total = 0.0;
+        for (int w = 0; w < kNormWarps; ++w) total = __dadd_rn(total, part[w][lane]);
+        // Unbiased std; 0 for a single frame (NeMo >= 2.5); epsilon added to the std.
+        const float std_dev = n_frames > 1 ? static_cast<float>(sqrt(total / static_cast<double>(n_frames - 1))) : 0.f;
+        s_std[lane] = __fadd_rn(std_dev, 1e-5f);
+    }
+    __syncthreads();
+    const float std_dev = s_std[lane];
+    if (ok)
+        for (int64_t t = warp; t < n_frames; t += kNormWarps) c[t * n_mels] = __fdiv_rn(__fsub_rn(c[t * n_mels], mean), std_dev);
 }
 
 }  // namespace
@@ -117,8 +141,8 @@ void mel_power_log(Launch l, const void* spec, int64_t count, int n_bins, int n_
 
 void mel_normalize(Launch l, float* x, const MelBatch& items, int n_mels) {
     if (items.batch <= 0 || n_mels <= 0) return;
-    const dim3 grid(static_cast<unsigned int>(n_mels), static_cast<unsigned int>(items.batch));
-    mel_normalize_kernel<<<grid, kNormThreads, 0, l.stream>>>(x, items, n_mels);
+    const dim3 grid(static_cast<unsigned int>((n_mels + kNormCols - 1) / kNormCols), static_cast<unsigned int>(items.batch));
+    mel_normalize_kernel<<<grid, kNormCols * kNormWarps, 0, l.stream>>>(x, items, n_mels);
     PK_CUDA_CHECK_LAUNCH();
 }
 
