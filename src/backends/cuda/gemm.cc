@@ -7,11 +7,10 @@
 // there: it runs cublasGemmEx's choice, is queued, and tuned after the capture (run_graph then records the graph
 // again). PARAKEET_NO_GEMM_TUNING=1: cublasGemmEx throughout (the A/B switch); PARAKEET_GEMM_TUNING_LOG=1 prints
 // each shape's heuristic and tuned times.
-#include <algorithm>
-#include <cstring>
+#include <array>
 #include <limits>
 #include <map>
-#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/context_impl.h"
@@ -22,13 +21,30 @@
 
 namespace parakeet::cuda {
 
-// One tuned shape: the cuBLASLt descriptors and the chosen algorithm.
+// One tuned shape: the cuBLASLt descriptors (owned) and the chosen algorithm.
 struct GemmPlan {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
-    size_t workspace = 0;
-    float tuned_us = 0, default_us = 0;  // the chosen algorithm's time and the heuristic's first choice's
+    float tuned_us = 0, default_us = 0;  // the chosen algorithm's time (0: none runs) and the heuristic's first's
+
+    GemmPlan() = default;
+    GemmPlan(const GemmPlan&) = delete;
+    GemmPlan& operator=(const GemmPlan&) = delete;
+    GemmPlan(GemmPlan&& o) noexcept
+        : desc(std::exchange(o.desc, nullptr)),
+          a(std::exchange(o.a, nullptr)),
+          b(std::exchange(o.b, nullptr)),
+          c(std::exchange(o.c, nullptr)),
+          algo(o.algo),
+          tuned_us(o.tuned_us),
+          default_us(o.default_us) {}
+    ~GemmPlan() {
+        if (a) (void)cublasLtMatrixLayoutDestroy(a);
+        if (b) (void)cublasLtMatrixLayoutDestroy(b);
+        if (c) (void)cublasLtMatrixLayoutDestroy(c);
+        if (desc) (void)cublasLtMatmulDescDestroy(desc);
+    }
 };
 
 // What tuning needs of a call: everything but the operands' addresses (their alignments are in the key).
@@ -44,19 +60,13 @@ struct GemmShape {
 
 struct GemmPlans {
     // Key: operations, sizes, leading dimensions, strides, batch, data types, compute type, operand alignments.
-    using Key = std::vector<int64_t>;
+    using Key = std::array<int64_t, 20>;
     std::map<Key, GemmPlan> plans;
     std::vector<std::pair<Key, GemmShape>> pending;  // met during a capture, tuned after it
     // Scratch operands for the timed runs (device, grown on demand).
     void* arena[3] = {nullptr, nullptr, nullptr};
     size_t arena_bytes[3] = {0, 0, 0};
     ~GemmPlans() {
-        for (auto& [key, p] : plans) {
-            if (p.a) (void)cublasLtMatrixLayoutDestroy(p.a);
-            if (p.b) (void)cublasLtMatrixLayoutDestroy(p.b);
-            if (p.c) (void)cublasLtMatrixLayoutDestroy(p.c);
-            if (p.desc) (void)cublasLtMatmulDescDestroy(p.desc);
-        }
         for (void* a : arena)
             if (a) (void)cudaFree(a);
     }
@@ -218,7 +228,6 @@ GemmPlan tune(CudaContext& ctx, GemmPlans& plans, const GemmShape& g, int* chose
     (void)cudaEventDestroy(stop);
     if (*chosen < 0) return p;
     p.algo = results[*chosen].algo;
-    p.workspace = results[*chosen].workspaceSize;
     p.tuned_us = best;
     static const bool log = env_switch("PARAKEET_GEMM_TUNING_LOG");
     if (log)

@@ -15,7 +15,10 @@
 // Weight matrices are float32, float16 or bfloat16 (accumulation in float32); 16-bit weights halve the bytes
 // each iteration reads and keep the decoder resident in L2. With 16-bit weights the large kernel runs the joint
 // of 32 or more active items and the LSTM and projection of 32 or more emitting items on tensor cores (WMMA,
-// inputs rounded to 16 bits); float32 weights and fewer items stay on CUDA cores.
+// inputs rounded to 16 bits); float32 weights and fewer items stay on CUDA cores. The tensor-core phases size their
+// work units to fill the grid: the projection splits k over a block's warps, and the LSTM of up to a few hundred
+// items gives each warp one gate and one input (lstm_split_phase); every warp keeps kTcPrefetch weight fragments
+// in flight, as the phases wait on L2 latency, not bandwidth.
 #include <cooperative_groups.h>
 #include <mma.h>
 
@@ -493,12 +496,13 @@ __device__ void projection_phase_g(const GreedyParams& P, const int* items, int 
 }
 
 // The predictor of many items on tensor cores (16-bit weights, hidden and joint_hidden multiples of 16; the
-// joint's style): work units of kTcItems (the LSTM: kTcLstmItems) items times a chunk of weight row tiles, one
-// per warp; the block converts the unit's float32 inputs to 16-bit rows in shared memory (padded by kTcPad
-// elements against bank conflicts). The LSTM gives each warp the four gate row tiles of 16 hidden units (rows
-// q·H + u0 .. +15), so the cell update happens in its epilogue, element by element across the four accumulators
-// (fragments of one type share their layout; index_fragment says which (item, unit) an element holds). c, h and
-// hn stay float32.
+// joint's style): the block converts a unit's float32 inputs to 16-bit rows in shared memory (padded by kTcPad
+// elements against bank conflicts). The wide LSTM units (lstm_tensor_phase, for many emitting items) are
+// kTcLstmItems items times a chunk of hidden-unit tiles, one per warp: each warp holds the four gate row tiles of
+// 16 hidden units (rows q·H + u0 .. +15), so the cell update happens in its epilogue, element by element across the
+// four accumulators (fragments of one type share their layout; index_fragment says which (item, unit) an element
+// holds). The split units (lstm_split_phase) and the projection sum their warps' tiles in shared memory instead.
+// c, h and hn stay float32.
 constexpr int kTcItems = 64;
 constexpr int kTcTileRows = 16;
 constexpr int kTcMinItems = 32;
