@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "common/test_util.h"
@@ -158,6 +159,36 @@ TEST(TinyA, FrontendBatchOnCpu) {
         } catch (const Error& e) {
             EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
             EXPECT_NE(std::string(e.what()).find(fmt::format("at sample {})", at)), std::string::npos) << e.what();
+        }
+    }
+}
+
+// normalize_per_feature (frame by frame over all columns) gives, to the last bit, what the column-at-a-time loop
+// gives: each column summed in frame order in double, unbiased std (0 for one frame) plus 1e-5.
+TEST(TinyA, PerFeatureNormalisationIsColumnwise) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(-4.f, 2.5f);
+    for (const int64_t frames : {int64_t{1}, int64_t{2}, int64_t{25}, int64_t{1001}}) {
+        for (const int mels : {80, 128}) {
+            std::vector<float> x(static_cast<size_t>(frames * mels));
+            for (float& v : x) v = nd(rng);
+            std::vector<float> ref = x;
+            for (int m = 0; m < mels; ++m) {
+                double sum = 0.0;
+                for (int64_t t = 0; t < frames; ++t) sum += ref[t * mels + m];
+                const float mean = static_cast<float>(sum / frames);
+                double sq = 0.0;
+                for (int64_t t = 0; t < frames; ++t) {
+                    const float d = ref[t * mels + m] - mean;
+                    sq += static_cast<double>(d) * static_cast<double>(d);
+                }
+                float sd = frames > 1 ? static_cast<float>(std::sqrt(sq / (frames - 1))) : 0.f;
+                sd += 1e-5f;
+                for (int64_t t = 0; t < frames; ++t) ref[t * mels + m] = (ref[t * mels + m] - mean) / sd;
+            }
+            normalize_per_feature(x.data(), frames, mels);
+            for (size_t i = 0; i < x.size(); ++i)
+                ASSERT_EQ(x[i], ref[i]) << frames << " frames, " << mels << " mels, value " << i;
         }
     }
 }
