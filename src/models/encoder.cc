@@ -165,7 +165,8 @@ Tensor rows(const Tensor& x, int64_t b, int64_t begin, int64_t end) {
 
 void FastConformerEncoder::layer_forward(const ExecContext& ctx, const ConformerLayerWeights& w, Tensor& x,
                                          const Tensor& pos, int64_t pos_first, const std::vector<int>& lengths,
-                                         const AttentionContext& att, LayerCache* cache) const {
+                                         const AttentionContext& att, LayerCache* cache, const Tensor& ff1_norm,
+                                         const ConformerLayerWeights* next, Tensor* next_ff1_norm) const {
     const int64_t batch = x.dim(0), t = x.dim(1), d = x.dim(2);
     const int64_t ff = d * config_.ff_expansion_factor;
     const Device dev = ctx.device;
@@ -173,7 +174,7 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     // The norms and the FFN's hidden activations are GEMM inputs only: on CUDA at fp16/bf16 they are written in
     // 16 bits by the ops that produce them. Residual adds are fused into the following norm.
     const DType act = ops::gemm_input_dtype(ctx);
-    Tensor norm = Tensor::empty({batch, t, d}, act, dev);
+    Tensor norm = ff1_norm.defined() ? ff1_norm : Tensor::empty({batch, t, d}, act, dev);
     Tensor hidden = Tensor::empty({batch, t, ff}, act, dev);
     Tensor tmp = empty({batch, t, d});
 
@@ -184,7 +185,7 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     };
 
     // FF1 (half residual).
-    ops::add_layer_norm_(ctx, x, Tensor(), 0.f, w.ff1_norm_w, w.ff1_norm_b, 1e-5f, norm);
+    if (!ff1_norm.defined()) ops::add_layer_norm_(ctx, x, Tensor(), 0.f, w.ff1_norm_w, w.ff1_norm_b, 1e-5f, norm);
     feed_forward(w.ff1_w1, w.ff1_b1, w.ff1_w2, w.ff1_b2);
 
     // Self-attention. With a cache, keys/values come from [cache; chunk] (NeMo MultiHeadAttention.update_cache);
@@ -244,7 +245,10 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     }
     Tensor p = empty({pos.dim(0), d});
     ops::linear(ctx, pos, w.pos_w, nullptr, p);
-    Tensor att_out = empty({batch, t, d});
+    // In the output linear's input dtype (16 bits on CUDA fp16/bf16): no conversion pass before its GEMM
+    // (PARAKEET_F32_ATTENTION_OUT=1: float32, converted by the linear, for A/B measurements).
+    static const bool f32_att_out = env_switch("PARAKEET_F32_ATTENTION_OUT");
+    Tensor att_out = Tensor::empty({batch, t, d}, f32_att_out ? DType::kF32 : act, dev);
     std::vector<int> key_end(batch);
     for (int64_t b = 0; b < batch; ++b) key_end[b] = static_cast<int>(n_cache) + lengths[b];
     ops::AttentionParams params;
@@ -307,7 +311,13 @@ void FastConformerEncoder::layer_forward(const ExecContext& ctx, const Conformer
     ops::add_layer_norm_(ctx, x, tmp, 1.f, w.ff2_norm_w, w.ff2_norm_b, 1e-5f, norm);
     feed_forward(w.ff2_w1, w.ff2_b1, w.ff2_w2, w.ff2_b2);
     Tensor out = empty({batch, t, d});
-    ops::add_layer_norm_(ctx, x, tmp, 0.5f, w.out_norm_w, w.out_norm_b, 1e-5f, out);
+    if (next) {
+        *next_ff1_norm = Tensor::empty({batch, t, d}, act, dev);
+        ops::add_layer_norm2_(ctx, x, tmp, 0.5f, w.out_norm_w, w.out_norm_b, 1e-5f, out, next->ff1_norm_w,
+                              next->ff1_norm_b, *next_ff1_norm);
+    } else {
+        ops::add_layer_norm_(ctx, x, tmp, 0.5f, w.out_norm_w, w.out_norm_b, 1e-5f, out);
+    }
     std::swap(x, out);
 }
 
@@ -569,8 +579,15 @@ Tensor FastConformerEncoder::forward(const ExecContext& ctx, const std::vector<T
         sink("pos_enc_x", x.to(Device{}));
         sink("pos_emb", pos.to(Device{}).reshape({1, n_pos, d}));
     }
+    // Each layer's output norm also computes the next layer's first norm (one pass on CUDA;
+    // PARAKEET_SEPARATE_NORMS=1: two, for A/B measurements).
+    static const bool separate_norms = env_switch("PARAKEET_SEPARATE_NORMS");
+    Tensor ff1_norm;
     for (size_t l = 0; l < layers_.size(); ++l) {
-        layer_forward(ctx, layers_[l], x, pos, pos_first, lengths, att, nullptr);
+        Tensor next_norm;
+        const ConformerLayerWeights* next = l + 1 < layers_.size() && !separate_norms ? &layers_[l + 1] : nullptr;
+        layer_forward(ctx, layers_[l], x, pos, pos_first, lengths, att, nullptr, ff1_norm, next, &next_norm);
+        ff1_norm = next_norm;
         if (sink) sink(fmt::format("layer{}_out", l), x.to(Device{}));
     }
     return x;

@@ -125,9 +125,13 @@ private:
         Tensor next_channel;            // [B, C', D] out
         Tensor next_time;               // [B, Kc, D] out
     };
+    // One layer on x. The norm feeding its first feed-forward, LN_ff1(x), comes from `ff1_norm` when defined (the
+    // layer before computed it); with `next` set, the output norm also computes the next layer's LN_ff1 into
+    // `next_ff1_norm` (one pass on CUDA).
     void layer_forward(const ExecContext& ctx, const ConformerLayerWeights& w, Tensor& x, const Tensor& pos,
                        int64_t pos_first, const std::vector<int>& lengths, const AttentionContext& att,
-                       LayerCache* cache) const;
+                       LayerCache* cache, const Tensor& ff1_norm = Tensor(),
+                       const ConformerLayerWeights* next = nullptr, Tensor* next_ff1_norm = nullptr) const;
 
     // Positional rows pe(first), pe(first - 1), ... (count rows) on a device, built once per (first, count, device).
     Tensor position_rows(int64_t first, int64_t count, Device device) const;

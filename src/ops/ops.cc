@@ -130,6 +130,30 @@ void add_layer_norm_(const ExecContext& ctx, Tensor& x, const Tensor& r, float a
     });
 }
 
+void add_layer_norm2_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
+                      const Tensor& beta, float eps, Tensor& y, const Tensor& gamma2, const Tensor& beta2, Tensor& y2) {
+    const int64_t cols = x.dim(-1);
+    PK_CHECK(y.dtype() == DType::kF32 && y2.numel() == x.numel() && gamma2.numel() == cols && beta2.numel() == cols,
+             kInternal, "add_layer_norm2: y {} y2 {} for x {}", dtype_name(y.dtype()), shape_str(y2.shape()),
+             shape_str(x.shape()));
+    if (ctx.device.type != DeviceType::kCUDA) {
+        add_layer_norm_(ctx, x, r, alpha, gamma, beta, eps, y);
+        add_layer_norm_(ctx, y, Tensor(), 0.f, gamma2, beta2, eps, y2);
+        return;
+    }
+    // The checks of the single norm (shapes, output dtype), on both outputs.
+    PK_CHECK(gamma.numel() == cols && beta.numel() == cols && y.numel() == x.numel() &&
+                 (!r.defined() || r.numel() == x.numel()) &&
+                 (y2.dtype() == DType::kF32 || y2.dtype() == gemm_input_dtype(ctx)),
+             kInternal, "add_layer_norm2: x {} gamma {} y2 {}", shape_str(x.shape()), shape_str(gamma.shape()),
+             dtype_name(y2.dtype()));
+    PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "add_layer_norm2", {&x, &r, &y, &y2});
+               cuda::add_layer_norm2_to(*ctx.cuda, x.data<float>(), r.defined() ? r.data<float>() : nullptr, alpha,
+                                        cuda::weight_f32(*ctx.cuda, gamma), cuda::weight_f32(*ctx.cuda, beta), eps,
+                                        rows_of(x), cols, y.data<float>(), cuda::weight_f32(*ctx.cuda, gamma2),
+                                        cuda::weight_f32(*ctx.cuda, beta2), y2.raw(), y2.dtype()));
+}
+
 void linear_silu(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
     if (x.dtype() == DType::kF32) {
         PK_CHECK(y.dtype() == DType::kF32, kInternal, "linear_silu: float32 input, {} output", dtype_name(y.dtype()));
@@ -273,6 +297,8 @@ void rel_pos_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k,
              "attention: {} cached + {} queries != {} keys", params.n_cache, q.dim(1), n_key);
     cpu::AttentionArgs a{q.dim(0), q.dim(1), n_key, params.n_heads, d_model / params.n_heads, params.n_cache,
                          params.att_left, params.att_right, params.att_chunk, params.att_left_chunks, pos_first, params.key_begin, params.key_end, params.q_valid};
+    PK_CHECK(out.dtype() == DType::kF32 || out.dtype() == gemm_input_dtype(ctx), kInternal,
+             "attention: {} output on {}", dtype_name(out.dtype()), ctx.device.str());
     dispatch(ctx, "rel_pos_attention", [&] {
         cpu::rel_pos_attention(a, q.data<float>(), k.data<float>(), v.data<float>(), p.data<float>(),
                                pos_bias_u.data<float>(), pos_bias_v.data<float>(), out.data<float>());
@@ -284,7 +310,7 @@ void rel_pos_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k,
                                           p.dim(0)};
                    cuda::rel_pos_attention(*ctx.cuda, ctx.precision, ca, q.data<float>(), k.data<float>(),
                                            v.data<float>(), p.data<float>(), cuda::weight_f32(*ctx.cuda, pos_bias_u),
-                                           cuda::weight_f32(*ctx.cuda, pos_bias_v), out.data<float>()));
+                                           cuda::weight_f32(*ctx.cuda, pos_bias_v), out.raw(), out.dtype()));
     });
 }
 

@@ -29,6 +29,10 @@ void linear3(const ExecContext& ctx, const Tensor& x, const Tensor* const (&w)[3
 // x += alpha · r (r undefined: x unchanged), then y = LayerNorm(x). y is float32 or gemm_input_dtype(ctx).
 void add_layer_norm_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
                      const Tensor& beta, float eps, Tensor& y);
+// add_layer_norm_ into float32 y, then y2 = LayerNorm(y; gamma2, beta2) (float32 or gemm_input_dtype(ctx)): one
+// layer's output norm and the next layer's first norm, one pass on CUDA. The same values as the two ops.
+void add_layer_norm2_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
+                      const Tensor& beta, float eps, Tensor& y, const Tensor& gamma2, const Tensor& beta2, Tensor& y2);
 // y = SiLU(x · wᵀ + bias); x and y float32 or both gemm_input_dtype(ctx) (y is then only read by `linear`).
 void linear_silu(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
 // The conformer conv module's middle: y = SiLU(dwconv(GLU(x) with rows t >= lengths[b] zeroed) + bias),
@@ -74,6 +78,7 @@ struct AttentionParams {
     // Local attention passes a table covering only the distances its window reaches.
     int64_t pos_first = -1;
 };
+// out is float32, or on CUDA gemm_input_dtype(ctx) (written for the output linear's 16-bit GEMM).
 void rel_pos_attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& p, const Tensor& pos_bias_u, const Tensor& pos_bias_v,
                        const AttentionParams& params, Tensor& out);

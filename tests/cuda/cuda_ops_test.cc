@@ -200,6 +200,15 @@ TEST_P(CudaPrecisionTest, RelPosAttention) {
         expect_close(out_cpu, out_gpu, tolerance(prec),
                      fmt::format("attention {} T={} C={} H={} dk={} L={} R={}", precision_name(prec), c.n_query,
                                  c.n_cache, c.n_heads, c.d_head, c.att_left, c.att_right));
+        // Written in the output linear's 16-bit input dtype (fp16/bf16): the float32 result rounded, whichever path
+        // ran (the fused kernel stores 16 bits itself; the GEMM paths convert their float32 result).
+        const DType dt = ops::gemm_input_dtype(gpu(prec));
+        if (dt == DType::kF32) continue;
+        Tensor out16 = Tensor::empty(q.shape(), dt, kGpu);
+        ops::rel_pos_attention(gpu(prec), q.to(kGpu), k.to(kGpu), v.to(kGpu), p.to(kGpu), u, vb, params, out16);
+        const Tensor rounded = ops::to_gemm_input(gpu(prec), out_gpu).to(Device{}).to_f32();
+        expect_close(rounded, out16.to(Device{}).to_f32(), 0,
+                     fmt::format("attention 16-bit output {} T={} dk={}", precision_name(prec), c.n_query, c.d_head));
     }
 }
 
@@ -505,6 +514,38 @@ TEST_F(CudaTest, FusedAddLayerNorm) {
                          cuda::weight_f32(c, b), 1e-5f, 26, 96, y_gpu.data<float>());
     expect_close(x_cpu, x_gpu, 1e-6, "add_layer_norm residual");
     expect_close(y_cpu, y_gpu, 1e-5, "add_layer_norm norm");
+}
+
+// A layer's output norm and the next layer's first norm in one pass: bit-identical to the two single norms, on the
+// block-per-row path (few rows), the warp-per-row path (many rows of 1024) and the two-launch path (wide rows), with
+// float32 and 16-bit second outputs.
+TEST_F(CudaTest, DoubleLayerNormEqualsTwoNorms) {
+    struct Case {
+        int64_t rows, cols;
+    };
+    for (const Case cs : {Case{26, 96}, Case{175, 1024}, Case{4 * 132 + 7, 1024}, Case{1100, 512}, Case{9, 2500}}) {
+        for (Precision prec : {Precision::kF32, Precision::kBF16, Precision::kF16}) {
+            const ExecContext g = gpu(prec);
+            const DType dt = ops::gemm_input_dtype(g);
+            Tensor x = rand({cs.rows, cs.cols}), r = rand({cs.rows, cs.cols});
+            Tensor g1 = rand({cs.cols}), b1 = rand({cs.cols}), g2 = rand({cs.cols}), b2 = rand({cs.cols});
+            Tensor xa = x.to(kGpu), xb = x.to(kGpu), rg = r.to(kGpu);
+            Tensor ya = Tensor::empty(x.shape(), DType::kF32, kGpu), yb = Tensor::empty(x.shape(), DType::kF32, kGpu);
+            Tensor za = Tensor::empty(x.shape(), dt, kGpu), zb = Tensor::empty(x.shape(), dt, kGpu);
+            ops::add_layer_norm_(g, xa, rg, 0.5f, g1, b1, 1e-5f, ya);
+            ops::add_layer_norm_(g, ya, Tensor(), 0.f, g2, b2, 1e-5f, za);
+            ops::add_layer_norm2_(g, xb, rg, 0.5f, g1, b1, 1e-5f, yb, g2, b2, zb);
+            const std::string what = fmt::format("{} x {} {}", cs.rows, cs.cols, precision_name(prec));
+            expect_close(xa.to(Device{}), xb, 0, "residual " + what);
+            expect_close(ya.to(Device{}), yb, 0, "first norm " + what);
+            expect_close(za.to(Device{}).to_f32(), zb.to(Device{}).to_f32(), 0, "second norm " + what);
+            // And against the CPU.
+            Tensor xc = x.clone(), yc = Tensor::empty(x.shape()), zc = Tensor::empty(x.shape());
+            ops::add_layer_norm2_(cpu(), xc, r, 0.5f, g1, b1, 1e-5f, yc, g2, b2, zc);
+            expect_close(yc, yb, 1e-5, "first norm vs CPU " + what);
+            expect_close(zc, zb.to(Device{}).to_f32(), dt == DType::kF32 ? 1e-5 : 1e-2, "second norm vs CPU " + what);
+        }
+    }
 }
 
 TEST_F(CudaTest, FusedGluDepthwiseSilu) {

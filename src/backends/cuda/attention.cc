@@ -183,7 +183,7 @@ bool rel_pos_attention_batched(CudaContext& ctx, Precision precision, const Atte
 // queued nothing, elsewhere. PARAKEET_UNFUSED_ATTENTION=1 keeps the GEMM path (A/B measurements).
 bool rel_pos_attention_fused(CudaContext& ctx, Precision precision, const AttentionArgs& a, const float* q,
                              const float* k, const float* v, const float* p, const float* pos_bias_u,
-                             const float* pos_bias_v, float* out) {
+                             const float* pos_bias_v, void* out, DType out_dtype) {
     static const bool unfused = env_switch("PARAKEET_UNFUSED_ATTENTION");
     if ((precision != Precision::kF16 && precision != Precision::kBF16) || unfused ||
         !kernels::fused_attention_supported(a.d_head) || a.n_key >= INT_MAX / 2 || a.n_query >= INT_MAX / 2 ||
@@ -203,6 +203,7 @@ bool rel_pos_attention_fused(CudaContext& ctx, Precision precision, const Attent
     fa.pos_bias_u = pos_bias_u;
     fa.pos_bias_v = pos_bias_v;
     fa.out = out;
+    fa.out_dtype = act_code(out_dtype);
     fa.items = static_cast<const int*>(ctx.upload(items.data(), items.size() * sizeof(int)));
     fa.batch = static_cast<int>(a.batch);
     fa.n_query = static_cast<int>(a.n_query);
@@ -230,9 +231,19 @@ bool rel_pos_attention_fused(CudaContext& ctx, Precision precision, const Attent
 }  // namespace
 
 void rel_pos_attention(CudaContext& ctx, Precision precision, const AttentionArgs& a, const float* q, const float* k,
-                       const float* v, const float* p, const float* pos_bias_u, const float* pos_bias_v, float* out) {
+                       const float* v, const float* p, const float* pos_bias_u, const float* pos_bias_v, void* out_any,
+                       DType out_dtype) {
     const Launch l{ctx.stream, ctx.n_sms};
-    if (rel_pos_attention_fused(ctx, precision, a, q, k, v, p, pos_bias_u, pos_bias_v, out)) return;
+    if (rel_pos_attention_fused(ctx, precision, a, q, k, v, p, pos_bias_u, pos_bias_v, out_any, out_dtype)) return;
+    if (out_dtype != DType::kF32) {
+        // The GEMM paths write float32: through a temporary, then converted.
+        const int64_t n = a.batch * a.n_query * a.n_heads * a.d_head;
+        Tensor tmp = Tensor::empty({n}, DType::kF32, Device{DeviceType::kCUDA, ctx.device});
+        rel_pos_attention(ctx, precision, a, q, k, v, p, pos_bias_u, pos_bias_v, tmp.data<float>(), DType::kF32);
+        convert_f32(ctx, tmp.data<float>(), out_any, out_dtype, n);
+        return;
+    }
+    float* const out = static_cast<float*>(out_any);
     const int64_t d_model = a.n_heads * a.d_head, n_key = a.n_key, dk = a.d_head, nh = a.n_heads;
     // Query block height: the scores of one block (AC and BD, all heads) within the budget.
     const int64_t per_row = 4 * nh * (2 * dk + 3 * n_key + 1);

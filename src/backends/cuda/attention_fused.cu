@@ -169,7 +169,7 @@ __global__ void __launch_bounds__(kFaThreads) fused_attention_kernel(FusedAttent
     const int key_begin = a.items[3 * b], key_end = a.items[3 * b + 1], q_valid = a.items[3 * b + 2];
     const int n_rows = min(kFaRows, a.n_query - i0);
     const float* q = a.q + (int64_t{b} * a.n_query + i0) * d_model + h * DK;
-    float* out = a.out + (int64_t{b} * a.n_query + i0) * d_model + h * DK;
+    const int64_t out0 = (int64_t{b} * a.n_query + i0) * d_model + h * DK;  // element offset of row i0, head h
 
     // The union of the block's rows' key ranges (each row's [lo, hi) from attention_key_range).
     if (tid == 0) {
@@ -352,11 +352,19 @@ __global__ void __launch_bounds__(kFaThreads) fused_attention_kernel(FusedAttent
             continue;
         }
         const float inv = l_run[e] > 0.f ? 1.f / l_run[e] : 0.f;
-        float* row = out + int64_t{r} * d_model;
+        const int64_t row = out0 + int64_t{r} * d_model;
 #pragma unroll
-        for (int t = 0; t < DK / 8; ++t)
-            *reinterpret_cast<float2*>(row + 8 * t + 2 * qd) =
-                make_float2(acc_o[t][2 * e] * inv, acc_o[t][2 * e + 1] * inv);
+        for (int t = 0; t < DK / 8; ++t) {
+            const float o0 = acc_o[t][2 * e] * inv, o1 = acc_o[t][2 * e + 1] * inv;
+            const int64_t at = row + 8 * t + 2 * qd;
+            if (a.out_dtype == 0) {
+                *reinterpret_cast<float2*>(static_cast<float*>(a.out) + at) = make_float2(o0, o1);
+            } else if (a.out_dtype == 1) {
+                *reinterpret_cast<uint32_t*>(static_cast<__half*>(a.out) + at) = pack2<__half>(o0, o1);
+            } else {
+                *reinterpret_cast<uint32_t*>(static_cast<__nv_bfloat16*>(a.out) + at) = pack2<__nv_bfloat16>(o0, o1);
+            }
+        }
     }
 }
 
@@ -375,7 +383,8 @@ __global__ void fused_attention_merge_kernel(FusedAttentionArgs a) {
             o += w * a.part_o[(s * rows + z) * a.d_head + threadIdx.x];
         }
     }
-    a.out[(int64_t{b} * a.n_query + i) * a.n_heads * a.d_head + h * a.d_head + threadIdx.x] = l > 0.f ? o / l : 0.f;
+    store_act(a.out, (int64_t{b} * a.n_query + i) * a.n_heads * a.d_head + h * a.d_head + threadIdx.x,
+              l > 0.f ? o / l : 0.f, a.out_dtype);
 }
 
 template <typename T, int DK>

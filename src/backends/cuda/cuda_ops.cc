@@ -15,13 +15,13 @@ namespace parakeet::cuda {
 
 namespace {
 Launch launch(const CudaContext& ctx) { return Launch{ctx.stream, ctx.n_sms}; }
+}  // namespace
 
 int act_code(DType dtype) {
     PK_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16, kInternal,
              "16-bit activations: unsupported dtype {}", dtype_name(dtype));
     return dtype == DType::kF16 ? 1 : dtype == DType::kBF16 ? 2 : 0;
 }
-}  // namespace
 
 void convert_f32(CudaContext& ctx, const float* src, void* dst, DType dtype, int64_t n) {
     switch (dtype) {
@@ -167,6 +167,13 @@ void linear_x16_bias_silu(CudaContext& ctx, Precision precision, const void* x16
 void add_layer_norm_to(CudaContext& ctx, float* x, const float* r, float alpha, const float* gamma, const float* beta,
                        float eps, int64_t rows, int64_t cols, void* y, DType dtype) {
     kernels::layer_norm_act(launch(ctx), x, r, alpha, gamma, beta, eps, rows, cols, y, act_code(dtype));
+}
+
+void add_layer_norm2_to(CudaContext& ctx, float* x, const float* r, float alpha, const float* gamma,
+                        const float* beta, float eps, int64_t rows, int64_t cols, float* y, const float* gamma2,
+                        const float* beta2, void* y2, DType dtype) {
+    kernels::layer_norm2_act(launch(ctx), x, r, alpha, gamma, beta, eps, rows, cols, y, gamma2, beta2, y2,
+                             act_code(dtype));
 }
 
 void linear_bias_silu(CudaContext& ctx, Precision precision, const float* x, const Tensor& w, const float* bias,

@@ -53,6 +53,14 @@ void linear_x16_bias_silu(CudaContext& ctx, Precision precision, const void* x16
 void add_layer_norm_to(CudaContext& ctx, float* x, const float* r, float alpha, const float* gamma, const float* beta,
                        float eps, int64_t rows, int64_t cols, void* y, DType dtype);
 
+// The kernels' activation dtype code of dtype: 0 float32, 1 float16, 2 bfloat16 (kInternal for other dtypes).
+int act_code(DType dtype);
+
+// add_layer_norm_to into float32 y, then y2 = LayerNorm(y; gamma2, beta2) written as `dtype`.
+void add_layer_norm2_to(CudaContext& ctx, float* x, const float* r, float alpha, const float* gamma,
+                        const float* beta, float eps, int64_t rows, int64_t cols, float* y, const float* gamma2,
+                        const float* beta2, void* y2, DType dtype);
+
 // Converts n float32 values to `dtype` (float16 or bfloat16, round to nearest even).
 void convert_f32(CudaContext& ctx, const float* src, void* dst, DType dtype, int64_t n);
 
@@ -104,9 +112,11 @@ struct AttentionArgs {
     const int* q_valid;           // host [batch] or null
     int64_t n_pos;                // rows of p
 };
-// Same semantics as cpu::rel_pos_attention (NeMo RelPositionMultiHeadAttention): pointers are device float32.
+// Same semantics as cpu::rel_pos_attention (NeMo RelPositionMultiHeadAttention): pointers are device float32, out
+// of out_dtype (float32, or the 16-bit input of the GEMM that follows).
 void rel_pos_attention(CudaContext& ctx, Precision precision, const AttentionArgs& a, const float* q, const float* k,
-                       const float* v, const float* p, const float* pos_bias_u, const float* pos_bias_v, float* out);
+                       const float* v, const float* p, const float* pos_bias_u, const float* pos_bias_v, void* out,
+                       DType out_dtype);
 
 // Throws kInternal naming `op` when a tensor is not on the context's device.
 void check_on_device(const CudaContext& ctx, const char* op, std::initializer_list<const Tensor*> tensors);

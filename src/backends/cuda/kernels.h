@@ -72,7 +72,8 @@ void relu_to(Launch l, const float* x, const float* bias, int64_t c, int64_t n, 
 // n_heads · d_head, read as fp16 (`half`) or bf16; items: device [batch][3] = key_begin, key_end, valid queries.
 struct FusedAttentionArgs {
     const float *q, *k, *v, *p, *pos_bias_u, *pos_bias_v;
-    float* out;
+    void* out;     // out_dtype: 0 float32, 1 float16, 2 bfloat16 (the input of the output linear's GEMM)
+    int out_dtype;
     const int* items;
     int batch, n_query, n_key, n_heads, d_head, n_cache, n_pos, pos_first;
     int att_left, att_right, att_chunk, att_left_chunks;

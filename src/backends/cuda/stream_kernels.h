@@ -105,6 +105,11 @@ void stream_conv(Launch l, const SlotLayout& layout, float* const* pages, const 
 // y = LayerNorm(x (+= alpha · r when r is non-null)) written as act_dtype.
 void layer_norm_act(Launch l, float* x, const float* r, float alpha, const float* gamma, const float* beta, float eps,
                     int64_t rows, int64_t cols, void* y, int act_dtype);
+// layer_norm_act into float32 y, then y2 = LayerNorm(y; gamma2, beta2) as act_dtype, in one pass where the row fits
+// a block's registers (a layer's output norm and the next layer's first norm).
+void layer_norm2_act(Launch l, float* x, const float* r, float alpha, const float* gamma, const float* beta, float eps,
+                     int64_t rows, int64_t cols, float* y, const float* gamma2, const float* beta2, void* y2,
+                     int act_dtype);
 // y16 = SiLU(y + bias[col]) written as act_dtype (bias may be null).
 void bias_silu_act(Launch l, const float* y, const float* bias, int64_t rows, int64_t cols, void* out, int act_dtype);
 // In place on 16-bit y (act_dtype 1 or 2, cols even): y = SiLU(y + bias[col]) (bias may be null).
