@@ -88,7 +88,7 @@ int64_t WindowedStreamer::place(Pending& p, const Tensor& enc_rows, int enc_len)
     const int64_t t = enc_rows.dim(0);
     const int64_t avail = std::max<int64_t>(t - s.left_frames, 0);
     Tensor frames = enc_rows.slice0(std::min<int64_t>(s.left_frames, t), t);
-    s.encoded = frames.to(Device{});
+    s.encoded = frames.clone();  // on the stepping device, no wait: the encoder's output buffer is reused next step
     s.out_len = static_cast<int>(std::min<int64_t>(s.out_len, avail));
     // Frames projected: the chunk and the right context (valid rows only).
     return std::max<int64_t>(std::min<int64_t>(avail, std::max<int64_t>(enc_len - s.left_frames, 0)), s.out_len);

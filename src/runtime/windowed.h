@@ -29,6 +29,7 @@ struct WindowedStep {
     int out_len = 0;                           // chunk frames decoded
     int first_frame = 0;                       // global encoder frame of the first decoded frame
     Tensor encoded;                            // [T_window - left_frames, D]: chunk and right-context frames
+                                               // (on the stepping device)
     std::vector<Token> tokens;                 // committed tokens of this step (global frames)
     std::vector<Token> lookahead;              // tentative tokens decoded from the right context (not committed)
     bool last = false;

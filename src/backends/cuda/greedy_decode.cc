@@ -85,9 +85,18 @@ void GreedyDecoder::decode(CudaContext& ctx, const float* fproj, int64_t max_fra
     }
     const int64_t max_tokens = int64_t{std::max(max_t, 1)} * options_.max_symbols + 1;
 
-    // Host image of the inputs and state: lengths, t, started | h, c, p.
-    std::vector<int> ints(3 * B);
-    std::vector<float> floats(static_cast<size_t>(B * (2 * L * H + J)), 0.f);
+    // One device buffer holds everything that crosses to the host and back, in 32-bit words: token counts [B] |
+    // lengths, t, started [3B] | tokens [4, B, max_tokens] | the kernel's int scratch (zeroed; the error flag at
+    // 4B) | h, c [B, L·H] and p [B, J] (16-byte aligned). One upload fills it (the zeros included) and one
+    // read-back returns it (a copy on the legacy stream waits for the kernel: the context's stream is blocking),
+    // instead of a copy, allocation or memset per array.
+    const int64_t n_int_scratch = static_cast<int64_t>(int_scratch(batch));
+    const int64_t off_ints = B, off_tok = 4 * B, off_state = off_tok + 4 * B * max_tokens;
+    const int64_t off_floats = (off_state + n_int_scratch + 3) / 4 * 4;
+    const int64_t words = off_floats + B * (2 * L * H + J);
+    std::vector<int32_t> host(static_cast<size_t>(words), 0);
+    int32_t* ints = host.data() + off_ints;
+    float* floats = reinterpret_cast<float*>(host.data() + off_floats);
     for (int b = 0; b < batch; ++b) {
         const DecoderState& s = states[b];
         ints[b] = lengths[b];
@@ -96,57 +105,45 @@ void GreedyDecoder::decode(CudaContext& ctx, const float* fproj, int64_t max_fra
         if (s.started) {
             PK_CHECK(static_cast<int64_t>(s.lstm.h.size()) == L * H && static_cast<int64_t>(s.pred_proj.size()) == J,
                      kInternal, "decode: carried state of item {} does not match the model", b);
-            std::copy(s.lstm.h.begin(), s.lstm.h.end(), floats.begin() + b * L * H);
-            std::copy(s.lstm.c.begin(), s.lstm.c.end(), floats.begin() + B * L * H + b * L * H);
-            std::copy(s.pred_proj.begin(), s.pred_proj.end(), floats.begin() + 2 * B * L * H + b * J);
+            std::copy(s.lstm.h.begin(), s.lstm.h.end(), floats + b * L * H);
+            std::copy(s.lstm.c.begin(), s.lstm.c.end(), floats + B * L * H + b * L * H);
+            std::copy(s.pred_proj.begin(), s.pred_proj.end(), floats + 2 * B * L * H + b * J);
         }
     }
     const Device dev{DeviceType::kCUDA, ctx.device};
-    Tensor d_ints = Tensor::empty({3 * B}, DType::kI32, dev);
-    Tensor d_floats = Tensor::empty({static_cast<int64_t>(floats.size())}, DType::kF32, dev);
+    Tensor d_io = Tensor::empty({words}, DType::kI32, dev);
     Tensor d_scratch = Tensor::empty({static_cast<int64_t>(scratch_floats(batch))}, DType::kF32, dev);
-    Tensor d_state = Tensor::zeros({static_cast<int64_t>(int_scratch(batch))}, DType::kI32, dev);
-    Tensor d_tok = Tensor::empty({4 * B * max_tokens}, DType::kI32, dev);
-    Tensor d_count = Tensor::zeros({B}, DType::kI32, dev);
-    PK_CUDA_CHECK(cudaMemcpy(d_ints.raw(), ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice));
-    PK_CUDA_CHECK(cudaMemcpy(d_floats.raw(), floats.data(), floats.size() * sizeof(float), cudaMemcpyHostToDevice));
+    PK_CUDA_CHECK(cudaMemcpy(d_io.raw(), host.data(), host.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
 
-    int* di = d_ints.data<int>();
-    float* df = d_floats.data<float>();
+    int* io = d_io.data<int>();
+    float* df = reinterpret_cast<float*>(io + off_floats);
     DeviceBatch d{};
     d.fproj = fproj;
     d.item_stride = max_frames * J;
-    d.lengths = di;
+    d.lengths = io + off_ints;
     d.batch = batch;
     d.max_tokens = static_cast<int>(max_tokens);
     d.h = df;
     d.c = df + B * L * H;
     d.p = df + 2 * B * L * H;
-    d.t = di + B;
-    d.started = di + 2 * B;
+    d.t = io + off_ints + B;
+    d.started = io + off_ints + 2 * B;
     d.scratch = d_scratch.data<float>();
-    d.int_scratch = d_state.data<int>();
-    d.tokens = d_tok.data<int>();
-    d.n_tokens = d_count.data<int>();
-    // The legacy-stream copies above are ordered before the kernel (blocking stream).
+    d.int_scratch = io + off_state;
+    d.tokens = io + off_tok;
+    d.n_tokens = io;
     decode_device(ctx, d);
-    synchronize(ctx);
 
-    std::vector<int> counts(B), error(1);
-    PK_CUDA_CHECK(cudaMemcpy(counts.data(), d.n_tokens, B * sizeof(int), cudaMemcpyDeviceToHost));
-    PK_CUDA_CHECK(cudaMemcpy(error.data(), d.int_scratch + 4 * B, sizeof(int), cudaMemcpyDeviceToHost));
-    PK_CHECK(error[0] == 0, kInternal, "GPU greedy decode failed (code {})", error[0]);
-    std::vector<int> tok(4 * B * max_tokens);
-    PK_CUDA_CHECK(cudaMemcpy(tok.data(), d.tokens, tok.size() * sizeof(int), cudaMemcpyDeviceToHost));
-    PK_CUDA_CHECK(cudaMemcpy(ints.data(), di, ints.size() * sizeof(int), cudaMemcpyDeviceToHost));
-    PK_CUDA_CHECK(cudaMemcpy(floats.data(), df, floats.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    PK_CUDA_CHECK(cudaMemcpy(host.data(), io, host.size() * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    PK_CHECK(host[off_state + 4 * B] == 0, kInternal, "GPU greedy decode failed (code {})", host[off_state + 4 * B]);
     for (int b = 0; b < batch; ++b) {
         DecoderState& s = states[b];
-        append_device_tokens(tok.data(), counts[b], b, batch, static_cast<int>(max_tokens), s.frames_decoded, tokens[b]);
+        append_device_tokens(host.data() + off_tok, host[b], b, batch, static_cast<int>(max_tokens), s.frames_decoded,
+                             tokens[b]);
         s.started = true;
-        s.lstm.h.assign(floats.begin() + b * L * H, floats.begin() + (b + 1) * L * H);
-        s.lstm.c.assign(floats.begin() + B * L * H + b * L * H, floats.begin() + B * L * H + (b + 1) * L * H);
-        s.pred_proj.assign(floats.begin() + 2 * B * L * H + b * J, floats.begin() + 2 * B * L * H + (b + 1) * J);
+        s.lstm.h.assign(floats + b * L * H, floats + (b + 1) * L * H);
+        s.lstm.c.assign(floats + B * L * H + b * L * H, floats + B * L * H + (b + 1) * L * H);
+        s.pred_proj.assign(floats + 2 * B * L * H + b * J, floats + 2 * B * L * H + (b + 1) * J);
         s.time_jump = ints[B + b] - lengths[b];
         s.frames_decoded += lengths[b];
     }
