@@ -155,6 +155,8 @@ __device__ __forceinline__ void multiply_rows(float (&acc)[NT][4], const uint4* 
 template <typename T, int DK>
 __global__ void __launch_bounds__(kFaThreads) fused_attention_kernel(FusedAttentionArgs a) {
     extern __shared__ __align__(128) uint4 smem[];
+    launch_dependents();
+    wait_for_previous_kernel();
     uint4* s_qu = smem;                        // [64][DK]
     uint4* s_qv = s_qu + kFaRows * DK / 8;     // [64][DK]
     uint4* s_k = s_qv + kFaRows * DK / 8;      // [kFaKeys][DK]
@@ -370,6 +372,8 @@ __global__ void __launch_bounds__(kFaThreads) fused_attention_kernel(FusedAttent
 
 // One block per (item, head, query row), one thread per channel: the parts merged (weights 2^(m_s - m)).
 __global__ void fused_attention_merge_kernel(FusedAttentionArgs a) {
+    launch_dependents();
+    wait_for_previous_kernel();
     const int64_t rows = int64_t{a.batch} * a.n_heads * a.n_query, z = blockIdx.x;
     const int i = static_cast<int>(z % a.n_query), h = static_cast<int>((z / a.n_query) % a.n_heads);
     const int b = static_cast<int>(z / (int64_t{a.n_query} * a.n_heads));
@@ -399,13 +403,11 @@ void launch_fused(Launch l, const FusedAttentionArgs& a) {
     (void)configured;
     const dim3 grid(static_cast<unsigned int>((a.n_query + kFaRows - 1) / kFaRows),
                     static_cast<unsigned int>(a.n_heads), static_cast<unsigned int>(a.batch * a.n_splits));
-    fused_attention_kernel<T, DK><<<grid, kFaThreads, shared, l.stream>>>(a);
-    PK_CUDA_CHECK_LAUNCH();
-    if (a.n_splits > 1) {
-        fused_attention_merge_kernel<<<static_cast<unsigned int>(int64_t{a.batch} * a.n_heads * a.n_query), DK, 0,
-                                       l.stream>>>(a);
-        PK_CUDA_CHECK_LAUNCH();
-    }
+    // Programmatic launches: blocks are scheduled while the kernel before drains (they wait before reading).
+    launch_after_previous(l, fused_attention_kernel<T, DK>, grid, kFaThreads, shared, a);
+    if (a.n_splits > 1)
+        launch_after_previous(l, fused_attention_merge_kernel,
+                              static_cast<unsigned int>(int64_t{a.batch} * a.n_heads * a.n_query), DK, 0, a);
 }
 
 }  // namespace

@@ -37,6 +37,8 @@ __global__ void glu_depthwise_conv1d_silu_kernel(const float* x, const int* leng
                                                  const float* bias, int64_t t, int64_t c, int64_t k,
                                                  int64_t pad_left, void* y, int y_dtype) {
     extern __shared__ float g[];  // [kTileT + k - 1][kConvTileC]
+    launch_dependents();
+    wait_for_previous_kernel();
     const int64_t b = blockIdx.z, t0 = int64_t{blockIdx.y} * kTileT, ch = int64_t{blockIdx.x} * kConvTileC + threadIdx.x;
     const int64_t valid = lengths ? lengths[b] : t;
     const int64_t rows = kTileT + k - 1;
@@ -95,11 +97,11 @@ void glu_depthwise_conv1d_silu(Launch l, const float* x, const int* lengths, con
         throw_cuda_error(cudaErrorInvalidValue, "glu_depthwise_conv1d_silu size", __FILE__, __LINE__);
     const dim3 block(kConvTileC, kConvRowsPerPass);
     if (short_tiles) {
-        glu_depthwise_conv1d_silu_kernel<16><<<grid, block, shared, l.stream>>>(x, lengths, w, bias, t, c, k, pad_left,
-                                                                                y, y_dtype);
+        launch_after_previous(l, glu_depthwise_conv1d_silu_kernel<16>, grid, block, shared, x, lengths, w, bias, t, c,
+                              k, pad_left, y, y_dtype);
     } else {
-        glu_depthwise_conv1d_silu_kernel<64><<<grid, block, shared, l.stream>>>(x, lengths, w, bias, t, c, k, pad_left,
-                                                                                y, y_dtype);
+        launch_after_previous(l, glu_depthwise_conv1d_silu_kernel<64>, grid, block, shared, x, lengths, w, bias, t, c,
+                              k, pad_left, y, y_dtype);
     }
     PK_CUDA_CHECK_LAUNCH();
 }

@@ -89,11 +89,11 @@ inline bool programmatic_launch_supported() {
 // Launches kernel<<<grid, block, shared, l.stream>>>(args...) as a programmatic dependent launch where supported
 // (see launch_dependents), a plain launch elsewhere. The kernel must call wait_for_previous_kernel.
 template <typename... KArgs, typename... Args>
-void launch_after_previous(Launch l, void (*kernel)(KArgs...), unsigned int grid, unsigned int block, size_t shared,
+void launch_after_previous(Launch l, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shared,
                            Args&&... args) {
     cudaLaunchConfig_t config{};
-    config.gridDim = dim3(grid);
-    config.blockDim = dim3(block);
+    config.gridDim = grid;
+    config.blockDim = block;
     config.dynamicSmemBytes = shared;
     config.stream = l.stream;
     cudaLaunchAttribute attribute{};

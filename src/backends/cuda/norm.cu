@@ -25,6 +25,8 @@ __global__ void layer_norm_kernel(float* x, const float* r, float alpha, const f
                                   float eps, int64_t cols, void* y, int act_dtype, const float* gamma2,
                                   const float* beta2, void* y2) {
     __shared__ float shared[32];
+    launch_dependents();
+    wait_for_previous_kernel();
     const int64_t row = blockIdx.x;
     float* xr = x + row * cols;
     const float* rr = r ? r + row * cols : nullptr;
@@ -98,6 +100,8 @@ template <int kF4, typename Y, typename Y2>
 __global__ void layer_norm_warp_kernel(float* x, const float* r, float alpha, const float* gamma, const float* beta,
                                        float eps, int64_t rows, Y* y, const float* gamma2, const float* beta2, Y2* y2) {
     constexpr int cols = 128 * kF4;
+    launch_dependents();
+    wait_for_previous_kernel();
     const int64_t row = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
     if (row >= rows) return;
     const int lane = threadIdx.x & 31;
@@ -161,13 +165,12 @@ void launch_warp_rows(Launch l, float* x, const float* r, float alpha, const flo
     by_act_dtype(act_dtype, [&](auto tag) {
         using Y = decltype(tag);
         if (gamma2) {
-            layer_norm_warp_kernel<kF4><<<grid, threads, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, rows,
-                                                                       static_cast<float*>(y), gamma2, beta2,
-                                                                       static_cast<Y*>(y2));
+            launch_after_previous(l, layer_norm_warp_kernel<kF4, float, Y>, grid, threads, 0, x, r, alpha, gamma,
+                                  beta, eps, rows, static_cast<float*>(y), gamma2, beta2, static_cast<Y*>(y2));
         } else {
-            layer_norm_warp_kernel<kF4><<<grid, threads, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, rows,
-                                                                       static_cast<Y*>(y), nullptr, nullptr,
-                                                                       static_cast<Y*>(nullptr));
+            launch_after_previous(l, layer_norm_warp_kernel<kF4, Y, Y>, grid, threads, 0, x, r, alpha, gamma, beta,
+                                  eps, rows, static_cast<Y*>(y), static_cast<const float*>(nullptr),
+                                  static_cast<const float*>(nullptr), static_cast<Y*>(nullptr));
         }
     });
 }
@@ -201,15 +204,17 @@ void launch_layer_norm(Launch l, float* x, const float* r, float alpha, const fl
         return;
     }
     const unsigned int grid = static_cast<unsigned int>(rows);
+    // Programmatic launches: the block is scheduled while the kernel before it drains (it waits before reading).
     if (cols <= 4 * kNormThreads) {
-        layer_norm_kernel<4><<<grid, kNormThreads, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, cols, y, act_dtype,
-                                                                  gamma2, beta2, y2);
+        launch_after_previous(l, layer_norm_kernel<4>, grid, kNormThreads, 0, x, r, alpha, gamma, beta, eps, cols, y,
+                              act_dtype, gamma2, beta2, y2);
     } else if (cols <= 8 * kNormThreads) {
-        layer_norm_kernel<8><<<grid, kNormThreads, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, cols, y, act_dtype,
-                                                                  gamma2, beta2, y2);
+        launch_after_previous(l, layer_norm_kernel<8>, grid, kNormThreads, 0, x, r, alpha, gamma, beta, eps, cols, y,
+                              act_dtype, gamma2, beta2, y2);
     } else {
-        layer_norm_kernel<0><<<grid, kNormThreads, 0, l.stream>>>(x, r, alpha, gamma, beta, eps, cols, y, act_dtype,
-                                                                  nullptr, nullptr, nullptr);
+        launch_after_previous(l, layer_norm_kernel<0>, grid, kNormThreads, 0, x, r, alpha, gamma, beta, eps, cols, y,
+                              act_dtype, static_cast<const float*>(nullptr), static_cast<const float*>(nullptr),
+                              static_cast<void*>(nullptr));
     }
     PK_CUDA_CHECK_LAUNCH();
 }

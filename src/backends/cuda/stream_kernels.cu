@@ -496,6 +496,8 @@ __global__ void bias_silu_act_kernel(const float* y, const float* bias, int rows
 // In place on 16-bit rows, two elements per thread: y = SiLU(y + bias[col]) (cols even).
 template <typename T>
 __global__ void bias_silu_16_kernel(T* y, const float* bias, int rows, int half_cols) {
+    launch_dependents();
+    wait_for_previous_kernel();
     const int n = rows * half_cols;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const int col = 2 * (i % half_cols);
@@ -787,11 +789,11 @@ void bias_silu_16(Launch l, void* y, const float* bias, int64_t rows, int64_t co
     if (cols % 2 != 0 || n >= (int64_t{1} << 30) || (act_dtype != 1 && act_dtype != 2))
         throw_cuda_error(cudaErrorInvalidValue, "bias_silu_16 shape", __FILE__, __LINE__);
     if (act_dtype == 2) {
-        bias_silu_16_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(
-            static_cast<__nv_bfloat16*>(y), bias, static_cast<int>(rows), static_cast<int>(cols / 2));
+        launch_after_previous(l, bias_silu_16_kernel<__nv_bfloat16>, grid_for(l, n), kThreads, 0,
+                              static_cast<__nv_bfloat16*>(y), bias, static_cast<int>(rows), static_cast<int>(cols / 2));
     } else {
-        bias_silu_16_kernel<<<grid_for(l, n), kThreads, 0, l.stream>>>(static_cast<__half*>(y), bias,
-                                                                      static_cast<int>(rows), static_cast<int>(cols / 2));
+        launch_after_previous(l, bias_silu_16_kernel<__half>, grid_for(l, n), kThreads, 0, static_cast<__half*>(y),
+                              bias, static_cast<int>(rows), static_cast<int>(cols / 2));
     }
     PK_CUDA_CHECK_LAUNCH();
 }
