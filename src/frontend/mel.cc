@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "backends/cuda/mel_gpu.h"
@@ -135,14 +136,22 @@ int64_t first_non_finite(const float* x, int64_t n, float* copy = nullptr) {
     return -1;
 }
 
+// Throws kInvalidArgument for a non-finite sample at index `bad` (>= 0; -1: none), `where` naming the input.
+void check_finite(int64_t bad, const std::string& where = {}) {
+    PK_CHECK(bad < 0, kInvalidArgument, "audio contains NaN or Inf samples (at sample {}{})", bad, where);
+}
+
 }  // namespace
 
-void MelFrontend::check_input(const float* samples, int64_t n) const {
-    const int64_t bad = first_non_finite(samples, n);
-    PK_CHECK(bad < 0, kInvalidArgument, "audio contains NaN or Inf samples (at sample {})", bad);
+void MelFrontend::check_length(int64_t n) const {
     if (version_ == FrontendVersion::kNemo24)
         PK_CHECK(n > n_fft_ / 2, kInvalidArgument,
                  "audio too short ({} samples) for the NeMo 2.4 frontend's reflect padding", n);
+}
+
+void MelFrontend::check_input(const float* samples, int64_t n) const {
+    check_finite(first_non_finite(samples, n));
+    check_length(n);
 }
 
 Tensor MelFrontend::log_mel(const float* samples, int64_t n) const {
@@ -215,9 +224,9 @@ void StreamingLogMel::reset() {
 void StreamingLogMel::accept(const float* x, size_t n) {
     PK_CHECK(!finished_, kInvalidArgument, "audio given after the end of input");
     const float preemph = fe_.preemph();
+    const int64_t bad = first_non_finite(x, static_cast<int64_t>(n));
+    check_finite(bad < 0 ? -1 : received_ + bad);
     for (size_t i = 0; i < n; ++i) {
-        PK_CHECK(std::isfinite(x[i]), kInvalidArgument, "audio contains NaN or Inf samples (at sample {})",
-                 received_ + static_cast<int64_t>(i));
         const float prod = preemph * last_sample_;
         padded_.push_back(received_ + static_cast<int64_t>(i) == 0 ? x[i] : x[i] - prod);
         last_sample_ = x[i];
@@ -315,9 +324,7 @@ std::vector<Tensor> MelFrontend::compute_cuda(const ExecContext& ctx, const std:
         items[b].n = items[b].n_frames > 0 ? n[b] : 0;
         items[b].sample_offset = total_samples;
         items[b].frame_offset = total_frames;
-        if (version_ == FrontendVersion::kNemo24 && items[b].n > 0)
-            PK_CHECK(n[b] > n_fft_ / 2, kInvalidArgument,
-                     "audio too short ({} samples) for the NeMo 2.4 frontend's reflect padding", n[b]);
+        if (items[b].n > 0) check_length(n[b]);
         total_samples += items[b].n;
         total_frames += items[b].n_frames;
     }
@@ -349,9 +356,7 @@ std::vector<Tensor> MelFrontend::compute_cuda(const ExecContext& ctx, const std:
 #pragma omp parallel for schedule(dynamic) if (batch > 1 && total_samples > (1 << 18))
     for (int b = 0; b < batch; ++b)
         bad[b] = first_non_finite(samples[b], items[b].n, staged + items[b].sample_offset);
-    for (int b = 0; b < batch; ++b)
-        PK_CHECK(bad[b] < 0, kInvalidArgument, "audio contains NaN or Inf samples (at sample {}{})", bad[b],
-                 batch > 1 ? fmt::format(" of input {}", b) : std::string());
+    for (int b = 0; b < batch; ++b) check_finite(bad[b], batch > 1 ? fmt::format(" of input {}", b) : std::string());
     cuda::MelArgs args;
     args.n_fft = n_fft_;
     args.hop = hop_;

@@ -55,6 +55,8 @@ private:
     struct DeviceConstants;  // window, filterbank and spans on each CUDA device that computed features
     // Throws kInvalidArgument for NaN/Inf samples or (NeMo 2.4) input too short for the reflect padding.
     void check_input(const float* samples, int64_t n_samples) const;
+    // The length check alone (NeMo 2.4's reflect padding needs more than n_fft / 2 samples).
+    void check_length(int64_t n_samples) const;
     std::vector<Tensor> compute_cuda(const ExecContext& ctx, const std::vector<const float*>& samples,
                                      const std::vector<int64_t>& n_samples) const;
 
