@@ -148,6 +148,7 @@ struct StreamBatchEngine::Impl {
     Tensor enc_w;
     std::vector<std::unique_ptr<Io>> ios[2];  // per shape, indexed by log2(bucket)
     bool decode_in_graph = true;
+    int max_batch = StreamBatchEngine::kMaxBatch;  // steps per launch (PARAKEET_STREAM_MAX_BATCH)
     int debug_layers = -1;
     // Steps of at most this many rows take queue_small_layers. H100, bf16, 160 ms chunks (2 rows per stream): one
     // stream 2.11 ms against 2.60 ms through cuBLAS, but 2 streams 2.83 against 2.64 and 4 streams 4.36 against
@@ -580,7 +581,14 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
         for (int s = 0; s < enc.n_subsampling_stages(); ++s) f = enc.stage_size(f);
         max_k = std::max(max_k, int64_t{c.subsampling_conv_channels} * f);
     }
-    o.workspace_bytes = static_cast<size_t>(kMaxBatch * max_rows * max_k) * 2 + (1u << 20);
+    // PARAKEET_STREAM_MAX_BATCH: steps per launch, a power of two up to 4096 (A/B measurements).
+    if (const char* env = std::getenv("PARAKEET_STREAM_MAX_BATCH")) {
+        const int v = std::atoi(env);
+        PK_CHECK(v >= 1 && v <= 4096 && (v & (v - 1)) == 0, kInvalidArgument,
+                 "PARAKEET_STREAM_MAX_BATCH={} is not a power of two in [1, 4096]", env);
+        m.max_batch = v;
+    }
+    o.workspace_bytes = static_cast<size_t>(m.max_batch * max_rows * max_k) * 2 + (1u << 20);
     m.cu = cuda::create_context(o);
     cuda::CudaContext& cu = *m.cu;
     m.decoder = std::make_unique<cuda::GreedyDecoder>(cu, m.model->config(), m.model->weights(), m.precision);
@@ -754,6 +762,20 @@ int StreamBatchEngine::slots_allocated() const {
     return static_cast<int>(impl_->pages.size()) * cuda::kernels::kSlotsPerPage;
 }
 
+namespace {
+
+// The size of the next launch for `remaining` steps: all of them up to max_batch, run padded to a power of two,
+// unless that pads more than an eighth of a launch over 256 rows, then the largest power of two below (a launch
+// of up to 256 items costs mostly its weight read, so padding it is cheaper than a second launch).
+size_t next_batch(size_t remaining, int max_batch) {
+    const size_t g = std::min<size_t>(remaining, static_cast<size_t>(max_batch));
+    size_t b = 1;
+    while (b < g) b <<= 1;
+    return b <= 256 || g * 8 >= b * 7 ? g : b / 2;
+}
+
+}  // namespace
+
 void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>& out) {
     Impl& m = *impl_;
     std::lock_guard<std::mutex> lock(m.mutex);
@@ -767,8 +789,9 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
         for (size_t i = 0; i < steps.size(); ++i)
             if (steps[i].first == (si == 0)) group.push_back(i);
         const ChunkShape& sh = m.shapes[si];
-        for (size_t g0 = 0; g0 < group.size(); g0 += kMaxBatch) {
-            const int n = static_cast<int>(std::min<size_t>(kMaxBatch, group.size() - g0));
+        for (size_t g0 = 0, batch = 0; g0 < group.size(); g0 += batch) {
+            batch = next_batch(group.size() - g0, m.max_batch);
+            const int n = static_cast<int>(batch);
             int lg = 0;
             while ((1 << lg) < n) ++lg;
             Io& io = m.io_for(si, lg);

@@ -41,7 +41,9 @@ public:
         int frames = 0;             // encoder frames decoded
         Tensor encoded;             // [frames, d_model] host, when Step::want_encoded
     };
-    static constexpr int kMaxBatch = 1024;
+    // Steps per launch at most (PARAKEET_STREAM_MAX_BATCH overrides it, for A/B measurements). 2048 streams in one
+    // launch take 26.7 ms of GPU time on the H100 against 28.5 ms in two of 1024 (docs/PERFORMANCE.md, session 8).
+    static constexpr int kMaxBatch = 2048;
 
     // Empty when the batched path runs this model and configuration on CUDA, else why not (the caller then
     // steps streams one at a time with FastConformerEncoder::stream_step).
@@ -61,8 +63,9 @@ public:
     // Zeroes a slot's state for a new utterance.
     void reset(int slot);
 
-    // Runs one chunk of each step (distinct slots), in batches of up to kMaxBatch per chunk shape; out[i] gets
-    // step i's tokens. Blocks until the tokens are on the host.
+    // Runs one chunk of each step (distinct slots), in launches of up to kMaxBatch steps per chunk shape (each
+    // padded to a power of two; a remainder that would pad a launch of over 256 by more than an eighth is split
+    // off); out[i] gets step i's tokens. Blocks until the tokens are on the host.
     void step(const std::vector<Step>& steps, std::vector<Output>& out);
 
     // Time spent in step() since the last call: all of it, and the GPU part (from the graph launch to the tokens

@@ -1,4 +1,6 @@
 // Kernels of the batched cache-aware streaming step (see stream_kernels.h).
+#include <cstdlib>
+
 #include "backends/cuda/kernel_utils.cuh"
 #include "backends/cuda/stream_kernels.h"
 #include "ops/attention_range.h"
@@ -298,8 +300,16 @@ __device__ __forceinline__ void load_row(const KV* cached, const float* fresh, f
 // group's queries. A query's score is reduced over its row's L lanes (its ac and bd terms together); the value sum
 // keeps E channels x kAttQueries outputs per lane and the (warp, row) partial sums are added in a fixed order. With
 // full 70-row caches at 1024 streams the per-channel kernel read the caches at ~0.4 TB/s (730 us per layer, H100).
-template <int kAttQueries, typename KV>
-__global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value sums of 4 or 8 queries take more registers
+// Passes of rows each lane of stream_attention_rows_kernel requests before using any (loads in flight per lane).
+// Groups of 4 or 8 queries (the 560 ms chunks): two passes (256 streams: 15.0 against 15.6 ms of GPU per step on the
+// H100). Groups of up to two queries keep one: with four, the registers held 5 blocks per SM instead of 8 and the
+// 2048-stream step took 33.6 against 29.4 ms (docs/PERFORMANCE.md, session 8). PARAKEET_ATTENTION_ROW_PASSES=1:
+// one pass everywhere (A/B measurements).
+template <int kAttQueries>
+constexpr int kRowPasses = kAttQueries <= 2 ? 1 : 2;
+
+template <int kAttQueries, typename KV, int kPasses>
+__global__ void __launch_bounds__(128, kAttQueries > 2 ? 4 : kPasses > 1 ? 5 : 8)  // more queries and passes: registers
     stream_attention_rows_kernel(StreamAttentionArgs a, const float* qkv, const float* p, const float* u,
                                  const float* vbias, void* out, int act_dtype) {
     launch_dependents();
@@ -364,37 +374,68 @@ __global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value s
             bd_q[qi] = a.bd ? a.bd + (h * a.batch * t + b * t + i0 + qi) * n_pos : nullptr;
         }
         const float* vp_h = a.vp ? a.vp + h * n_pos : nullptr;
-        // Scores: the rows of one pass are [jb, jb + groups); every lane runs the same passes (the shuffles).
-        for (int jb = lo_all; jb < hi_all; jb += groups) {
-            const int j = jb + group;
-            const bool row_ok = j < hi_all;
-            float kv[E];
-            if (row_ok) {
-                const KV* cached;
-                const float* fresh;
-                key_row(j, cached, fresh);
-                load_row<KV, E>(cached, fresh, kv);
+        // Scores: the rows of one pass are [jb, jb + groups); every lane runs the same passes (the shuffles). The
+        // cached rows of kPasses passes (and their positional scores) are requested before any is used: a block's
+        // passes otherwise wait on memory one after another.
+        for (int jb0 = lo_all; jb0 < hi_all; jb0 += kPasses * groups) {
+            uint4 raw[kPasses];
+            float pos[kPasses][kAttQueries];
+#pragma unroll
+            for (int u = 0; u < kPasses; ++u) {
+                const int j = jb0 + u * groups + group;
+                if (j < hi_all && j < c_rows) {
+                    const KV* cached;
+                    const float* fresh;
+                    key_row(j, cached, fresh);
+                    raw[u] = *reinterpret_cast<const uint4*>(cached);
+                }
+#pragma unroll
+                for (int qi = 0; qi < kAttQueries; ++qi) {
+                    pos[u][qi] = 0.f;
+                    if (qi < nq && bd_q[qi] && c0 == 0 && j < hi_r[qi] && j >= lo_r[qi])
+                        pos[u][qi] = bd_q[qi][base_q[qi] + j] + vp_h[base_q[qi] + j];
+                }
             }
 #pragma unroll
-            for (int qi = 0; qi < kAttQueries; ++qi) {
-                if (qi >= nq) break;
-                const bool ok = row_ok && j >= lo_r[qi] && j < hi_r[qi];
-                float sum = 0.f;
-                if (ok) {
-                    const int r = base_q[qi] + j;  // relative shift by index
+            for (int u = 0; u < kPasses; ++u) {
+                const int jb = jb0 + u * groups;
+                if (jb >= hi_all) break;  // the same for every lane
+                const int j = jb + group;
+                const bool row_ok = j < hi_all;
+                float kv[E];
+                if (row_ok) {
+                    if (j < c_rows) {
+                        const KV* e = reinterpret_cast<const KV*>(&raw[u]);
 #pragma unroll
-                    for (int e = 0; e < E; ++e) sum += qu[qi * dk + c0 + e] * kv[e];
-                    if (bd_q[qi]) {
-                        if (c0 == 0) sum += bd_q[qi][r] + vp_h[r];  // the row's positional score, once
+                        for (int i = 0; i < E; ++i) kv[i] = to_float(e[i]);
                     } else {
-                        float pr[E];
-                        load_row<float, E>(nullptr, p + int64_t{r} * d + h * dk + c0, pr);
-#pragma unroll
-                        for (int e = 0; e < E; ++e) sum += qv[qi * dk + c0 + e] * pr[e];
+                        const KV* cached;
+                        const float* fresh;
+                        key_row(j, cached, fresh);
+                        load_row<KV, E>(nullptr, fresh, kv);
                     }
                 }
-                for (int o = L / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-                if (ok && c0 == 0) sc[qi * n + (j - lo_r[qi])] = sum / denom;
+#pragma unroll
+                for (int qi = 0; qi < kAttQueries; ++qi) {
+                    if (qi >= nq) break;
+                    const bool ok = row_ok && j >= lo_r[qi] && j < hi_r[qi];
+                    float sum = 0.f;
+                    if (ok) {
+                        const int r = base_q[qi] + j;  // relative shift by index
+#pragma unroll
+                        for (int e = 0; e < E; ++e) sum += qu[qi * dk + c0 + e] * kv[e];
+                        if (bd_q[qi]) {
+                            sum += pos[u][qi];  // the row's positional score, once (lane c0 == 0)
+                        } else {
+                            float pr[E];
+                            load_row<float, E>(nullptr, p + int64_t{r} * d + h * dk + c0, pr);
+#pragma unroll
+                            for (int e = 0; e < E; ++e) sum += qv[qi * dk + c0 + e] * pr[e];
+                        }
+                    }
+                    for (int o = L / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+                    if (ok && c0 == 0) sc[qi * n + (j - lo_r[qi])] = sum / denom;
+                }
             }
         }
         __syncthreads();
@@ -406,18 +447,40 @@ __global__ void __launch_bounds__(128, kAttQueries <= 2 ? 8 : 4)  // the value s
         for (int qi = 0; qi < kAttQueries; ++qi)
 #pragma unroll
             for (int e = 0; e < E; ++e) acc[qi][e] = 0.f;
-        for (int j = lo_all + group; j < hi_all; j += groups) {
-            const KV* cached;
-            const float* fresh;
-            key_row(j, cached, fresh);
-            float vv[E];
-            load_row<KV, E>(cached ? cached + int64_t{c_rows} * d : nullptr, fresh ? fresh + d : nullptr, vv);
+        for (int j0 = lo_all + group; j0 < hi_all; j0 += kPasses * groups) {
+            uint4 raw[kPasses];  // the cached value rows of kPasses passes, requested together
 #pragma unroll
-            for (int qi = 0; qi < kAttQueries; ++qi) {
-                if (j < lo_r[qi] || j >= hi_r[qi]) continue;
-                const float pr = sc[qi * n + (j - lo_r[qi])];
+            for (int u = 0; u < kPasses; ++u) {
+                const int j = j0 + u * groups;
+                if (j < hi_all && j < c_rows) {
+                    const KV* cached;
+                    const float* fresh;
+                    key_row(j, cached, fresh);
+                    raw[u] = *reinterpret_cast<const uint4*>(cached + int64_t{c_rows} * d);
+                }
+            }
 #pragma unroll
-                for (int e = 0; e < E; ++e) acc[qi][e] += pr * vv[e];
+            for (int u = 0; u < kPasses; ++u) {
+                const int j = j0 + u * groups;
+                if (j >= hi_all) break;
+                float vv[E];
+                if (j < c_rows) {
+                    const KV* e = reinterpret_cast<const KV*>(&raw[u]);
+#pragma unroll
+                    for (int i = 0; i < E; ++i) vv[i] = to_float(e[i]);
+                } else {
+                    const KV* cached;
+                    const float* fresh;
+                    key_row(j, cached, fresh);
+                    load_row<KV, E>(nullptr, fresh + d, vv);
+                }
+#pragma unroll
+                for (int qi = 0; qi < kAttQueries; ++qi) {
+                    if (j < lo_r[qi] || j >= hi_r[qi]) continue;
+                    const float pr = sc[qi * n + (j - lo_r[qi])];
+#pragma unroll
+                    for (int e = 0; e < E; ++e) acc[qi][e] += pr * vv[e];
+                }
             }
         }
 #pragma unroll
@@ -715,11 +778,18 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
     // Many items run by rows (128 threads); otherwise the per-channel kernel: wide blocks (few items) may take a whole
     // SM's registers, narrow ones are held to 64 registers so that 8 blocks fit an SM.
     const bool by_rows = stream_attention_by_rows(l, a);
+    static const bool one_pass = [] {
+        const char* env = std::getenv("PARAKEET_ATTENTION_ROW_PASSES");
+        return env && *env == '1';
+    }();
     auto run_rows = [&](auto kv) {
         using KV = decltype(kv);
-        auto kernel = group == 2   ? stream_attention_rows_kernel<2, KV>
-                      : group == 4 ? stream_attention_rows_kernel<4, KV>
-                                   : stream_attention_rows_kernel<8, KV>;
+        auto kernel = group == 2   ? (one_pass ? stream_attention_rows_kernel<2, KV, 1>
+                                               : stream_attention_rows_kernel<2, KV, kRowPasses<2>>)
+                      : group == 4 ? (one_pass ? stream_attention_rows_kernel<4, KV, 1>
+                                               : stream_attention_rows_kernel<4, KV, kRowPasses<4>>)
+                                   : (one_pass ? stream_attention_rows_kernel<8, KV, 1>
+                                               : stream_attention_rows_kernel<8, KV, kRowPasses<8>>);
         launch_after_previous(l, kernel, static_cast<unsigned int>(blocks), 128, shared, a, qkv, p, u, v, out,
                               act_dtype);
     };
