@@ -592,6 +592,45 @@ TEST_F(CudaTest, FusedLinearBiasSilu) {
     }
 }
 
+// In-place bias + SiLU on 16-bit rows: the 16-byte kernel (cols a multiple of 8, aligned rows) gives the two-element
+// kernel's values bit for bit (the same rows placed 4 bytes off alignment take that kernel), and both the CPU's
+// within the 16-bit rounding.
+TEST_F(CudaTest, BiasSilu16VectorisedEqualsScalar) {
+    cuda::CudaContext& c = context();
+    const cuda::Launch l{c.stream, c.n_sms};
+    for (Precision prec : {Precision::kF16, Precision::kBF16}) {
+        const DType dt = ops::gemm_input_dtype(gpu(prec));
+        for (const bool with_bias : {false, true}) {
+            const int64_t rows = 37, cols = 4096;
+            Tensor x = rand({rows, cols}, -6.f, 6.f), b = rand({cols});
+            const Tensor x16 = ops::to_gemm_input(gpu(prec), x.to(kGpu));
+            // Aligned copy and a copy 2 elements in (4 bytes: not 16-byte aligned).
+            Tensor buf = Tensor::empty({rows * cols + 8}, dt, kGpu);
+            Tensor aligned = Tensor::empty({rows, cols}, dt, kGpu);
+            char* off = static_cast<char*>(buf.raw()) + 4;
+            ASSERT_EQ(cudaMemcpy(aligned.raw(), x16.raw(), x16.nbytes(), cudaMemcpyDeviceToDevice), cudaSuccess);
+            ASSERT_EQ(cudaMemcpy(off, x16.raw(), x16.nbytes(), cudaMemcpyDeviceToDevice), cudaSuccess);
+            const Tensor bias = b.to(kGpu);
+            const int code = dt == DType::kF16 ? 1 : 2;
+            cuda::kernels::bias_silu_16(l, aligned.raw(), with_bias ? bias.data<float>() : nullptr, rows, cols, code);
+            cuda::kernels::bias_silu_16(l, off, with_bias ? bias.data<float>() : nullptr, rows, cols, code);
+            cuda::synchronize(c);
+            std::vector<uint16_t> a(static_cast<size_t>(rows * cols)), o(a.size());
+            ASSERT_EQ(cudaMemcpy(a.data(), aligned.raw(), a.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+            ASSERT_EQ(cudaMemcpy(o.data(), off, o.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+            EXPECT_TRUE(a == o) << precision_name(prec) << " bias=" << with_bias;
+            // Against the CPU: SiLU of the rounded input (+ bias).
+            Tensor ref = x16.to(Device{}).to_f32();
+            if (with_bias)
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t k = 0; k < cols; ++k) ref.data<float>()[r * cols + k] += b.data<float>()[k];
+            ops::silu_(cpu(), ref);
+            expect_close(ref, aligned.to(Device{}).to_f32(), 1e-2,
+                         fmt::format("bias_silu_16 {} bias={}", precision_name(prec), with_bias));
+        }
+    }
+}
+
 TEST_F(CudaTest, WeightCacheUploadsOnce) {
     cuda::CudaContext& c = context();
     Tensor w = rand({16, 8});

@@ -574,6 +574,26 @@ __global__ void bias_silu_16_kernel(T* y, const float* bias, int rows, int half_
     }
 }
 
+// The same with 16-byte accesses: eight elements per thread and step (cols a multiple of 8, y 16-byte aligned). The
+// two-element kernel ran at ~60% of the memory bandwidth on the 2048-stream step's 4096 x 4096 hidden rows.
+template <typename T>
+__global__ void bias_silu_16x8_kernel(T* y, const float* bias, int64_t n8, int64_t cols) {
+    launch_dependents();
+    wait_for_previous_kernel();
+    for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n8; i += int64_t{gridDim.x} * blockDim.x) {
+        uint4 raw = reinterpret_cast<const uint4*>(y)[i];
+        T* e = reinterpret_cast<T*>(&raw);
+        const int64_t col = (8 * i) % cols;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            float v = to_float(e[k]);
+            if (bias) v += bias[col + k];
+            e[k] = from_float<T>(v / (1.f + expf(-v)));
+        }
+        reinterpret_cast<uint4*>(y)[i] = raw;
+    }
+}
+
 __global__ void decoder_gather_kernel(SlotLayout s, float* const* pages, const int* slot, int64_t batch, float* h,
                                       float* c, float* p, int* t, int* started) {
     const int64_t hd = s.dec_hidden, j = s.joint_hidden, per = 2 * hd + j;
@@ -858,7 +878,16 @@ void bias_silu_16(Launch l, void* y, const float* bias, int64_t rows, int64_t co
     if (n <= 0) return;
     if (cols % 2 != 0 || n >= (int64_t{1} << 30) || (act_dtype != 1 && act_dtype != 2))
         throw_cuda_error(cudaErrorInvalidValue, "bias_silu_16 shape", __FILE__, __LINE__);
-    if (act_dtype == 2) {
+    if (cols % 8 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0) {
+        const int64_t n8 = rows * cols / 8;
+        if (act_dtype == 2) {
+            launch_after_previous(l, bias_silu_16x8_kernel<__nv_bfloat16>, grid_for(l, n8), kThreads, 0,
+                                  static_cast<__nv_bfloat16*>(y), bias, n8, cols);
+        } else {
+            launch_after_previous(l, bias_silu_16x8_kernel<__half>, grid_for(l, n8), kThreads, 0,
+                                  static_cast<__half*>(y), bias, n8, cols);
+        }
+    } else if (act_dtype == 2) {
         launch_after_previous(l, bias_silu_16_kernel<__nv_bfloat16>, grid_for(l, n), kThreads, 0,
                               static_cast<__nv_bfloat16*>(y), bias, static_cast<int>(rows), static_cast<int>(cols / 2));
     } else {
