@@ -86,14 +86,14 @@ void GreedyDecoder::decode(CudaContext& ctx, const float* fproj, int64_t max_fra
     const int64_t max_tokens = int64_t{std::max(max_t, 1)} * options_.max_symbols + 1;
 
     // One device buffer holds everything that crosses to the host and back, in 32-bit words: token counts [B] |
-    // lengths, t, started [3B] | tokens [4, B, max_tokens] | the kernel's int scratch (zeroed; the error flag at
-    // 4B) | h, c [B, L·H] and p [B, J] (16-byte aligned). One upload fills it (the zeros included) and one
-    // read-back returns it (a copy on the legacy stream waits for the kernel: the context's stream is blocking),
-    // instead of a copy, allocation or memset per array.
+    // lengths, t, started [3B] | the kernel's int scratch (zeroed; the error flag at 4B) | h, c [B, L·H] and
+    // p [B, J] | tokens [4, B, max_tokens] (16-byte aligned regions). One upload fills all but the tokens (the zeros
+    // included) and one read-back returns it all (a copy on the legacy stream waits for the kernel: the context's
+    // stream is blocking), instead of a copy, allocation or memset per array.
     const int64_t n_int_scratch = static_cast<int64_t>(int_scratch(batch));
-    const int64_t off_ints = B, off_tok = 4 * B, off_state = off_tok + 4 * B * max_tokens;
-    const int64_t off_floats = (off_state + n_int_scratch + 3) / 4 * 4;
-    const int64_t words = off_floats + B * (2 * L * H + J);
+    auto align4 = [](int64_t n) { return (n + 3) / 4 * 4; };
+    const int64_t off_ints = B, off_state = 4 * B, off_floats = align4(off_state + n_int_scratch);
+    const int64_t off_tok = align4(off_floats + B * (2 * L * H + J)), words = off_tok + 4 * B * max_tokens;
     std::vector<int32_t> host(static_cast<size_t>(words), 0);
     int32_t* ints = host.data() + off_ints;
     float* floats = reinterpret_cast<float*>(host.data() + off_floats);
@@ -113,7 +113,8 @@ void GreedyDecoder::decode(CudaContext& ctx, const float* fproj, int64_t max_fra
     const Device dev{DeviceType::kCUDA, ctx.device};
     Tensor d_io = Tensor::empty({words}, DType::kI32, dev);
     Tensor d_scratch = Tensor::empty({static_cast<int64_t>(scratch_floats(batch))}, DType::kF32, dev);
-    PK_CUDA_CHECK(cudaMemcpy(d_io.raw(), host.data(), host.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    PK_CUDA_CHECK(cudaMemcpy(d_io.raw(), host.data(), static_cast<size_t>(off_tok) * sizeof(int32_t),
+                             cudaMemcpyHostToDevice));
 
     int* io = d_io.data<int>();
     float* df = reinterpret_cast<float*>(io + off_floats);

@@ -347,6 +347,20 @@ __global__ void __launch_bounds__(128, kAttQueries > 2 ? 4 : kPasses > 1 ? 5 : 8
         cached = j < c_rows ? keys + int64_t{phys} * d + c0 : nullptr;
         fresh = j < c_rows ? nullptr : q_rows + int64_t{j - c_rows} * 3 * d + d + c0;
     };
+    // Row j's E elements as floats: a cached row from its 16-byte load `raw`, a row of this chunk from the qkv rows
+    // (keys; values at fresh_offset = d).
+    auto unpack_row = [&](int j, const uint4& raw, int64_t fresh_offset, float (&out)[E]) {
+        if (j < c_rows) {
+            const KV* e = reinterpret_cast<const KV*>(&raw);
+#pragma unroll
+            for (int i = 0; i < E; ++i) out[i] = to_float(e[i]);
+        } else {
+            const KV* cached;
+            const float* fresh;
+            key_row(j, cached, fresh);
+            load_row<KV, E>(nullptr, fresh + fresh_offset, out);
+        }
+    };
     for (int i0 = 0; i0 < t; i0 += kAttQueries) {
         const int nq = min(kAttQueries, static_cast<int>(t) - i0);
         __syncthreads();  // the previous group's shared arrays may still be read
@@ -403,18 +417,7 @@ __global__ void __launch_bounds__(128, kAttQueries > 2 ? 4 : kPasses > 1 ? 5 : 8
                 const int j = jb + group;
                 const bool row_ok = j < hi_all;
                 float kv[E];
-                if (row_ok) {
-                    if (j < c_rows) {
-                        const KV* e = reinterpret_cast<const KV*>(&raw[u]);
-#pragma unroll
-                        for (int i = 0; i < E; ++i) kv[i] = to_float(e[i]);
-                    } else {
-                        const KV* cached;
-                        const float* fresh;
-                        key_row(j, cached, fresh);
-                        load_row<KV, E>(nullptr, fresh, kv);
-                    }
-                }
+                if (row_ok) unpack_row(j, raw[u], 0, kv);
 #pragma unroll
                 for (int qi = 0; qi < kAttQueries; ++qi) {
                     if (qi >= nq) break;
@@ -464,16 +467,7 @@ __global__ void __launch_bounds__(128, kAttQueries > 2 ? 4 : kPasses > 1 ? 5 : 8
                 const int j = j0 + u * groups;
                 if (j >= hi_all) break;
                 float vv[E];
-                if (j < c_rows) {
-                    const KV* e = reinterpret_cast<const KV*>(&raw[u]);
-#pragma unroll
-                    for (int i = 0; i < E; ++i) vv[i] = to_float(e[i]);
-                } else {
-                    const KV* cached;
-                    const float* fresh;
-                    key_row(j, cached, fresh);
-                    load_row<KV, E>(nullptr, fresh + d, vv);
-                }
+                unpack_row(j, raw[u], d, vv);
 #pragma unroll
                 for (int qi = 0; qi < kAttQueries; ++qi) {
                     if (j < lo_r[qi] || j >= hi_r[qi]) continue;
