@@ -69,6 +69,14 @@ std::string StreamBatchEngine::unsupported_reason(const Model& model, const Stre
 #endif
 }
 
+size_t StreamBatchEngine::launch_size(size_t remaining, int max_batch) {
+    // A launch of up to 256 items costs mostly its weight read, so padding it is cheaper than a second launch.
+    const size_t g = std::min<size_t>(remaining, static_cast<size_t>(std::max(max_batch, 1)));
+    size_t b = 1;
+    while (b < g) b <<= 1;
+    return b <= 256 || g * 8 >= b * 7 ? g : b / 2;
+}
+
 #if PARAKEET_WITH_CUDA
 
 namespace {
@@ -762,20 +770,6 @@ int StreamBatchEngine::slots_allocated() const {
     return static_cast<int>(impl_->pages.size()) * cuda::kernels::kSlotsPerPage;
 }
 
-namespace {
-
-// The size of the next launch for `remaining` steps: all of them up to max_batch, run padded to a power of two,
-// unless that pads more than an eighth of a launch over 256 rows, then the largest power of two below (a launch
-// of up to 256 items costs mostly its weight read, so padding it is cheaper than a second launch).
-size_t next_batch(size_t remaining, int max_batch) {
-    const size_t g = std::min<size_t>(remaining, static_cast<size_t>(max_batch));
-    size_t b = 1;
-    while (b < g) b <<= 1;
-    return b <= 256 || g * 8 >= b * 7 ? g : b / 2;
-}
-
-}  // namespace
-
 void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>& out) {
     Impl& m = *impl_;
     std::lock_guard<std::mutex> lock(m.mutex);
@@ -790,7 +784,7 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
             if (steps[i].first == (si == 0)) group.push_back(i);
         const ChunkShape& sh = m.shapes[si];
         for (size_t g0 = 0, batch = 0; g0 < group.size(); g0 += batch) {
-            batch = next_batch(group.size() - g0, m.max_batch);
+            batch = launch_size(group.size() - g0, m.max_batch);
             const int n = static_cast<int>(batch);
             int lg = 0;
             while ((1 << lg) < n) ++lg;

@@ -41,6 +41,9 @@ public:
         int frames = 0;             // encoder frames decoded
         Tensor encoded;             // [frames, d_model] host, when Step::want_encoded
     };
+    // The steps of the next launch when `remaining` wait: all of them up to max_batch, run padded to a power of two,
+    // unless that would pad a launch of over 256 by more than an eighth; then the largest power of two below.
+    static size_t launch_size(size_t remaining, int max_batch);
     // Steps per launch at most (PARAKEET_STREAM_MAX_BATCH overrides it, for A/B measurements). 2048 streams in one
     // launch take 26.7 ms of GPU time on the H100 against 28.5 ms in two of 1024 (docs/PERFORMANCE.md, session 8).
     static constexpr int kMaxBatch = 2048;
@@ -63,9 +66,8 @@ public:
     // Zeroes a slot's state for a new utterance.
     void reset(int slot);
 
-    // Runs one chunk of each step (distinct slots), in launches of up to kMaxBatch steps per chunk shape (each
-    // padded to a power of two; a remainder that would pad a launch of over 256 by more than an eighth is split
-    // off); out[i] gets step i's tokens. Blocks until the tokens are on the host.
+    // Runs one chunk of each step (distinct slots), in launches of up to kMaxBatch steps per chunk shape (sizes from
+    // launch_size); out[i] gets step i's tokens. Blocks until the tokens are on the host.
     void step(const std::vector<Step>& steps, std::vector<Output>& out);
 
     // Time spent in step() since the last call: all of it, and the GPU part (from the graph launch to the tokens
