@@ -109,15 +109,26 @@ void linear3(const ExecContext& ctx, const Tensor& x, const Tensor* const (&w)[3
                });
 }
 
-void add_layer_norm_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
-                     const Tensor& beta, float eps, Tensor& y) {
+namespace {
+
+// The arguments of y = LayerNorm(x (+ alpha · r)): shapes, and y float32 or the context's GEMM input dtype.
+void check_layer_norm(const ExecContext& ctx, const char* op, const Tensor& x, const Tensor& r, const Tensor& gamma,
+                      const Tensor& beta, const Tensor& y) {
     const int64_t cols = x.dim(-1);
     PK_CHECK(gamma.numel() == cols && beta.numel() == cols && y.numel() == x.numel() &&
                  (!r.defined() || r.numel() == x.numel()),
-             kInternal, "add_layer_norm: x {} gamma {} beta {}", shape_str(x.shape()), shape_str(gamma.shape()),
+             kInternal, "{}: x {} gamma {} beta {}", op, shape_str(x.shape()), shape_str(gamma.shape()),
              shape_str(beta.shape()));
-    PK_CHECK(y.dtype() == DType::kF32 || y.dtype() == gemm_input_dtype(ctx), kInternal,
-             "add_layer_norm: {} output on {}", dtype_name(y.dtype()), ctx.device.str());
+    PK_CHECK(y.dtype() == DType::kF32 || y.dtype() == gemm_input_dtype(ctx), kInternal, "{}: {} output on {}", op,
+             dtype_name(y.dtype()), ctx.device.str());
+}
+
+}  // namespace
+
+void add_layer_norm_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
+                     const Tensor& beta, float eps, Tensor& y) {
+    const int64_t cols = x.dim(-1);
+    check_layer_norm(ctx, "add_layer_norm", x, r, gamma, beta, y);
     dispatch(ctx, "add_layer_norm", [&] {
         if (r.defined()) cpu::add_scaled(x.data<float>(), r.data<float>(), alpha, x.numel());
         cpu::layer_norm(x.data<float>(), gamma.data<float>(), beta.data<float>(), eps, rows_of(x), cols,
@@ -132,25 +143,18 @@ void add_layer_norm_(const ExecContext& ctx, Tensor& x, const Tensor& r, float a
 
 void add_layer_norm2_(const ExecContext& ctx, Tensor& x, const Tensor& r, float alpha, const Tensor& gamma,
                       const Tensor& beta, float eps, Tensor& y, const Tensor& gamma2, const Tensor& beta2, Tensor& y2) {
-    const int64_t cols = x.dim(-1);
-    PK_CHECK(y.dtype() == DType::kF32 && y2.numel() == x.numel() && gamma2.numel() == cols && beta2.numel() == cols,
-             kInternal, "add_layer_norm2: y {} y2 {} for x {}", dtype_name(y.dtype()), shape_str(y2.shape()),
-             shape_str(x.shape()));
+    PK_CHECK(y.dtype() == DType::kF32, kInternal, "add_layer_norm2: {} first output", dtype_name(y.dtype()));
+    check_layer_norm(ctx, "add_layer_norm2", x, r, gamma, beta, y);
+    check_layer_norm(ctx, "add_layer_norm2", y, Tensor(), gamma2, beta2, y2);
     if (ctx.device.type != DeviceType::kCUDA) {
         add_layer_norm_(ctx, x, r, alpha, gamma, beta, eps, y);
         add_layer_norm_(ctx, y, Tensor(), 0.f, gamma2, beta2, eps, y2);
         return;
     }
-    // The checks of the single norm (shapes, output dtype), on both outputs.
-    PK_CHECK(gamma.numel() == cols && beta.numel() == cols && y.numel() == x.numel() &&
-                 (!r.defined() || r.numel() == x.numel()) &&
-                 (y2.dtype() == DType::kF32 || y2.dtype() == gemm_input_dtype(ctx)),
-             kInternal, "add_layer_norm2: x {} gamma {} y2 {}", shape_str(x.shape()), shape_str(gamma.shape()),
-             dtype_name(y2.dtype()));
     PK_CUDA_OP(cuda::check_on_device(*ctx.cuda, "add_layer_norm2", {&x, &r, &y, &y2});
                cuda::add_layer_norm2_to(*ctx.cuda, x.data<float>(), r.defined() ? r.data<float>() : nullptr, alpha,
                                         cuda::weight_f32(*ctx.cuda, gamma), cuda::weight_f32(*ctx.cuda, beta), eps,
-                                        rows_of(x), cols, y.data<float>(), cuda::weight_f32(*ctx.cuda, gamma2),
+                                        rows_of(x), x.dim(-1), y.data<float>(), cuda::weight_f32(*ctx.cuda, gamma2),
                                         cuda::weight_f32(*ctx.cuda, beta2), y2.raw(), y2.dtype()));
 }
 

@@ -24,7 +24,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <type_traits>
 
 #include "backends/cuda/kernel_utils.cuh"
@@ -1085,10 +1084,7 @@ void launch(Launch l, const GreedyParams& p) {
     if (per_sm < 1) throw_cuda_error(cudaErrorInvalidConfiguration, "greedy decode kernel occupancy", __FILE__, __LINE__);
     // Two blocks per SM at most: enough warps for the weight rows, few participants in each grid barrier
     // (PARAKEET_DECODE_BLOCKS_PER_SM=1 or 2: A/B measurements).
-    static const int most = [] {
-        const char* v = std::getenv("PARAKEET_DECODE_BLOCKS_PER_SM");
-        return v && (*v == '1' || *v == '2') ? *v - '0' : 2;
-    }();
+    static const int most = env_switch("PARAKEET_DECODE_BLOCKS_PER_SM") ? 1 : 2;
     const unsigned int blocks = static_cast<unsigned int>(std::min(l.n_sms * std::min(per_sm, most), kGreedyMaxBlocks));
     GreedyParams params = p;
     void* args[] = {&params};

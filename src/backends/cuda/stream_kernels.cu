@@ -1,6 +1,4 @@
 // Kernels of the batched cache-aware streaming step (see stream_kernels.h).
-#include <cstdlib>
-
 #include "backends/cuda/kernel_utils.cuh"
 #include "backends/cuda/stream_kernels.h"
 #include "ops/attention_range.h"
@@ -347,6 +345,16 @@ __global__ void __launch_bounds__(128, kAttQueries > 2 ? 4 : kPasses > 1 ? 5 : 8
         cached = j < c_rows ? keys + int64_t{phys} * d + c0 : nullptr;
         fresh = j < c_rows ? nullptr : q_rows + int64_t{j - c_rows} * 3 * d + d + c0;
     };
+    // The 16-byte load of cached row j below `end` (keys at offset 0, values at c_rows · d), for unpack_row; rows of
+    // this chunk are read there.
+    auto request_row = [&](int j, int end, int64_t offset, uint4& raw) {
+        if (j < end && j < c_rows) {
+            const KV* cached;
+            const float* fresh;
+            key_row(j, cached, fresh);
+            raw = *reinterpret_cast<const uint4*>(cached + offset);
+        }
+    };
     // Row j's E elements as floats: a cached row from its 16-byte load `raw`, a row of this chunk from the qkv rows
     // (keys; values at fresh_offset = d).
     auto unpack_row = [&](int j, const uint4& raw, int64_t fresh_offset, float (&out)[E]) {
@@ -397,12 +405,7 @@ __global__ void __launch_bounds__(128, kAttQueries > 2 ? 4 : kPasses > 1 ? 5 : 8
 #pragma unroll
             for (int u = 0; u < kPasses; ++u) {
                 const int j = jb0 + u * groups + group;
-                if (j < hi_all && j < c_rows) {
-                    const KV* cached;
-                    const float* fresh;
-                    key_row(j, cached, fresh);
-                    raw[u] = *reinterpret_cast<const uint4*>(cached);
-                }
+                request_row(j, hi_all, 0, raw[u]);
 #pragma unroll
                 for (int qi = 0; qi < kAttQueries; ++qi) {
                     pos[u][qi] = 0.f;
@@ -453,15 +456,7 @@ __global__ void __launch_bounds__(128, kAttQueries > 2 ? 4 : kPasses > 1 ? 5 : 8
         for (int j0 = lo_all + group; j0 < hi_all; j0 += kPasses * groups) {
             uint4 raw[kPasses];  // the cached value rows of kPasses passes, requested together
 #pragma unroll
-            for (int u = 0; u < kPasses; ++u) {
-                const int j = j0 + u * groups;
-                if (j < hi_all && j < c_rows) {
-                    const KV* cached;
-                    const float* fresh;
-                    key_row(j, cached, fresh);
-                    raw[u] = *reinterpret_cast<const uint4*>(cached + int64_t{c_rows} * d);
-                }
-            }
+            for (int u = 0; u < kPasses; ++u) request_row(j0 + u * groups, hi_all, int64_t{c_rows} * d, raw[u]);
 #pragma unroll
             for (int u = 0; u < kPasses; ++u) {
                 const int j = j0 + u * groups;
@@ -792,10 +787,7 @@ void stream_attention(Launch l, const StreamAttentionArgs& a, const float* qkv, 
     // Many items run by rows (128 threads); otherwise the per-channel kernel: wide blocks (few items) may take a whole
     // SM's registers, narrow ones are held to 64 registers so that 8 blocks fit an SM.
     const bool by_rows = stream_attention_by_rows(l, a);
-    static const bool one_pass = [] {
-        const char* env = std::getenv("PARAKEET_ATTENTION_ROW_PASSES");
-        return env && *env == '1';
-    }();
+    static const bool one_pass = env_switch("PARAKEET_ATTENTION_ROW_PASSES");
     auto run_rows = [&](auto kv) {
         using KV = decltype(kv);
         auto kernel = group == 2   ? (one_pass ? stream_attention_rows_kernel<2, KV, 1>
