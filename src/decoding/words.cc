@@ -2,26 +2,29 @@
 
 namespace parakeet {
 
+TimedToken time_token(const Token& t, const Tokenizer* tok, double frame_seconds, bool tdt, bool first,
+                      int& prev_end) {
+    TimedToken tt;
+    tt.id = t.id;
+    tt.piece = tok ? tok->piece(t.id) : std::to_string(t.id);
+    tt.frame = t.frame;
+    tt.duration = t.duration;
+    tt.confidence = t.confidence;
+    int start = t.frame, end = t.frame + (tdt ? t.duration : 1);
+    if (tok && !first && tok->is_punctuation_token(t.id)) start = end = prev_end;
+    prev_end = end;
+    tt.start = start * frame_seconds;
+    tt.end = end * frame_seconds;
+    return tt;
+}
+
 std::vector<TimedToken> time_tokens(const std::vector<Token>& tokens, const Tokenizer* tok, double frame_seconds,
                                     bool tdt) {
     std::vector<TimedToken> out;
     out.reserve(tokens.size());
     int prev_end = 0;
-    for (size_t i = 0; i < tokens.size(); ++i) {
-        const Token& t = tokens[i];
-        TimedToken tt;
-        tt.id = t.id;
-        tt.piece = tok ? tok->piece(t.id) : std::to_string(t.id);
-        tt.frame = t.frame;
-        tt.duration = t.duration;
-        tt.confidence = t.confidence;
-        int start = t.frame, end = t.frame + (tdt ? t.duration : 1);
-        if (tok && i > 0 && tok->is_punctuation_token(t.id)) start = end = prev_end;
-        prev_end = end;
-        tt.start = start * frame_seconds;
-        tt.end = end * frame_seconds;
-        out.push_back(std::move(tt));
-    }
+    for (size_t i = 0; i < tokens.size(); ++i)
+        out.push_back(time_token(tokens[i], tok, frame_seconds, tdt, i == 0, prev_end));
     return out;
 }
 

@@ -28,6 +28,10 @@ struct Word {
 // (not the first) gets start = end = the previous token's end so it never stretches a word.
 std::vector<TimedToken> time_tokens(const std::vector<Token>& tokens, const Tokenizer* tokenizer,
                                     double frame_seconds, bool tdt);
+// One token of such a sequence: `first` marks the sequence's first token, `prev_end` carries the previous
+// token's end frame in and this token's out (time_tokens is this over a sequence, from first = true).
+TimedToken time_token(const Token& token, const Tokenizer* tokenizer, double frame_seconds, bool tdt, bool first,
+                      int& prev_end);
 // Words: a new word starts at a token whose piece starts with U+2581; punctuation joins the current word.
 std::vector<Word> group_words(const std::vector<TimedToken>& tokens, const Tokenizer& tokenizer);
 

@@ -81,6 +81,7 @@ struct Tokenizer::Impl {
     std::vector<std::string> texts;  // token_text per id
     std::set<char32_t> punctuation;
     std::vector<bool> punctuation_token;
+    std::vector<bool> joins_with_space;
 };
 
 bool is_unicode_space(char32_t c) {
@@ -174,6 +175,20 @@ Tokenizer Tokenizer::from_model_bytes(const std::string& serialized_model_proto,
         const std::u32string text = utf8_to_u32(impl->texts[id]);
         impl->punctuation_token[id] = text.size() == 1 && impl->punctuation.count(text[0]) > 0;
     }
+    impl->joins_with_space.resize(n);
+    for (int id = 0; id < n; ++id) {
+        const std::string& t = impl->texts[id];
+        if (!starts_with(impl->pieces[id], kWordStart) || t.empty() || impl->sp.IsControl(id) ||
+            impl->sp.IsUnknown(id) || impl->sp.IsByte(id) || impl->sp.IsUnused(id))
+            continue;
+        size_t len = 0;
+        const char32_t c = next_code_point(t, 0, &len);
+        if (is_unicode_space(c) || impl->punctuation.count(c) > 0) continue;
+        // The rule on the pair (id, id): SentencePiece keeps the word-start space after any text.
+        std::string pair;
+        const auto st = impl->sp.Decode(std::vector<int>{id, id}, &pair);
+        impl->joins_with_space[id] = st.ok() && pair == t + " " + t;
+    }
     return Tokenizer(std::move(impl));
 }
 
@@ -255,6 +270,11 @@ bool Tokenizer::starts_word(int id) const { return starts_with(piece(id), kWordS
 const std::string& Tokenizer::token_text(int id) const {
     check_id(id);
     return impl_->texts[id];
+}
+
+bool Tokenizer::joins_with_space(int id) const {
+    check_id(id);
+    return impl_->joins_with_space[id];
 }
 
 bool Tokenizer::is_punctuation_token(int id) const {

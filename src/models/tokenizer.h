@@ -61,6 +61,12 @@ public:
     // "ing" -> "ing", "," -> ",". Precomputed; no allocation beyond the copy.
     const std::string& token_text(int id) const;
 
+    // True when text splits before this token: decode(a + b) == decode(a) + " " + decode(b) for every `a` that
+    // decodes to non-empty text and every `b` that begins with `id`. Holds for a normal piece "▁x..." whose text
+    // begins with a character that is neither whitespace nor punctuation (checked on each such id at load).
+    // Lets streaming keep a segment's text and extend it instead of decoding it whole every step.
+    bool joins_with_space(int id) const;
+
     // True when token_text(id) is exactly one character and it is in punctuation() (NeMo's
     // `text in supported_punctuation` test used for punctuation timestamps).
     bool is_punctuation_token(int id) const;

@@ -98,7 +98,7 @@ bool next_chunk(Stream::Impl& s, const Recognizer::Impl& r, double audio_seconds
     const int64_t real = end - s.p;
     if (s.p >= total || real < (s.step == 0 ? 1 : m.config().encoder.subsampling_factor)) {
         s.done = true;
-        s.segments.update(m, r.cfg, {}, {}, s.dstate.frames_decoded, true, 0, audio_seconds, s.events);
+        s.segments.update(r.cfg, {}, {}, s.dstate.frames_decoded, true, 0, audio_seconds, s.events);
         return false;
     }
     out.features = Tensor::zeros({pre + real, n_mels});
@@ -131,7 +131,7 @@ void commit_chunk(Stream::Impl& s, const Recognizer::Impl& r, const CacheAwareCh
         s.feats.erase(s.feats.begin(), s.feats.begin() + (keep_from - s.feats_offset) * n_mels);
         s.feats_offset = keep_from;
     }
-    s.segments.update(*r.model, r.cfg, tokens, {}, s.dstate.frames_decoded, chunk.last, ms, audio_seconds, s.events);
+    s.segments.update(r.cfg, tokens, {}, s.dstate.frames_decoded, chunk.last, ms, audio_seconds, s.events);
 }
 
 }  // namespace
@@ -189,7 +189,7 @@ void Stream::reset() {
     s.input_rate = 0;
     s.finished = s.done = false;
     s.samples = 0;
-    s.segments = SegmentTracker();
+    s.segments = SegmentTracker(r.model->tokenizer(), r.model->frame_seconds(), r.model->config().is_tdt());
     s.events.clear();
     s.dstate = DecoderState();
     if (r.cfg.mode == "windowed") {
@@ -327,7 +327,7 @@ void Recognizer::decode(Stream& stream) const {
             continue;
         }
         const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        s.segments.update(m, r.cfg, committed, std::move(lookahead), frontier, last, ms, stream.audio_seconds(), s.events);
+        s.segments.update(r.cfg, committed, std::move(lookahead), frontier, last, ms, stream.audio_seconds(), s.events);
         if (last) s.done = true;
     }
 }
@@ -340,7 +340,6 @@ void Recognizer::decode(const std::vector<Stream*>& streams) const {
         // The windows of all ready streams are encoded as one batch (up to 64 at a time) and their chunks decoded
         // as one batch; each stream's result is the same as decoding it alone.
         constexpr size_t kMaxWindows = 64;
-        const Model& m = *r.model;
         for (;;) {
             std::vector<Stream*> ready;
             for (Stream* stream : streams)
@@ -356,7 +355,7 @@ void Recognizer::decode(const std::vector<Stream*>& streams) const {
                 for (size_t i = i0; i < i1; ++i) {
                     Stream::Impl& s = *ready[i]->impl_;
                     WindowedStep& st = steps[i - i0];
-                    s.segments.update(m, r.cfg, st.tokens, std::move(st.lookahead), s.win->decoder_state().frames_decoded,
+                    s.segments.update(r.cfg, st.tokens, std::move(st.lookahead), s.win->decoder_state().frames_decoded,
                                       st.last, ms, ready[i]->audio_seconds(), s.events);
                     if (st.last) s.done = true;
                 }

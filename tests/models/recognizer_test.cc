@@ -274,30 +274,30 @@ TEST(SegmentTracker, EndpointClosesSegmentAndFinalsNeverChange) {
     RecognizerConfig cfg;
     cfg.endpoint_silence_ms = 400;  // 5 encoder frames
     cfg.revision_tokens = 1;
-    SegmentTracker t;
+    SegmentTracker t(model->tokenizer(), model->frame_seconds(), model->config().is_tdt());
     std::deque<Event> ev;
     // Tokens 43 ("▁u") and 84 ("ain") at frames 0 and 2, each lasting 1 frame.
-    t.update(*model, cfg, {{43, 0, 1, 0.9f}, {84, 2, 1, 0.8f}}, {}, 4, false, 1.0, 0.32, ev);
+    t.update(cfg, {{43, 0, 1, 0.9f}, {84, 2, 1, 0.8f}}, {}, 4, false, 1.0, 0.32, ev);
     ASSERT_EQ(ev.size(), 1u);
     EXPECT_EQ(ev[0].type, Event::Type::kPartial);
     EXPECT_EQ(ev[0].text, "uain");
     EXPECT_EQ(ev[0].stable_text, "");  // the one revisable token is inside the only word
     // Four frames after the last token's end (frame 3): no endpoint yet, nothing new: no event.
-    t.update(*model, cfg, {}, {}, 7, false, 1.0, 0.56, ev);
+    t.update(cfg, {}, {}, 7, false, 1.0, 0.56, ev);
     EXPECT_EQ(ev.size(), 1u);
     // Five frames: the segment closes as final.
-    t.update(*model, cfg, {}, {}, 8, false, 1.0, 0.64, ev);
+    t.update(cfg, {}, {}, 8, false, 1.0, 0.64, ev);
     ASSERT_EQ(ev.size(), 2u);
     EXPECT_EQ(ev[1].type, Event::Type::kFinal);
     EXPECT_EQ(ev[1].segment, 0);
     EXPECT_EQ(ev[1].text, "uain");
     EXPECT_NEAR(ev[1].end, 0.24, 1e-9);
     // The next tokens open segment 1; the end of input closes it.
-    t.update(*model, cfg, {{101, 9, 2, 0.7f}}, {{81, 11, 1, 0.5f}}, 11, false, 1.0, 0.9, ev);
+    t.update(cfg, {{101, 9, 2, 0.7f}}, {{81, 11, 1, 0.5f}}, 11, false, 1.0, 0.9, ev);
     ASSERT_EQ(ev.size(), 3u);
     EXPECT_EQ(ev[2].segment, 1);
     EXPECT_EQ(ev[2].text, "justion");  // committed "▁just" + lookahead "ion"
-    t.update(*model, cfg, {}, {}, 12, true, 1.0, 1.0, ev);
+    t.update(cfg, {}, {}, 12, true, 1.0, 1.0, ev);
     ASSERT_EQ(ev.size(), 4u);
     EXPECT_EQ(ev[3].type, Event::Type::kFinal);
     EXPECT_EQ(ev[3].text, "just");  // lookahead was never committed
