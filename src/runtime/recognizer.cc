@@ -58,6 +58,7 @@ struct Stream::Impl {
     EncoderCache cache;
     DecoderState dstate;
     int slot = -1;               // StreamBatchEngine slot (batched cache-aware streaming)
+    Tensor chunk_buffer;         // the rows of the current chunk (next_chunk)
 
     SegmentTracker segments;
     std::deque<Event> events;
@@ -72,15 +73,19 @@ namespace {
 
 // One cache-aware chunk cut from a stream's features (NeMo CacheAwareStreamingAudioBuffer slicing, spec 7.7).
 struct CacheAwareChunk {
-    Tensor features;  // [pre + real, n_mels] host
+    Tensor features;  // [pre + real, n_mels] host: a view of the stream's chunk buffer, valid until its next chunk
     int pre = 0, real = 0;
     bool first = false, last = false;
+    bool normalize = false;  // NeMo's online normalisation is still to be applied (see next_chunk)
     int64_t p_next = 0;
 };
 
-// Cuts the stream's next chunk. False when the stream has no further step: it is then marked done and its
-// last segment closed.
-bool next_chunk(Stream::Impl& s, const Recognizer::Impl& r, double audio_seconds, CacheAwareChunk& out) {
+// Cuts the stream's next chunk into the stream's chunk buffer (no allocation per step). NeMo's online per-feature
+// normalisation is applied here, or left to the batched engine's GPU step when `defer_normalize` (then
+// out.normalize says whether it is due). False when the stream has no further step: it is then marked done and
+// its last segment closed.
+bool next_chunk(Stream::Impl& s, const Recognizer::Impl& r, double audio_seconds, CacheAwareChunk& out,
+                bool defer_normalize = false) {
     const Model& m = *r.model;
     const StreamingConfig& sc = r.sc;
     const int n_mels = m.frontend().n_mels();
@@ -101,15 +106,23 @@ bool next_chunk(Stream::Impl& s, const Recognizer::Impl& r, double audio_seconds
         s.segments.update(r.cfg, {}, {}, s.dstate.frames_decoded, true, 0, audio_seconds, s.events);
         return false;
     }
-    out.features = Tensor::zeros({pre + real, n_mels});
+    const int64_t rows = pre + real;
+    if (!s.chunk_buffer.defined() || s.chunk_buffer.dim(0) < rows)
+        s.chunk_buffer = Tensor::empty({std::max<int64_t>(rows, sc.pre_encode_cache_size[1] + sc.chunk_size[1]), n_mels});
+    out.features = s.chunk_buffer.slice0(0, rows);
+    float* x = out.features.data<float>();
     for (int64_t i = -pre; i < real; ++i) {
         const int64_t f = s.p + i;
-        if (f < 0) continue;
-        std::copy_n(s.feats.data() + (f - s.feats_offset) * n_mels, n_mels,
-                    out.features.data<float>() + (i + pre) * n_mels);
+        float* row = x + (i + pre) * n_mels;
+        if (f < 0) {
+            std::fill_n(row, n_mels, 0.f);
+        } else {
+            std::copy_n(s.feats.data() + (f - s.feats_offset) * n_mels, n_mels, row);
+        }
     }
-    if (!compat && m.config().preprocessor.normalize == "per_feature")
-        normalize_per_feature(out.features.data<float>(), pre + real, n_mels);  // NeMo online_normalization
+    const bool online = !compat && m.config().preprocessor.normalize == "per_feature";  // NeMo online_normalization
+    out.normalize = online && defer_normalize;
+    if (online && !defer_normalize) normalize_per_feature(x, rows, n_mels);
     out.pre = pre;
     out.real = static_cast<int>(real);
     out.first = s.step == 0;
@@ -296,13 +309,14 @@ void Recognizer::decode(Stream& stream) const {
             last = st.last;
         } else {
             CacheAwareChunk chunk;
-            if (!next_chunk(s, r, stream.audio_seconds(), chunk)) return;
+            if (!next_chunk(s, r, stream.audio_seconds(), chunk, r.batch != nullptr)) return;
             std::vector<Token> toks;
             if (r.batch) {
                 std::vector<StreamBatchEngine::Output> outs;
-                r.batch->step({{s.slot, chunk.first, chunk.features.data<float>(), chunk.pre + chunk.real, chunk.last,
-                                s.dstate.frames_decoded}},
-                              outs);
+                StreamBatchEngine::Step st{s.slot, chunk.first, chunk.features.data<float>(), chunk.pre + chunk.real,
+                                           chunk.last, s.dstate.frames_decoded};
+                st.normalize = chunk.normalize;
+                r.batch->step({st}, outs);
                 toks = std::move(outs[0].tokens);
                 s.dstate.frames_decoded += outs[0].frames;
             } else {
@@ -398,7 +412,7 @@ void Recognizer::decode(const std::vector<Stream*>& streams) const {
         chunks.assign(ready.size(), CacheAwareChunk{});
         has_chunk.assign(ready.size(), 0);
         parallel(ready.size(), [&](size_t i) {
-            has_chunk[i] = next_chunk(*ready[i]->impl_, r, ready[i]->audio_seconds(), chunks[i]) ? 1 : 0;
+            has_chunk[i] = next_chunk(*ready[i]->impl_, r, ready[i]->audio_seconds(), chunks[i], true) ? 1 : 0;
         });
         who.clear();
         which.clear();
@@ -410,16 +424,24 @@ void Recognizer::decode(const std::vector<Stream*>& streams) const {
             who.push_back(&s);
             which.push_back(i);
             steps.push_back({s.slot, c.first, c.features.data<float>(), c.pre + c.real, c.last, s.dstate.frames_decoded});
+            steps.back().normalize = c.normalize;
         }
-        if (steps.empty()) continue;  // streams that just ended; look again
+        const auto t1 = std::chrono::steady_clock::now();
+        if (steps.empty()) {  // streams that just ended; look again
+            r.batch->add_host_timing(std::chrono::duration<double, std::milli>(t1 - t0).count(), 0);
+            continue;
+        }
         r.batch->step(steps, outs);
-        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        const auto t2 = std::chrono::steady_clock::now();
+        const double ms = std::chrono::duration<double, std::milli>(t2 - t0).count();
         parallel(who.size(), [&](size_t i) {
             Stream::Impl& s = *who[i];
             s.dstate.frames_decoded += outs[i].frames;
             const double seconds = static_cast<double>(s.samples) / r.model->config().preprocessor.sample_rate;
             commit_chunk(s, r, chunks[which[i]], std::move(outs[i].tokens), ms, seconds);
         });
+        r.batch->add_host_timing(std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t2).count());
     }
 }
 

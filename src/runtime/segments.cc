@@ -40,6 +40,13 @@ void SegmentTracker::clear_segment() {
 
 void SegmentTracker::commit(const std::vector<Token>& tokens) {
     const Tokenizer* tok = tok_;
+    if (segment_.capacity() == 0 && !tokens.empty()) {
+        // Room for a long segment up front (kept across segments: clear() keeps it), so that steps do not grow
+        // these vectors every power of two; many streams growing them on the same step showed as 4-7 ms spikes
+        // of a 2048-stream step on the H100 (docs/PERFORMANCE.md, session 9).
+        segment_.reserve(kReservedTokens);
+        timed_.reserve(kReservedTokens);
+    }
     for (const Token& t : tokens) {
         const size_t i = segment_.size();
         if (tok && i > 0 && tok->starts_word(t.id) && !tok->is_punctuation_token(t.id)) {

@@ -36,6 +36,9 @@ public:
                 std::deque<Event>& events);
     int segment_id() const { return segment_id_; }
 
+    // Tokens a segment holds before its vectors grow (about 2 minutes of speech).
+    static constexpr size_t kReservedTokens = 512;
+
 private:
     // Appends committed tokens to the segment and to what is kept of it.
     void commit(const std::vector<Token>& tokens);

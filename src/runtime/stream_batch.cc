@@ -156,6 +156,7 @@ struct StreamBatchEngine::Impl {
     Tensor enc_w;
     std::vector<std::unique_ptr<Io>> ios[2];  // per shape, indexed by log2(bucket)
     bool decode_in_graph = true;
+    bool online_normalize = false;  // per_feature models: steps may ask for their chunks to be normalised
     int max_batch = StreamBatchEngine::kMaxBatch;  // steps per launch (PARAKEET_STREAM_MAX_BATCH)
     int debug_layers = -1;
     // Steps of at most this many rows take queue_small_layers. H100, bf16, 160 ms chunks (2 rows per stream): one
@@ -212,7 +213,7 @@ struct StreamBatchEngine::Impl {
         const Device dev{DeviceType::kCUDA, cu->device};
         io->batch = B;
         io->max_tokens = static_cast<int>(sh.sz.t * model->config().decoding.max_symbols + 1);
-        io->n_ints = static_cast<size_t>(B) * (3 + n_stages());
+        io->n_ints = static_cast<size_t>(B) * (4 + n_stages());  // slot, stage_len[ns], enc_len, out_len, norm_rows
         const size_t ints_bytes = (io->n_ints * sizeof(int) + 255) / 256 * 256;
         io->in_bytes = ints_bytes + static_cast<size_t>(B * sh.sz.feat_rows * n_mels) * sizeof(float);
         PK_CUDA_CHECK(cudaMallocHost(&io->host_in, io->in_bytes));
@@ -285,8 +286,11 @@ struct StreamBatchEngine::Impl {
         const int* stage_len = slot + B;
         const int* enc_len = stage_len + int64_t{B} * ns;
         const int* out_len = enc_len + B;
-        const float* feats = reinterpret_cast<const float*>(static_cast<const char*>(io.dev_in) +
-                                                            (io.n_ints * sizeof(int) + 255) / 256 * 256);
+        const int* norm_rows = out_len + B;
+        float* feats = reinterpret_cast<float*>(static_cast<char*>(io.dev_in) + (io.n_ints * sizeof(int) + 255) / 256 * 256);
+        // NeMo's online normalisation of each chunk (Step::normalize), in place on the uploaded features.
+        if (online_normalize)
+            cuda::kernels::normalize_chunks_per_feature(l, feats, B, sh.sz.feat_rows, sh.bins[0], norm_rows);
         const int64_t pad_lo = c.causal_downsampling ? 2 : 1;
         auto alloc = [&](int64_t n) { return Tensor::empty({n}, DType::kF32, dev); };
 
@@ -577,6 +581,7 @@ StreamBatchEngine::StreamBatchEngine(std::shared_ptr<const Model> model, const S
     const FastConformerEncoder& enc = m.model->encoder();
     const EncoderConfig& c = enc.config();
     m.att = enc.attention_context(context);
+    m.online_normalize = m.model->config().preprocessor.normalize == "per_feature";
     const int64_t D = c.d_model, C = sc.last_channel_cache_size;
     cuda::ContextOptions o;
     o.device_index = device_index;
@@ -804,20 +809,22 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
             int* stage_len = slot + B;
             int* enc_len = stage_len + int64_t{B} * ns;
             int* out_len = enc_len + B;
+            int* norm_rows = out_len + B;
             float* feats = reinterpret_cast<float*>(static_cast<char*>(io.host_in) +
                                                     (io.n_ints * sizeof(int) + 255) / 256 * 256);
             const size_t item_floats = static_cast<size_t>(sh.sz.feat_rows * n_mels);
             for (int b = n; b < B; ++b) {  // padding items: the reserved slot, nothing valid
                 slot[b] = 0;
                 for (int s = 0; s < ns; ++s) stage_len[b * ns + s] = 0;
-                enc_len[b] = out_len[b] = 0;
+                enc_len[b] = out_len[b] = norm_rows[b] = 0;
             }
             for (int b = 0; b < n; ++b) {
                 const Step& st = steps[group[g0 + b]];
                 PK_CHECK(st.slot > 0 && st.slot < static_cast<int>(m.pages.size()) * cuda::kernels::kSlotsPerPage &&
-                             st.rows >= 0 && st.rows <= sh.sz.feat_rows,
-                         kInvalidArgument, "batched step: bad slot {} or chunk of {} rows (shape holds {})", st.slot,
-                         st.rows, sh.sz.feat_rows);
+                             st.rows >= 0 && st.rows <= sh.sz.feat_rows && (!st.normalize || m.online_normalize),
+                         kInvalidArgument, "batched step: bad slot {} or chunk of {} rows (shape holds {}){}", st.slot,
+                         st.rows, sh.sz.feat_rows,
+                         st.normalize && !m.online_normalize ? ", or normalisation asked of a model without it" : "");
             }
 #pragma omp parallel for schedule(static) if (n >= 64)
             for (int b = 0; b < n; ++b) {
@@ -832,6 +839,7 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
                 enc_len[b] = e;
                 const bool truncate = m.sc.valid_out_len > 0 && (!st.keep_all_outputs || !m.att.chunked_limited);
                 out_len[b] = truncate ? std::min(e, m.sc.valid_out_len) : e;
+                norm_rows[b] = st.normalize ? st.rows : 0;
                 const size_t used = static_cast<size_t>(st.rows * n_mels);
                 std::memcpy(feats + b * item_floats, st.features, used * sizeof(float));
                 std::memset(feats + b * item_floats + used, 0, (item_floats - used) * sizeof(float));
@@ -891,6 +899,12 @@ StreamBatchEngine::Timing StreamBatchEngine::take_timing() {
     return t;
 }
 
+void StreamBatchEngine::add_host_timing(double cut_ms, double commit_ms) {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->timing.cut_ms += cut_ms;
+    impl_->timing.commit_ms += commit_ms;
+}
+
 #else  // !PARAKEET_WITH_CUDA
 
 struct StreamBatchEngine::Impl {};
@@ -906,6 +920,7 @@ void StreamBatchEngine::set_small_step_rows(int) {}
 void StreamBatchEngine::set_attention_by_channel(bool) {}
 void StreamBatchEngine::step(const std::vector<Step>&, std::vector<Output>&) {}
 StreamBatchEngine::Timing StreamBatchEngine::take_timing() { return {}; }
+void StreamBatchEngine::add_host_timing(double, double) {}
 size_t StreamBatchEngine::slot_bytes() const { return 0; }
 int StreamBatchEngine::slots_allocated() const { return 0; }
 

@@ -35,6 +35,9 @@ public:
         bool keep_all_outputs = false;  // the stream's last chunk (NeMo keep_all_outputs)
         int frames_decoded = 0;         // global frame of this chunk's first output frame
         bool want_encoded = false;      // also return the encoder output (parity checks)
+        // NeMo's online per-feature normalisation of the chunk's rows is still to be done (the step does it on
+        // the GPU, bit for bit as normalize_per_feature; models with per_feature normalisation only).
+        bool normalize = false;
     };
     struct Output {
         std::vector<Token> tokens;  // global frames
@@ -76,8 +79,12 @@ public:
         double total_ms = 0, gpu_ms = 0;
         double decode_ms = 0;  // the decode's share of gpu_ms, measured only when it runs outside the graph
         int batches = 0;
+        // The recognizer's host work around the steps (add_host_timing): chunks cut and normalised before them,
+        // tokens committed and events made after them.
+        double cut_ms = 0, commit_ms = 0;
     };
     Timing take_timing();
+    void add_host_timing(double cut_ms, double commit_ms);
 
     // Debugging: run only the first n conformer layers (-1: all); drops the captured graphs.
     void set_debug_layers(int n);

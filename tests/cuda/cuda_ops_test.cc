@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "backends/cuda/stream_kernels.h"
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/greedy_decode.h"
+#include "frontend/mel.h"
 #include "io/audio.h"
 #include "ops/ops.h"
 #include "runtime/transcriber.h"
@@ -629,6 +631,26 @@ TEST_F(CudaTest, BiasSilu16VectorisedEqualsScalar) {
                          fmt::format("bias_silu_16 {} bias={}", precision_name(prec), with_bias));
         }
     }
+}
+
+// The batched streaming step normalises chunks on the GPU: bit for bit the host's normalize_per_feature, per item
+// over its own rows (one row: std 0), rows past them and items asking none untouched.
+TEST_F(CudaTest, ChunkNormalisationEqualsHost) {
+    cuda::CudaContext& c = context();
+    const cuda::Launch l{c.stream, c.n_sms};
+    const int64_t B = 6, rows = 25, mels = 128;
+    const std::vector<int> norm_rows = {25, 16, 1, 0, 2, 24};
+    Tensor x = rand({B, rows, mels}, -12.f, 3.f);
+    Tensor dev = x.to(kGpu);
+    Tensor n_dev = Tensor::empty({B}, DType::kI32, kGpu);
+    ASSERT_EQ(cudaMemcpy(n_dev.raw(), norm_rows.data(), B * sizeof(int), cudaMemcpyHostToDevice), cudaSuccess);
+    cuda::kernels::normalize_chunks_per_feature(l, dev.data<float>(), B, rows, mels, n_dev.data<int>());
+    cuda::synchronize(c);
+    Tensor got = dev.to(Device{});
+    Tensor want = x.clone();
+    for (int64_t b = 0; b < B; ++b) normalize_per_feature(want.data<float>() + b * rows * mels, norm_rows[b], mels);
+    EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
+    EXPECT_NE(std::memcmp(got.raw(), x.raw(), x.nbytes()), 0);
 }
 
 TEST_F(CudaTest, WeightCacheUploadsOnce) {

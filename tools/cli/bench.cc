@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <cmath>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -40,6 +41,7 @@ struct BenchArgs {
     bool no_batch = false;     // cache-aware on CUDA: per-stream steps instead of batched ones
     int find_streams = 0;      // > 0: search the real-time capacity up to this many streams
     double p99_bound_ms = 40;  // step latency bound of the capacity search
+    std::string step_trace;    // streaming: one JSON line per tick (features, step and its parts, in ms) to this file
     // Encoder-only timing of one [frames, n_mels] feature chunk when > 0.
     int encoder_frames = 0;
     // Compare the device's encoder output and tokens with the CPU backend's on the same audio.
@@ -172,14 +174,20 @@ StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Mode
     // Recognizer::decode(streams): cache-aware on CUDA steps all streams in one graph; windowed encodes all windows
     // as one batch; cache-aware on the CPU steps them one after another.
     const bool batched = !a.no_batch && (a.stream == "windowed" || a.device != "cpu");
-    std::vector<double> step_ms, tick_ms, feature_ms, gpu_ms, engine_ms, decode_ms;
+    std::vector<double> step_ms, tick_ms, feature_ms, gpu_ms, engine_ms, decode_ms, cut_ms, commit_ms;
     StreamBatchEngine* engine = stream_batch_engine(*rec);
     if (engine) engine->take_timing();
     const double rss0 = peak_rss_mb();
+    std::ofstream trace;
+    if (!a.step_trace.empty()) {
+        trace.open(a.step_trace, std::ios::app);
+        PK_CHECK(trace.is_open(), kIo, "cannot write --step-trace file '{}'", a.step_trace);
+    }
     for (size_t pos = 0; pos < audio.size(); pos += tick) {
         const size_t n = std::min(tick, audio.size() - pos);
         const double t_tick = now();
         const bool end = pos + n >= audio.size();
+        bool stepped = false;  // a batched step ran this tick (its parts are in the vectors' last elements)
 #pragma omp parallel for schedule(dynamic, 16) if (n_streams > 16)
         for (int i = 0; i < n_streams; ++i) {
             streams[i]->accept_waveform(rate, audio.data() + pos, n);
@@ -192,11 +200,14 @@ StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Mode
             for (Stream* s : ptrs) any = any || s->is_ready();
             rec->decode(ptrs);
             if (any) step_ms.push_back((now() - t_feat) * 1000);
+            stepped = any && engine;
             if (engine) {
                 const StreamBatchEngine::Timing t = engine->take_timing();
                 if (any) gpu_ms.push_back(t.gpu_ms);
                 if (any) engine_ms.push_back(t.total_ms);
                 if (any) decode_ms.push_back(t.decode_ms);
+                if (any) cut_ms.push_back(t.cut_ms);
+                if (any) commit_ms.push_back(t.commit_ms);
             }
         } else {
             for (Stream* s : ptrs) {
@@ -208,6 +219,18 @@ StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Mode
         }
         for (Stream* s : ptrs) s->pop_events();
         tick_ms.push_back((now() - t_tick) * 1000);
+        if (trace.is_open()) {
+            nlohmann::ordered_json row = {{"streams", n_streams}, {"tick", tick_ms.size() - 1},
+                                          {"features_ms", feature_ms.back()}, {"tick_ms", tick_ms.back()}};
+            if (stepped) {
+                row["step_ms"] = step_ms.back();
+                row["gpu_ms"] = gpu_ms.back();
+                row["engine_ms"] = engine_ms.back();
+                row["cut_ms"] = cut_ms.back();
+                row["commit_ms"] = commit_ms.back();
+            }
+            trace << row.dump() << "\n";
+        }
     }
     // Warm-up: drop the first tenth of the steps and ticks. Flatness: p50 of the next tenth vs the last tenth.
     step_ms.erase(step_ms.begin(), step_ms.begin() + step_ms.size() / 10);
@@ -219,6 +242,8 @@ StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Mode
     gpu_ms.erase(gpu_ms.begin(), gpu_ms.begin() + gpu_ms.size() / 10);
     engine_ms.erase(engine_ms.begin(), engine_ms.begin() + engine_ms.size() / 10);
     decode_ms.erase(decode_ms.begin(), decode_ms.begin() + decode_ms.size() / 10);
+    cut_ms.erase(cut_ms.begin(), cut_ms.begin() + cut_ms.size() / 10);
+    commit_ms.erase(commit_ms.begin(), commit_ms.begin() + commit_ms.size() / 10);
     StreamBenchResult r;
     const double p50 = percentile(step_ms, 0.5);
     r.step_p99 = percentile(step_ms, 0.99);
@@ -240,6 +265,10 @@ StreamBenchResult measure_streams(const BenchArgs& a, std::shared_ptr<const Mode
              {"gpu_ms_p99", percentile(gpu_ms, 0.99)},
              {"engine_ms_p50", percentile(engine_ms, 0.5)},
              {"decode_ms_p50", percentile(decode_ms, 0.5)},
+             {"cut_ms_p50", percentile(cut_ms, 0.5)},
+             {"cut_ms_p99", percentile(cut_ms, 0.99)},
+             {"commit_ms_p50", percentile(commit_ms, 0.5)},
+             {"commit_ms_p99", percentile(commit_ms, 0.99)},
              {"slot_mb", engine ? static_cast<double>(engine->slot_bytes()) / (1 << 20) : 0.0},
              {"tick_ms_p99", r.tick_p99},
              {"early_step_ms_p50", early_p50},
@@ -257,14 +286,16 @@ void print_stream_row(const BenchArgs& a, const StreamBenchResult& r) {
         return;
     }
     std::cout << fmt::format("{} {} {} threads {}: {} stream(s){} x {:.0f} s, {:.2f} s audio per step: step p50 {:.2f} ms, "
-                             "p99 {:.2f} ms (first/last tenth p50 {:.2f}/{:.2f}; GPU p50 {:.2f}, p99 {:.2f}, decode {:.2f}; engine p50 {:.2f}); features p99 {:.2f} ms; all-stream tick "
+                             "p99 {:.2f} ms (first/last tenth p50 {:.2f}/{:.2f}; GPU p50 {:.2f}, p99 {:.2f}, decode {:.2f}; engine p50 {:.2f}; chunks cut p50 {:.2f}, p99 {:.2f}; commit p50 {:.2f}, p99 {:.2f}); features p99 {:.2f} ms; all-stream tick "
                              "p99 {:.2f} ms ({}real time); peak RSS {:.0f} MB (+{:.0f})",
                              a.stream, a.device, a.precision, row["threads"].get<int>(), row["streams"].get<int>(),
                              row["batched"].get<bool>() ? " batched" : "", a.stream_seconds, r.tick_s,
                              row["step_ms_p50"].get<double>(), r.step_p99, row["early_step_ms_p50"].get<double>(),
                              row["late_step_ms_p50"].get<double>(), row["gpu_ms_p50"].get<double>(),
                              row["gpu_ms_p99"].get<double>(), row["decode_ms_p50"].get<double>(),
-                             row["engine_ms_p50"].get<double>(),
+                             row["engine_ms_p50"].get<double>(), row["cut_ms_p50"].get<double>(),
+                             row["cut_ms_p99"].get<double>(), row["commit_ms_p50"].get<double>(),
+                             row["commit_ms_p99"].get<double>(),
                              row["features_ms_p99"].get<double>(), r.tick_p99,
                              r.real_time ? "" : "NOT ", row["peak_rss_mb"].get<double>(),
                              row["rss_growth_mb"].get<double>())
@@ -490,6 +521,7 @@ void add_bench(CLI::App& app) {
     sub->add_flag("--no-batch", a->no_batch, "Step streams one at a time (no batched decode of all streams)");
     sub->add_option("--find-streams", a->find_streams,
                     "Search the most real-time streams (from --streams, doubling, up to this many)");
+    sub->add_option("--step-trace", a->step_trace, "Streaming: append one JSON line per tick (times in ms) to this file");
     sub->add_option("--p99-bound-ms", a->p99_bound_ms, "Step latency p99 bound of --find-streams (ms)");
     sub->add_option("--encoder-frames", a->encoder_frames, "Time the encoder alone on this many feature frames");
     sub->add_flag("--compare-cpu", a->compare_cpu, "Encoder error and token agreement of --device vs the CPU");

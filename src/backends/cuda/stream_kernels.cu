@@ -502,6 +502,28 @@ __global__ void stream_advance_kernel(SlotLayout s, float* const* pages, StepIte
     ints[kFieldLen] = static_cast<int>(min(int64_t{ints[kFieldLen]} + keep, s.cache_rows));
 }
 
+// One thread per (item, column). The products and sums are rounded as the host's loop rounds them (no FMA).
+__global__ void normalize_chunks_kernel(float* x, int64_t batch, int64_t rows, int64_t n_mels, const int* norm_rows) {
+    const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+    if (i >= batch * n_mels) return;
+    const int64_t b = i / n_mels, m = i % n_mels;
+    const int n = norm_rows[b];
+    if (n <= 0) return;
+    float* col = x + b * rows * n_mels + m;
+    double sum = 0.0;
+    for (int t = 0; t < n; ++t) sum = __dadd_rn(sum, static_cast<double>(col[t * n_mels]));
+    const float mean = static_cast<float>(__ddiv_rn(sum, static_cast<double>(n)));
+    double sq = 0.0;
+    for (int t = 0; t < n; ++t) {
+        const float d = __fsub_rn(col[t * n_mels], mean);
+        const double dd = static_cast<double>(d);
+        sq = __dadd_rn(sq, __dmul_rn(dd, dd));
+    }
+    const float std_dev =
+        __fadd_rn(n > 1 ? static_cast<float>(__dsqrt_rn(__ddiv_rn(sq, static_cast<double>(n - 1)))) : 0.f, 1e-5f);
+    for (int t = 0; t < n; ++t) col[t * n_mels] = __fdiv_rn(__fsub_rn(col[t * n_mels], mean), std_dev);
+}
+
 __global__ void stream_conv_kernel(SlotLayout s, float* const* pages, StepItems items, int64_t layer,
                                    const float* x, int64_t batch, int64_t t, int64_t kernel, int64_t right,
                                    int64_t drop, const float* w, const float* bias, void* y, int act_dtype) {
@@ -832,6 +854,15 @@ void stream_advance(Launch l, const SlotLayout& layout, float* const* pages, con
     if (batch <= 0) return;
     stream_advance_kernel<<<static_cast<unsigned int>((batch + 127) / 128), 128, 0, l.stream>>>(layout, pages, items,
                                                                                                batch, cache_drop);
+    PK_CUDA_CHECK_LAUNCH();
+}
+
+void normalize_chunks_per_feature(Launch l, float* x, int64_t batch, int64_t rows, int64_t n_mels,
+                                  const int* norm_rows) {
+    const int64_t n = batch * n_mels;
+    if (n <= 0) return;
+    normalize_chunks_kernel<<<static_cast<unsigned int>((n + 127) / 128), 128, 0, l.stream>>>(x, batch, rows, n_mels,
+                                                                                              norm_rows);
     PK_CUDA_CHECK_LAUNCH();
 }
 

@@ -59,6 +59,12 @@ void flatten_channels_batched(Launch l, const float* x, int64_t batch, int64_t c
 void drop_scale_rows(Launch l, const float* x, int64_t batch, int64_t t_in, int64_t drop, int64_t t, int64_t d,
                      float alpha, const int* enc_len, float* y);
 
+// NeMo's online per-feature normalisation of each item's chunk, in place: x[B, rows, n_mels]; item b's first
+// norm_rows[b] rows (none when 0) become (x - mean) / (std + 1e-5) per column, with the mean and the unbiased std
+// (0 for one row) over those rows, summed in double in row order: bit for bit the host's normalize_per_feature.
+void normalize_chunks_per_feature(Launch l, float* x, int64_t batch, int64_t rows, int64_t n_mels,
+                                  const int* norm_rows);
+
 // Rel-pos attention of T new queries per item over [cached keys (slot ring) | T new keys].
 // qkv[B, T, 3D] (q | k | v, heads of d_head contiguous), p[2N - 1, D] the projected positional rows of this
 // layer for N = C + T keys (row r: distance N - 1 - r), u/v[H, d_head]. out[B, T, D]; rows t >= enc_len[b] zero.
