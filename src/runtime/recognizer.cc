@@ -73,16 +73,18 @@ namespace {
 
 // One cache-aware chunk cut from a stream's features (NeMo CacheAwareStreamingAudioBuffer slicing, spec 7.7).
 struct CacheAwareChunk {
-    Tensor features;  // [pre + real, n_mels] host: a view of the stream's chunk buffer, valid until its next chunk
+    Tensor features;  // [pre + real, n_mels] host: a view of the stream's features or chunk buffer, valid until
+                      // commit_chunk
     int pre = 0, real = 0;
     bool first = false, last = false;
     bool normalize = false;  // NeMo's online normalisation is still to be applied (see next_chunk)
     int64_t p_next = 0;
 };
 
-// Cuts the stream's next chunk into the stream's chunk buffer (no allocation per step). NeMo's online per-feature
-// normalisation is applied here, or left to the batched engine's GPU step when `defer_normalize` (then
-// out.normalize says whether it is due). False when the stream has no further step: it is then marked done and
+// Cuts the stream's next chunk: a view of the stream's features where its rows lie there unchanged, else a copy in
+// the stream's chunk buffer (no allocation per step). NeMo's online per-feature normalisation is applied here (on
+// the copy), or left to the batched engine's GPU step when `defer_normalize` (then out.normalize says whether it
+// is due). False when the stream has no further step: it is then marked done and
 // its last segment closed.
 bool next_chunk(Stream::Impl& s, const Recognizer::Impl& r, double audio_seconds, CacheAwareChunk& out,
                 bool defer_normalize = false) {
@@ -107,22 +109,30 @@ bool next_chunk(Stream::Impl& s, const Recognizer::Impl& r, double audio_seconds
         return false;
     }
     const int64_t rows = pre + real;
-    if (!s.chunk_buffer.defined() || s.chunk_buffer.dim(0) < rows)
-        s.chunk_buffer = Tensor::empty({std::max<int64_t>(rows, sc.pre_encode_cache_size[1] + sc.chunk_size[1]), n_mels});
-    out.features = s.chunk_buffer.slice0(0, rows);
-    float* x = out.features.data<float>();
-    for (int64_t i = -pre; i < real; ++i) {
-        const int64_t f = s.p + i;
-        float* row = x + (i + pre) * n_mels;
-        if (f < 0) {
-            std::fill_n(row, n_mels, 0.f);
-        } else {
-            std::copy_n(s.feats.data() + (f - s.feats_offset) * n_mels, n_mels, row);
-        }
-    }
     const bool online = !compat && m.config().preprocessor.normalize == "per_feature";  // NeMo online_normalization
     out.normalize = online && defer_normalize;
-    if (online && !defer_normalize) normalize_per_feature(x, rows, n_mels);
+    const bool normalize_here = online && !defer_normalize;
+    if (s.p - pre >= s.feats_offset && !normalize_here) {
+        // The rows lie contiguous in the stream's features, which stay as they are until commit_chunk: a view.
+        out.features = Tensor::view(s.feats.data() + (s.p - pre - s.feats_offset) * n_mels, {rows, n_mels}, DType::kF32,
+                                    nullptr);
+    } else {
+        if (!s.chunk_buffer.defined() || s.chunk_buffer.dim(0) < rows)
+            s.chunk_buffer =
+                Tensor::empty({std::max<int64_t>(rows, sc.pre_encode_cache_size[1] + sc.chunk_size[1]), n_mels});
+        out.features = s.chunk_buffer.slice0(0, rows);
+        float* x = out.features.data<float>();
+        for (int64_t i = -pre; i < real; ++i) {
+            const int64_t f = s.p + i;
+            float* row = x + (i + pre) * n_mels;
+            if (f < 0) {
+                std::fill_n(row, n_mels, 0.f);
+            } else {
+                std::copy_n(s.feats.data() + (f - s.feats_offset) * n_mels, n_mels, row);
+            }
+        }
+        if (normalize_here) normalize_per_feature(x, rows, n_mels);
+    }
     out.pre = pre;
     out.real = static_cast<int>(real);
     out.first = s.step == 0;
