@@ -84,8 +84,7 @@ struct CacheAwareChunk {
 // Cuts the stream's next chunk: a view of the stream's features where its rows lie there unchanged, else a copy in
 // the stream's chunk buffer (no allocation per step). NeMo's online per-feature normalisation is applied here (on
 // the copy), or left to the batched engine's GPU step when `defer_normalize` (then out.normalize says whether it
-// is due). False when the stream has no further step: it is then marked done and
-// its last segment closed.
+// is due). False when the stream has no further step: it is then marked done and its last segment closed.
 bool next_chunk(Stream::Impl& s, const Recognizer::Impl& r, double audio_seconds, CacheAwareChunk& out,
                 bool defer_normalize = false) {
     const Model& m = *r.model;

@@ -44,7 +44,7 @@ private:
     void commit(const std::vector<Token>& tokens);
     // An event over the segment plus `lookahead`, from what is kept and the open word.
     Event make_event(Event::Type type, const std::vector<Token>& lookahead) const;
-    // Text of segment_[0, end), for end <= segment_.size().
+    // Text of segment_[0, end) followed by *tail (when given), for end <= segment_.size().
     std::string prefix_text(size_t end, const std::vector<Token>* tail) const;
     void clear_segment();
 
