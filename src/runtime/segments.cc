@@ -56,8 +56,8 @@ void SegmentTracker::commit(const std::vector<Token>& tokens) {
             open_ = i;
             if (has_text_ && tok->joins_with_space(t.id)) {
                 const size_t from = marks_.empty() ? 0 : marks_.back().first;
-                const std::string piece = tok->decode(ids_of(segment_, from, i, nullptr));
-                text_ = marks_.empty() ? piece : text_ + " " + piece;
+                if (!marks_.empty()) text_ += ' ';  // appended in place: a long segment's text is not recopied
+                text_ += tok->decode(ids_of(segment_, from, i, nullptr));
                 marks_.emplace_back(i, text_.size());
             }
         }
