@@ -81,7 +81,7 @@ struct Tokenizer::Impl {
     std::vector<std::string> texts;  // token_text per id
     std::set<char32_t> punctuation;
     std::vector<bool> punctuation_token;
-    std::vector<bool> joins_with_space;
+    std::vector<bool> has_own_text, joins_with_space;
 };
 
 bool is_unicode_space(char32_t c) {
@@ -175,12 +175,13 @@ Tokenizer Tokenizer::from_model_bytes(const std::string& serialized_model_proto,
         const std::u32string text = utf8_to_u32(impl->texts[id]);
         impl->punctuation_token[id] = text.size() == 1 && impl->punctuation.count(text[0]) > 0;
     }
+    impl->has_own_text.resize(n);
     impl->joins_with_space.resize(n);
     for (int id = 0; id < n; ++id) {
         const std::string& t = impl->texts[id];
-        if (!starts_with(impl->pieces[id], kWordStart) || t.empty() || impl->sp.IsControl(id) ||
-            impl->sp.IsUnknown(id) || impl->sp.IsByte(id) || impl->sp.IsUnused(id))
-            continue;
+        impl->has_own_text[id] = !t.empty() && !impl->sp.IsControl(id) && !impl->sp.IsUnknown(id) &&
+                                 !impl->sp.IsByte(id) && !impl->sp.IsUnused(id);
+        if (!impl->has_own_text[id] || !starts_with(impl->pieces[id], kWordStart)) continue;
         size_t len = 0;
         const char32_t c = next_code_point(t, 0, &len);
         if (is_unicode_space(c) || impl->punctuation.count(c) > 0) continue;
@@ -270,6 +271,11 @@ bool Tokenizer::starts_word(int id) const { return starts_with(piece(id), kWordS
 const std::string& Tokenizer::token_text(int id) const {
     check_id(id);
     return impl_->texts[id];
+}
+
+bool Tokenizer::has_own_text(int id) const {
+    check_id(id);
+    return impl_->has_own_text[id];
 }
 
 bool Tokenizer::joins_with_space(int id) const {

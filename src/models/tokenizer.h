@@ -61,9 +61,11 @@ public:
     // "ing" -> "ing", "," -> ",". Precomputed; no allocation beyond the copy.
     const std::string& token_text(int id) const;
 
+    // True for a normal piece (not CONTROL, unknown, byte or unused) whose text alone is not empty.
+    bool has_own_text(int id) const;
+
     // True when text splits before this token: decode(a + b) == decode(a) + " " + decode(b) for every `a` that
-    // holds a normal piece with text of its own (not CONTROL, unknown, byte or unused) and every `b` that begins
-    // with `id`. Holds for a normal piece "▁x..." whose text begins with a character that is neither whitespace nor
+    // holds a token with has_own_text and every `b` that begins with `id`. Holds for a normal piece "▁x..." whose text begins with a character that is neither whitespace nor
     // punctuation (checked on each such id at load; tests/unit/segments_test.cc checks it on random sequences).
     // Lets streaming keep a segment's text and extend it instead of decoding it whole every step.
     bool joins_with_space(int id) const;

@@ -141,6 +141,13 @@ bool next_chunk(Stream::Impl& s, const Recognizer::Impl& r, double audio_seconds
     return true;
 }
 
+// The batched engine's step for a stream's chunk.
+StreamBatchEngine::Step batch_step(const Stream::Impl& s, const CacheAwareChunk& c) {
+    StreamBatchEngine::Step st{s.slot, c.first, c.features.data<float>(), c.pre + c.real, c.last, s.dstate.frames_decoded};
+    st.normalize = c.normalize;
+    return st;
+}
+
 // Moves the stream past a decoded chunk and reports its tokens.
 void commit_chunk(Stream::Impl& s, const Recognizer::Impl& r, const CacheAwareChunk& chunk,
                   std::vector<Token> tokens, double ms, double audio_seconds) {
@@ -323,10 +330,7 @@ void Recognizer::decode(Stream& stream) const {
             std::vector<Token> toks;
             if (r.batch) {
                 std::vector<StreamBatchEngine::Output> outs;
-                StreamBatchEngine::Step st{s.slot, chunk.first, chunk.features.data<float>(), chunk.pre + chunk.real,
-                                           chunk.last, s.dstate.frames_decoded};
-                st.normalize = chunk.normalize;
-                r.batch->step({st}, outs);
+                r.batch->step({batch_step(s, chunk)}, outs);
                 toks = std::move(outs[0].tokens);
                 s.dstate.frames_decoded += outs[0].frames;
             } else {
@@ -442,8 +446,7 @@ void Recognizer::decode(const std::vector<Stream*>& streams) const {
             const CacheAwareChunk& c = chunks[i];
             who.push_back(&s);
             which.push_back(i);
-            steps.push_back({s.slot, c.first, c.features.data<float>(), c.pre + c.real, c.last, s.dstate.frames_decoded});
-            steps.back().normalize = c.normalize;
+            steps.push_back(batch_step(s, c));
         }
         const auto t1 = std::chrono::steady_clock::now();
         if (steps.empty()) {  // streams that just ended; look again

@@ -8,13 +8,6 @@ namespace {
 
 TokenInfo token_info(const TimedToken& t) { return {t.id, t.piece, t.frame, t.start, t.end, t.confidence}; }
 
-// A normal piece with text of its own: once the segment holds one, its text is non-empty and decoding a later
-// word start keeps that word's space (Tokenizer::joins_with_space).
-bool has_text(const Tokenizer& tok, int id) {
-    return !tok.is_control(id) && !tok.is_unknown(id) && !tok.is_byte(id) && !tok.is_unused(id) &&
-           !tok.token_text(id).empty();
-}
-
 std::vector<int> ids_of(const std::vector<Token>& tokens, size_t from, size_t to, const std::vector<Token>* tail) {
     std::vector<int> ids;
     ids.reserve(to - from + (tail ? tail->size() : 0));
@@ -63,7 +56,7 @@ void SegmentTracker::commit(const std::vector<Token>& tokens) {
         }
         segment_.push_back(t);
         timed_.push_back(time_token(t, tok, frame_seconds_, tdt_, i == 0, prev_end_));
-        if (tok && !has_text_) has_text_ = has_text(*tok, t.id);
+        if (tok && !has_text_) has_text_ = tok->has_own_text(t.id);
         last_token_end_ = std::max(last_token_end_, t.frame + std::max(t.duration, 1));
     }
 }
@@ -78,7 +71,10 @@ std::string SegmentTracker::prefix_text(size_t end, const std::vector<Token>* ta
     if (it == marks_.begin()) return tok.decode(ids_of(segment_, 0, end, tail));
     const auto [from, bytes] = *std::prev(it);
     std::string out = text_.substr(0, bytes);
-    if (from < end || more) out += " " + tok.decode(ids_of(segment_, from, end, tail));
+    if (from < end || more) {
+        out += ' ';
+        out += tok.decode(ids_of(segment_, from, end, tail));
+    }
     return out;
 }
 

@@ -62,7 +62,7 @@ private:
     std::string text_;               // text of segment_[0, marks_.back().first)
     // (i, n): the text of segment_[0, i) is text_'s first n bytes, and decoding splits exactly before token i.
     std::vector<std::pair<size_t, size_t>> marks_;
-    bool has_text_ = false;          // segment_ holds a normal piece with text (a mark may follow it)
+    bool has_text_ = false;          // segment_ holds a token with Tokenizer::has_own_text (a mark may follow it)
 };
 
 }  // namespace parakeet

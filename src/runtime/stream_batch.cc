@@ -97,6 +97,16 @@ struct ChunkShape {
     std::vector<Tensor> pos_bias_v;   // per layer [H, 2N - 1]: pos_bias_v_h · pos_proj rows (head h's columns)
 };
 
+// The per-item ints at the start of an Io's input buffer (host or device copy), B items and ns subsampling stages:
+// slot [B] | stage_len [B, ns] | enc_len [B] | out_len [B] | norm_rows [B]; the features follow at Io::feats_offset.
+template <typename I>
+struct ItemInts {
+    I *slot, *stage_len, *enc_len, *out_len, *norm_rows;
+    ItemInts(I* base, int64_t B, int64_t ns)
+        : slot(base), stage_len(slot + B), enc_len(stage_len + B * ns), out_len(enc_len + B), norm_rows(out_len + B) {}
+    static size_t count(int64_t B, int64_t ns) { return static_cast<size_t>(B * (4 + ns)); }
+};
+
 // Fixed-address buffers of one (shape, batch size): inputs, decoder scratch and outputs.
 struct Io {
     int batch = 0;
@@ -110,6 +120,8 @@ struct Io {
     Tensor dec_h, dec_c, dec_p, dec_t, dec_started, dec_scratch, dec_ints, fproj;
     Tensor encoded;  // [B, t, D]: the chunk's encoder output, kept for parity checks
     bool warmed = false;
+    // Byte offset of the features in the input buffer (after the ItemInts, 256-byte aligned).
+    size_t feats_offset() const { return (n_ints * sizeof(int) + 255) / 256 * 256; }
 };
 
 void free_pinned(void* p) {
@@ -213,9 +225,8 @@ struct StreamBatchEngine::Impl {
         const Device dev{DeviceType::kCUDA, cu->device};
         io->batch = B;
         io->max_tokens = static_cast<int>(sh.sz.t * model->config().decoding.max_symbols + 1);
-        io->n_ints = static_cast<size_t>(B) * (4 + n_stages());  // slot, stage_len[ns], enc_len, out_len, norm_rows
-        const size_t ints_bytes = (io->n_ints * sizeof(int) + 255) / 256 * 256;
-        io->in_bytes = ints_bytes + static_cast<size_t>(B * sh.sz.feat_rows * n_mels) * sizeof(float);
+        io->n_ints = ItemInts<int>::count(B, n_stages());
+        io->in_bytes = io->feats_offset() + static_cast<size_t>(B * sh.sz.feat_rows * n_mels) * sizeof(float);
         PK_CUDA_CHECK(cudaMallocHost(&io->host_in, io->in_bytes));
         std::memset(io->host_in, 0, io->in_bytes);
         PK_CUDA_CHECK(cudaMalloc(&io->dev_in, io->in_bytes));
@@ -282,12 +293,10 @@ struct StreamBatchEngine::Impl {
         const Device dev{DeviceType::kCUDA, cu->device};
         const cuda::Launch l = launch();
         PK_CUDA_CHECK(cudaMemcpyAsync(io.dev_in, io.host_in, io.in_bytes, cudaMemcpyHostToDevice, cu->stream));
-        const int* slot = static_cast<const int*>(io.dev_in);
-        const int* stage_len = slot + B;
-        const int* enc_len = stage_len + int64_t{B} * ns;
-        const int* out_len = enc_len + B;
-        const int* norm_rows = out_len + B;
-        float* feats = reinterpret_cast<float*>(static_cast<char*>(io.dev_in) + (io.n_ints * sizeof(int) + 255) / 256 * 256);
+        const ItemInts<const int> in(static_cast<const int*>(io.dev_in), B, ns);
+        const int *slot = in.slot, *stage_len = in.stage_len, *enc_len = in.enc_len, *out_len = in.out_len;
+        const int* norm_rows = in.norm_rows;
+        float* feats = reinterpret_cast<float*>(static_cast<char*>(io.dev_in) + io.feats_offset());
         // NeMo's online normalisation of each chunk (Step::normalize), in place on the uploaded features.
         if (online_normalize)
             cuda::kernels::normalize_chunks_per_feature(l, feats, B, sh.sz.feat_rows, sh.bins[0], norm_rows);
@@ -803,15 +812,11 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
                 cuda::synchronize(*m.cu);
                 io.warmed = true;
             }
-            // Inputs: slot, stage rows, encoder rows and decoded rows per item; features zero-padded.
-            int* ints = static_cast<int*>(io.host_in);
-            int* slot = ints;
-            int* stage_len = slot + B;
-            int* enc_len = stage_len + int64_t{B} * ns;
-            int* out_len = enc_len + B;
-            int* norm_rows = out_len + B;
-            float* feats = reinterpret_cast<float*>(static_cast<char*>(io.host_in) +
-                                                    (io.n_ints * sizeof(int) + 255) / 256 * 256);
+            // Inputs: the ItemInts of each item (padding items: nothing valid); features zero-padded.
+            const ItemInts<int> in(static_cast<int*>(io.host_in), B, ns);
+            int *slot = in.slot, *stage_len = in.stage_len, *enc_len = in.enc_len, *out_len = in.out_len;
+            int* norm_rows = in.norm_rows;
+            float* feats = reinterpret_cast<float*>(static_cast<char*>(io.host_in) + io.feats_offset());
             const size_t item_floats = static_cast<size_t>(sh.sz.feat_rows * n_mels);
             for (int b = n; b < B; ++b) {  // padding items: the reserved slot, nothing valid
                 slot[b] = 0;
@@ -858,8 +863,8 @@ void StreamBatchEngine::step(const std::vector<Step>& steps, std::vector<Output>
             if (!decoded_in_graph) {
                 cuda::run_graph(*m.cu, key, [&] { m.queue_step(sh, io, false); });
                 PK_CUDA_CHECK(cudaEventRecord(m.ev_mid, m.cu->stream));
-                const int* dev_ints = static_cast<const int*>(io.dev_in);
-                m.queue_decode(sh, io, dev_ints, dev_ints + B + int64_t{B} * ns + B);
+                const ItemInts<const int> dev(static_cast<const int*>(io.dev_in), B, ns);
+                m.queue_decode(sh, io, dev.slot, dev.out_len);
             }
             PK_CUDA_CHECK(cudaEventRecord(m.ev_end, m.cu->stream));
             cuda::synchronize(*m.cu);

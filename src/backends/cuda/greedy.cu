@@ -1083,7 +1083,7 @@ void launch(Launch l, const GreedyParams& p) {
     PK_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kDecodeThreads, shared));
     if (per_sm < 1) throw_cuda_error(cudaErrorInvalidConfiguration, "greedy decode kernel occupancy", __FILE__, __LINE__);
     // Two blocks per SM at most: enough warps for the weight rows, few participants in each grid barrier
-    // (PARAKEET_DECODE_BLOCKS_PER_SM=1 or 2: A/B measurements).
+    // (PARAKEET_DECODE_BLOCKS_PER_SM=1: one per SM, for A/B measurements).
     static const int most = env_switch("PARAKEET_DECODE_BLOCKS_PER_SM") ? 1 : 2;
     const unsigned int blocks = static_cast<unsigned int>(std::min(l.n_sms * std::min(per_sm, most), kGreedyMaxBlocks));
     GreedyParams params = p;
